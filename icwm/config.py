@@ -1,0 +1,87 @@
+"""Typed configuration loading: dataclass defaults < YAML file < command-line ``key=value`` overrides.
+
+Every entry point owns one dataclass tree. Unknown keys and wrongly typed values raise ``ValueError``
+naming the offending field, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build a ``cls`` instance from defaults, an optional YAML file and ``key=value`` overrides.
+
+    Args:
+        cls: a dataclass type (the config tree's root).
+        yaml_path: optional YAML file whose keys must all exist in ``cls``.
+        overrides: dotted ``key=value`` strings (highest precedence), e.g. ``["train.steps=10"]``.
+
+    Returns:
+        A fully converted dataclass instance (``__post_init__`` validation has run).
+
+    Raises:
+        ValueError: unknown key, bad type, missing file, or a failed ``__post_init__`` check.
+    """
+    try:
+        base = OmegaConf.structured(cls)
+        layers = [base]
+        if yaml_path is not None:
+            path = Path(yaml_path)
+            if not path.is_file():
+                raise ValueError(f"config: file {str(path)!r} does not exist")
+            layers.append(OmegaConf.load(path))
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ValueError(f"config: override {bad[0]!r} is not of the form key=value")
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(*layers)
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or getattr(err, "key", None)
+        raise ValueError(f"config: field {key!r}: {err.msg if hasattr(err, 'msg') else err}") from err
+
+
+def to_yaml(cfg: Any) -> str:
+    """Resolved YAML text of a dataclass config (stored beside checkpoints, shards and reports)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain ``dict`` of a dataclass config (JSON-serialisable)."""
+    if dataclasses.is_dataclass(cfg):
+        return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def split_cli(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Split ``--config PATH key=value ...`` into (path, overrides). ``--config=PATH`` also works.
+
+    Arguments DeepSpeed's launcher adds (``--local_rank=N``) are dropped.
+    """
+    path, rest, it = None, [], iter(argv)
+    for arg in it:
+        if arg == "--config":
+            path = next(it, None)
+            if path is None:
+                raise ValueError("--config needs a path")
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        elif arg.startswith("--local_rank"):
+            if "=" not in arg:
+                next(it, None)
+        else:
+            rest.append(arg)
+    return path, rest
+
+
+def check(cond: bool, field: str, expected: str, got: Any) -> None:
+    """Raise ``ValueError`` naming ``field`` when ``cond`` is false."""
+    if not cond:
+        raise ValueError(f"{field}: expected {expected}, got {got!r}")
