@@ -1,0 +1,392 @@
+"""Webdataset shards of task samples: deterministic writer, reader, ``index.json`` and integrity check.
+
+A shard is a plain tar of records, one record per group of ONE task and ONE system configuration, so tensor
+shapes are homogeneous inside a shard. Record ``000012`` holds ``000012.<key>.npy`` per tensor
+(``[sample, ...]``, dtype kept, complex stays complex) and ``000012.meta.json``. Same config and seed give
+byte-identical shards: fixed member order, mtime 0, uid/gid 0, mode 0444, no timestamps in the metadata.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import io
+import json
+import multiprocessing
+import os
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+from tqdm import tqdm
+
+from icwm import tasks as task_registry
+from icwm.config import check, to_dict
+from icwm.data.config import DataConfig
+from icwm.wireless.sysconfig import SystemConfig
+
+FORMAT = "icwm-shards-v1"
+INDEX_NAME = "index.json"
+META_MEMBER = "meta.json"
+INDEX_EVERY_S = 5.0     # index.json refresh period while writing (resume loses at most this much work)
+GetTask = Callable[[str], ModuleType]
+
+
+class ShardError(ValueError):
+    """A shard is missing, truncated, corrupted or inconsistent with ``index.json``."""
+
+
+def stable_seed(*parts: object) -> int:
+    """Seed in [0, 2^63) from a stable hash (sha256) of ``parts``; independent of PYTHONHASHSEED."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the data (stored in every record's meta)."""
+    out = {}
+    for name, dist in (("torch", "torch"), ("numpy", "numpy"), ("sionna", "sionna-no-rt"), ("icwm", "icwm")):
+        try:
+            out[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not-installed"
+    return out
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Everything that determines one shard's bytes."""
+
+    file: str
+    split: str
+    task: str
+    system_index: int
+    system: SystemConfig
+    shard_index: int
+    first_group: int            # index of the shard's first group among the (task, system) groups
+    n_groups: int
+    samples_per_group: int
+    base_seed: int
+
+    @property
+    def seed(self) -> int:
+        """Shard seed = stable hash of (base seed, split, task, system index, shard index)."""
+        return stable_seed(self.base_seed, self.split, self.task, self.system_index, self.shard_index)
+
+    def fingerprint(self) -> str:
+        """sha256 of the spec (JSON), used to decide whether an existing shard can be kept."""
+        d = dataclasses.asdict(self)                       # SystemConfig is a plain dataclass tree
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def plan_shards(cfg: DataConfig, systems: list[SystemConfig]) -> list[ShardSpec]:
+    """All shards of ``cfg``, ordered by task, system, shard.
+
+    Returns:
+        One ``ShardSpec`` per shard; file ``{split}-{task}-{system}-{shard:05d}.tar``.
+    """
+    specs = []
+    for task in cfg.tasks:
+        total = cfg.groups_for(task)
+        for si, system in enumerate(systems):
+            for shard in range(cfg.shards_for(task)):
+                first = shard * cfg.groups_per_shard
+                specs.append(ShardSpec(
+                    file=f"{cfg.split}-{task}-{system.name}-{shard:05d}.tar", split=cfg.split, task=task,
+                    system_index=si, system=system, shard_index=shard, first_group=first,
+                    n_groups=min(cfg.groups_per_shard, total - first), samples_per_group=cfg.samples_per_group,
+                    base_seed=cfg.seed))
+    return specs
+
+
+def _npy_bytes(x: torch.Tensor, key: str) -> bytes:
+    check(x.dtype != torch.bfloat16, f"tensor {key!r}", "a numpy-compatible dtype", x.dtype)
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, x.detach().cpu().contiguous().numpy(), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _check_output(out: dict[str, torch.Tensor], module: ModuleType, spec: ShardSpec) -> None:
+    lead = (spec.n_groups, spec.samples_per_group)
+    for key in tuple(getattr(module, "X_KEYS", ())) + tuple(getattr(module, "Y_KEYS", ())):
+        check(key in out, f"{spec.task}.generate", f"output with key {key!r}", sorted(out))
+    for key, x in out.items():
+        check("." not in key and key not in ("meta", "__key__"), f"{spec.task}.generate key", "a name without '.', "
+              "not 'meta'", key)
+        check(isinstance(x, torch.Tensor) and tuple(x.shape[:2]) == lead, f"{spec.task}.generate[{key!r}]",
+              f"a tensor with leading dims [group, sample] = {lead}", getattr(x, "shape", type(x)))
+
+
+def encode_records(out: dict[str, torch.Tensor], spec: ShardSpec, module: ModuleType) -> list[dict]:
+    """Webdataset records (one per group) of a ``generate`` output: ``{"__key__", "<key>.npy", "meta.json"}``."""
+    versions, system = package_versions(), dataclasses.asdict(spec.system)
+    keys = {k: {"shape": list(v.shape[1:]), "dtype": str(v.dtype).removeprefix("torch.")} for k, v in out.items()}
+    records = []
+    for g in range(spec.n_groups):
+        meta = {"format": FORMAT, "task": spec.task, "split": spec.split, "system": system,
+                "system_name": spec.system.name, "system_index": spec.system_index, "base_seed": spec.base_seed,
+                "seed": spec.seed, "shard": spec.file, "shard_index": spec.shard_index, "group": spec.first_group + g,
+                "group_in_shard": g, "samples": spec.samples_per_group, "keys": keys,
+                "x_keys": list(getattr(module, "X_KEYS", ())), "y_keys": list(getattr(module, "Y_KEYS", ())),
+                "versions": versions}
+        rec = {"__key__": f"{spec.first_group + g:06d}", META_MEMBER: json.dumps(meta, sort_keys=True).encode()}
+        rec.update({f"{k}.npy": _npy_bytes(v[g], k) for k, v in out.items()})
+        records.append(rec)
+    return records
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_tar(records: list[dict], path: Path) -> None:
+    """Write ``records`` to ``path`` atomically (tmp file + ``os.replace``), deterministic bytes."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            with wds.TarWriter(f, user="icwm", group="icwm", mode=0o444, mtime=0, encoder=False) as w:
+                for rec in records:
+                    w.write(rec)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_shard(spec: ShardSpec, out_dir: str | Path, get_task: GetTask) -> dict:
+    """Generate and write one shard; returns its ``index.json`` entry.
+
+    The task's ``generate(system, n_groups, samples_per_group, rng)`` runs with
+    ``rng = torch.Generator().manual_seed(spec.seed)`` and one torch thread (thread count never changes bytes).
+    """
+    module = get_task(spec.task)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rng = torch.Generator().manual_seed(spec.seed)
+        out = module.generate(spec.system, spec.n_groups, spec.samples_per_group, rng)
+    finally:
+        torch.set_num_threads(threads)
+    _check_output(out, module, spec)
+    path = Path(out_dir) / spec.file
+    _write_tar(encode_records(out, spec, module), path)
+    return {"file": spec.file, "task": spec.task, "system": spec.system.name, "system_index": spec.system_index,
+            "shard_index": spec.shard_index, "groups": spec.n_groups, "samples_per_group": spec.samples_per_group,
+            "samples": spec.n_groups * spec.samples_per_group, "seed": spec.seed, "fingerprint": spec.fingerprint(),
+            "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def _write_job(args: tuple[ShardSpec, str, GetTask]) -> dict:
+    return write_shard(*args)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _run_jobs(jobs: list[tuple], workers: int, on_done: Callable[[dict], object]) -> None:
+    """Run ``_write_job`` over ``jobs`` in this process or a spawn pool; ``on_done(entry)`` as each ends."""
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            on_done(_write_job(job))
+        return
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
+        for entry in pool.imap_unordered(_write_job, jobs):
+            on_done(entry)
+
+
+def load_index(out_dir: str | Path) -> dict:
+    """Parsed ``out_dir/index.json``; ``ShardError`` when missing or unreadable."""
+    path = Path(out_dir) / INDEX_NAME
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ShardError(f"index: cannot read {str(path)!r}: {err}") from err
+    check(index.get("format") == FORMAT, f"index {str(path)!r} format", FORMAT, index.get("format"))
+    return index
+
+
+def _write_index(out_dir: Path, head: dict, entries: list[dict]) -> Path:
+    """Atomically write ``index.json`` = ``head`` (format, config, systems) + shard entries and totals."""
+    index = {**head, "shards": entries, "total_groups": sum(e["groups"] for e in entries),
+             "total_samples": sum(e["samples"] for e in entries)}
+    path = out_dir / INDEX_NAME
+    tmp = out_dir / f".{INDEX_NAME}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def _is_complete(spec: ShardSpec, entry: dict | None, out_dir: Path, verify_hash: bool) -> bool:
+    path = out_dir / spec.file
+    if entry is None or entry.get("fingerprint") != spec.fingerprint() or not path.is_file():
+        return False
+    if path.stat().st_size != entry["bytes"]:
+        return False
+    return not verify_hash or sha256_file(path) == entry["sha256"]
+
+
+@dataclass
+class WriteSummary:
+    """Outcome of ``write_shards``."""
+
+    written: int
+    skipped: int
+    groups: int
+    samples: int
+    bytes: int
+    seconds: float
+    index_path: str
+
+
+def write_shards(cfg: DataConfig, get_task: GetTask | None = None, progress: bool = True) -> WriteSummary:
+    """Write every shard of ``cfg`` (resumable, parallel) and ``index.json``.
+
+    Complete shards (listed in an existing index with the same spec fingerprint and, with
+    ``cfg.verify_existing``, the same sha256) are skipped; everything else is (re)written atomically.
+    The index is refreshed every ``INDEX_EVERY_S`` seconds and at the end, so an interrupted run resumes
+    close to where it stopped (unlisted shard files are rewritten).
+
+    Args:
+        cfg: the data configuration.
+        get_task: task id -> module with ``generate``; default ``icwm.tasks.get``. Must be picklable
+            (a module-level function) when ``cfg.workers > 1``.
+        progress: show a tqdm bar.
+    """
+    get_task = get_task or task_registry.get
+    for task in cfg.tasks:
+        check(hasattr(get_task(task), "generate"), f"tasks[{task!r}]", "a task module with generate()", task)
+    t0, systems = time.perf_counter(), cfg.load_systems()
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = plan_shards(cfg, systems)
+    old = {}
+    if (out_dir / INDEX_NAME).is_file():
+        old = {e["file"]: e for e in load_index(out_dir)["shards"]}
+    done = {s.file: old[s.file] for s in specs if _is_complete(s, old.get(s.file), out_dir, cfg.verify_existing)}
+    todo = [s for s in specs if s.file not in done]
+    n_skipped = len(done)
+
+    head = {"format": FORMAT, "config": to_dict(cfg), "systems": [dataclasses.asdict(s) for s in systems]}
+    last_index = [-INDEX_EVERY_S]
+
+    def finish(entry: dict) -> None:          # record a finished shard; refresh the index every few seconds
+        done[entry["file"]] = entry
+        if time.perf_counter() - last_index[0] >= INDEX_EVERY_S:
+            _write_index(out_dir, head, [done[s.file] for s in specs if s.file in done])
+            last_index[0] = time.perf_counter()
+
+    bar = tqdm(total=len(specs), initial=n_skipped, desc="shards", unit="shard", disable=not progress)
+    try:
+        _run_jobs([(s, str(out_dir), get_task) for s in todo], cfg.workers, lambda e: (finish(e), bar.update()))
+    finally:                                  # also on error / interrupt: keep the finished shards listed
+        bar.close()
+        index_path = _write_index(out_dir, head, [done[s.file] for s in specs if s.file in done])
+    entries = list(done.values())
+    return WriteSummary(written=len(todo), skipped=n_skipped, groups=sum(e["groups"] for e in entries),
+                        samples=sum(e["samples"] for e in entries), bytes=sum(e["bytes"] for e in entries),
+                        seconds=time.perf_counter() - t0, index_path=str(index_path))
+
+
+def _decode_npy(data: bytes) -> torch.Tensor:
+    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def read_shard(path: str | Path) -> Iterator[tuple[dict[str, torch.Tensor], dict]]:
+    """Iterate the groups of a shard in stored order.
+
+    Yields:
+        (tensors, meta): tensors ``key -> [sample, ...]`` (dtype as written), meta the record's meta.json.
+
+    Raises:
+        ShardError: naming the shard when the tar is unreadable, truncated or a record is incomplete.
+    """
+    path = Path(path)
+    key, rec = None, {}
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                name_key, ext = member.name.split(".", 1)
+                if key is not None and name_key != key:
+                    yield _finish_record(path, key, rec)
+                    rec = {}
+                key = name_key
+                rec[ext] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError, ValueError) as err:
+        if isinstance(err, ShardError):
+            raise
+        raise ShardError(f"shard {path.name!r}: unreadable tar ({type(err).__name__}: {err})") from err
+    if key is not None:
+        yield _finish_record(path, key, rec)
+
+
+def _finish_record(path: Path, key: str, rec: dict[str, bytes]) -> tuple[dict[str, torch.Tensor], dict]:
+    if META_MEMBER not in rec:
+        raise ShardError(f"shard {path.name!r}: record {key!r} has no {META_MEMBER}")
+    meta = json.loads(rec.pop(META_MEMBER))
+    tensors = {ext.removesuffix(".npy"): _decode_npy(data) for ext, data in rec.items()}
+    missing = sorted(set(meta["keys"]) - set(tensors))
+    if missing:
+        raise ShardError(f"shard {path.name!r}: record {key!r} lacks tensors {missing}")
+    return tensors, meta
+
+
+def load_shard(path: str | Path) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """All groups of a shard stacked: ``key -> [group, sample, ...]`` plus the list of per-group metas."""
+    groups = list(read_shard(path))
+    if not groups:
+        raise ShardError(f"shard {Path(path).name!r}: no records")
+    keys = groups[0][0].keys()
+    return {k: torch.stack([g[0][k] for g in groups]) for k in keys}, [g[1] for g in groups]
+
+
+def verify(out_dir: str | Path, raise_on_error: bool = True) -> dict[str, str]:
+    """Check every shard of ``out_dir/index.json``: presence, size, sha256, readable tar, group count.
+
+    Returns:
+        shard file name -> problem, for every bad shard (empty when all are sound).
+
+    Raises:
+        ShardError: when ``raise_on_error`` and some shard is bad; the message names each one.
+    """
+    out_dir = Path(out_dir)
+    problems = {}
+    for entry in load_index(out_dir)["shards"]:
+        problem = _shard_problem(out_dir / entry["file"], entry)
+        if problem:
+            problems[entry["file"]] = problem
+    if problems and raise_on_error:
+        lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
+        raise ShardError(f"{len(problems)} bad shard(s) in {str(out_dir)!r}:\n{lines}")
+    return problems
+
+
+def _shard_problem(path: Path, entry: dict) -> str:
+    if not path.is_file():
+        return "missing"
+    reasons = []
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        reasons.append(f"truncated or resized ({size} bytes, index says {entry['bytes']})")
+    if sha256_file(path) != entry["sha256"]:
+        reasons.append("sha256 mismatch")
+    try:
+        n = sum(1 for _ in read_shard(path))
+        if n != entry["groups"]:
+            reasons.append(f"{n} groups, index says {entry['groups']}")
+    except ShardError as err:
+        reasons.append(str(err).split(": ", 1)[-1])
+    return "; ".join(reasons)
