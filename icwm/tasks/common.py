@@ -1,0 +1,59 @@
+"""Helpers shared by the task modules: random draws with explicit generators, shape flattening, noise."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from icwm.config import check
+from icwm.wireless.sysconfig import SystemConfig
+
+
+def uniform(lo: float, hi: float, shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
+    """Uniform draws in [lo, hi]: [*shape] float32."""
+    return lo + (hi - lo) * torch.rand(shape, generator=rng)
+
+
+def crandn(shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
+    """Circularly-symmetric CN(0, 1) draws: [*shape] complex64."""
+    z = torch.randn(shape + (2,), generator=rng) * math.sqrt(0.5)
+    return torch.complex(z[..., 0], z[..., 1])
+
+
+def add_noise(h: torch.Tensor, snr_db: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """``h + n`` with ``n ~ CN(0, 10^(-snr_db/10))`` (unit-power channel convention).
+
+    Args:
+        h: [*lead, *rest] complex64.
+        snr_db: [*lead] float32, broadcast over the trailing dims of ``h``.
+    """
+    sigma = torch.pow(10.0, -snr_db / 20.0).reshape(snr_db.shape + (1,) * (h.dim() - snr_db.dim()))
+    return h + sigma * crandn(tuple(h.shape), rng)
+
+
+def replace(cfg: SystemConfig, **changes) -> SystemConfig:
+    """A copy of ``cfg`` with fields changed (validation runs again)."""
+    return dataclasses.replace(cfg, **changes)
+
+
+def flat(x: torch.Tensor, n_trailing: int) -> torch.Tensor:
+    """Flatten all leading dims of ``x`` keeping its last ``n_trailing`` dims: [N, *trailing]."""
+    trailing = x.shape[x.dim() - n_trailing:] if n_trailing else ()
+    return x.reshape((-1,) + tuple(trailing))
+
+
+def check_counts(n_groups: int, n_per_group: int) -> None:
+    """Validate group counts for ``generate``."""
+    check(n_groups >= 1, "n_groups", "an integer >= 1", n_groups)
+    check(n_per_group >= 1, "n_per_group", "an integer >= 1", n_per_group)
+
+
+def group_split(x: torch.Tensor, n_groups: int, n_per_group: int) -> torch.Tensor:
+    """Reshape [n_groups * n_per_group, ...] -> [n_groups, n_per_group, ...]."""
+    return x.reshape((n_groups, n_per_group) + tuple(x.shape[1:]))
+
+
+def snr_to_power(snr_db: torch.Tensor) -> torch.Tensor:
+    """Linear power budget p = 10^(snr_db / 10) (noise variance 1)."""
+    return torch.pow(10.0, snr_db / 10.0)

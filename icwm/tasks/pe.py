@@ -1,0 +1,38 @@
+"""pe: path-loss estimation from the sub-6 GHz channel.
+
+x: ``h_sub6 [sc6, ant6] complex64``; y: ``pathloss_db []`` (sub-6 path loss including shadow fading, dB).
+"""
+from __future__ import annotations
+
+import torch
+
+from icwm.tasks import dual_common as dc
+from icwm.tasks.common import flat
+from icwm.wireless.sysconfig import SystemConfig
+
+ID = "pe"
+X_KEYS = dc.X_KEYS
+Y_KEYS = ("pathloss_db",)
+SCALE_DB = 10.0   # loss scale: errors are measured in units of 10 dB
+
+
+def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    """Returns ``h_sub6 [group, sample, sc6, ant6]`` and ``pathloss_db [group, sample]``."""
+    d = dc.draw(cfg, n_groups, n_per_group, rng)
+    return {"h_sub6": d["h_sub6"], "pathloss_db": d["pathloss_db"]}
+
+
+def loss(pred: dict, sample: dict) -> torch.Tensor:
+    """Squared error in units of (10 dB)^2 [N]."""
+    return ((flat(pred["pathloss_db"], 0) - flat(sample["pathloss_db"], 0)) / SCALE_DB).pow(2)
+
+
+def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
+    """``mae_db`` [N] and ``nmse`` [N] (squared error over the squared label, linear, LLM4WM's PE metric)."""
+    p, t = flat(pred["pathloss_db"], 0), flat(sample["pathloss_db"], 0)
+    return {"mae_db": (p - t).abs(), "nmse": (p - t).pow(2) / t.pow(2)}
+
+
+def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """k-NN fingerprinting against the other pairs of each episode (leave-one-out)."""
+    return {"knn": {"pathloss_db": dc.knn_loo(sample, "pathloss_db")}}

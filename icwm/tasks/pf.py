@@ -1,0 +1,53 @@
+"""pf: FDD uplink -> downlink frequency prediction.
+
+x: ``h_ul [time, sc, ant] complex64`` (UL band, noisy at ``snr_db``), ``snr_db []``; y: ``h_dl [time, sc, ant]``
+(DL band of the same link: M subcarriers starting ``DUPLEX_GAP_BANDS`` band-widths above the UL band's end).
+A group is one link; its samples are snapshots ``SNAPSHOT_GAP_S`` apart.
+"""
+from __future__ import annotations
+
+import torch
+
+from icwm.tasks.common import add_noise, check_counts, flat, uniform
+from icwm.tasks.link_common import SNAPSHOT_GAP_S, link_series
+from icwm.wireless import metrics
+from icwm.wireless.sysconfig import SystemConfig
+
+ID = "pf"
+X_KEYS = ("h_ul", "snr_db")
+Y_KEYS = ("h_dl",)
+DUPLEX_GAP_BANDS = 1   # gap between UL and DL, in units of the M-subcarrier band
+
+
+def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    """Returns ``h_ul [group, sample, 1, sc, ant]``, ``snr_db [group, sample]``, ``h_dl [group, sample, 1, sc, ant]``."""
+    check_counts(n_groups, n_per_group)
+    m = cfg.num_subcarriers
+    h, _ = link_series(cfg, n_groups, n_per_group, rng, interval_s=SNAPSHOT_GAP_S, n_sc=(2 + DUPLEX_GAP_BANDS) * m)
+    h = h[:, :, None]                                                    # [group, sample, 1, sc_total, ant]
+    snr_db = uniform(cfg.snr_db[0], cfg.snr_db[1], (n_groups, n_per_group), rng)
+    return {"h_ul": add_noise(h[..., :m, :], snr_db, rng), "snr_db": snr_db, "h_dl": h[..., -m:, :].contiguous()}
+
+
+def loss(pred: dict, sample: dict) -> torch.Tensor:
+    """NMSE (linear) [N]."""
+    return metrics.nmse(flat(pred["h_dl"], 3), flat(sample["h_dl"], 3), dims=(-3, -2, -1))
+
+
+def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
+    """``nmse`` [N] and ``nmse_db`` [N]."""
+    e = loss(pred, sample)
+    return {"nmse": e, "nmse_db": 10.0 * torch.log10(e.clamp_min(1e-12))}
+
+
+def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """``nearest``: DL = UL (same link, channel reused across the duplex gap); ``linear``: per time/antenna, a
+    least-squares line through the UL band's response extrapolated to the DL subcarriers (noisy, for reference)."""
+    ul = sample["h_ul"]
+    m = ul.shape[-2]
+    f_ul = torch.arange(m, dtype=torch.float32)
+    f_dl = f_ul + (1 + DUPLEX_GAP_BANDS) * m
+    A = torch.stack([torch.ones(m), f_ul], -1).to(ul.dtype)           # [sc, 2]
+    coef = torch.linalg.pinv(A) @ ul                                    # [..., 2, ant]
+    lin = torch.stack([torch.ones(m), f_dl], -1).to(ul.dtype) @ coef  # [..., sc, ant]
+    return {"nearest": {"h_dl": ul.clone()}, "linear": {"h_dl": lin}}

@@ -1,0 +1,61 @@
+"""pre_mm: MU-MISO downlink precoding maximising the minimum SINR (max-min fairness).
+
+x: ``h [user, ant] complex64``, ``snr_db []``; y: ``lam_p [user, 2]`` normalised optimal-structure parameters of the
+optimum (bisection with uplink-downlink duality). Loss: soft-min SINR (dB) gap to the optimum.
+"""
+from __future__ import annotations
+
+import torch
+
+from icwm.tasks import precoding_common as pc
+from icwm.tasks.common import check_counts, flat, group_split
+from icwm.wireless import maxmin
+from icwm.wireless.sysconfig import SystemConfig
+
+ID = "pre_mm"
+X_KEYS = pc.X_KEYS
+Y_KEYS = ("lam_p",)
+SOFTMIN_DB = 0.5   # temperature of the soft minimum, dB
+
+
+def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    """Draw groups of independent drops; label = max-min optimum.
+
+    Returns:
+        dict with ``h [group, sample, user, ant] c64``, ``snr_db``, ``lam_p [group, sample, user, 2]``,
+        ``sinr_opt_db [group, sample]`` (the optimal common SINR).
+    """
+    check_counts(n_groups, n_per_group)
+    n = n_groups * n_per_group
+    h, snr_db = pc.draw(cfg, n, rng)
+    p = torch.pow(10.0, snr_db / 10.0)
+    sol = maxmin.maxmin_sinr(h, p)
+    out = {"h": h, "snr_db": snr_db, "lam_p": sol.lam_p.float(), "sinr_opt_db": sol.sinr_db.float()}
+    return {k: group_split(v, n_groups, n_per_group) for k, v in out.items()}
+
+
+def min_sinr_db(pred: dict, sample: dict) -> torch.Tensor:
+    """Minimum SINR over users [N] in dB."""
+    return 10.0 * torch.log10(pc.pred_sinr(pred, sample).amin(-1).clamp_min(1e-12))
+
+
+def loss(pred: dict, sample: dict) -> torch.Tensor:
+    """Gap (in units of 10 dB) between the optimum and the soft-min SINR of the prediction: [N], >= about 0."""
+    sinr_db = 10.0 * torch.log10(pc.pred_sinr(pred, sample).clamp_min(1e-12))
+    softmin = -SOFTMIN_DB * torch.logsumexp(-sinr_db / SOFTMIN_DB, dim=-1)
+    return (flat(sample["sinr_opt_db"], 0) - softmin) / 10.0
+
+
+def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
+    """``min_sinr_db`` [N] and ``gap_db`` [N] (optimum minus prediction, >= 0)."""
+    m = min_sinr_db(pred, sample)
+    return {"min_sinr_db": m, "gap_db": flat(sample["sinr_opt_db"], 0) - m}
+
+
+def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """MRT, ZF, RZF and the optimum: method -> {"W": [.., ant, user]}."""
+    out = pc.classical(sample)
+    h, p = pc.unpack({}, sample)
+    W = maxmin.maxmin_sinr(h, p).W
+    out["optimal"] = {"W": W.reshape(sample["snr_db"].shape + tuple(W.shape[-2:]))}
+    return out

@@ -1,0 +1,65 @@
+"""pre_sr: MU-MISO downlink precoding maximising the sum rate.
+
+x: ``h [user, ant] complex64``, ``snr_db []``; y: ``lam_p [user, 2]`` the (lambda, p) optimal-structure parameters
+(Bjornson et al. 2014) of WMMSE-20 (RZF init), both columns normalised to sum 1 over users. The loss is unsupervised:
+minus the sum rate reached through the optimal structure (Gram space, differentiable), relative to WMMSE's.
+"""
+from __future__ import annotations
+
+import torch
+
+from icwm.tasks import precoding_common as pc
+from icwm.tasks.common import check_counts, flat, group_split
+from icwm.wireless import precoding
+from icwm.wireless.sysconfig import SystemConfig
+
+ID = "pre_sr"
+X_KEYS = pc.X_KEYS
+Y_KEYS = ("lam_p",)
+WMMSE_ITERS = 20
+
+
+def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    """Draw ``n_groups`` groups of ``n_per_group`` independent drops of one configuration.
+
+    Returns:
+        dict with ``h [group, sample, user, ant] c64``, ``snr_db [group, sample]``, ``lam_p [group, sample, user, 2]``,
+        ``rate_wmmse [group, sample]`` (bit/s/Hz of the WMMSE label).
+    """
+    check_counts(n_groups, n_per_group)
+    n = n_groups * n_per_group
+    h, snr_db = pc.draw(cfg, n, rng)
+    p = torch.pow(10.0, snr_db / 10.0)
+    W = precoding.wmmse(h, p, iters=WMMSE_ITERS, init="rzf")
+    out = {"h": h, "snr_db": snr_db, "lam_p": pc.structure_of(h, W, p), "rate_wmmse": precoding.sum_rate(h, W).float()}
+    return {k: group_split(v, n_groups, n_per_group) for k, v in out.items()}
+
+
+def sum_rate(pred: dict, sample: dict) -> torch.Tensor:
+    """Sum rate [N] (bit/s/Hz) of a prediction (``lam_p`` or ``W``)."""
+    return torch.log2(1.0 + pc.pred_sinr(pred, sample)).sum(-1)
+
+
+def loss(pred: dict, sample: dict) -> torch.Tensor:
+    """Minus the sum rate relative to the WMMSE label's: [N] (about -1 at WMMSE quality)."""
+    return -sum_rate(pred, sample) / flat(sample["rate_wmmse"], 0).clamp_min(1e-6)
+
+
+def supervised_loss(pred: dict, sample: dict) -> torch.Tensor:
+    """Warm-up loss: MSE to the WMMSE (lambda, p) labels, [N]."""
+    return (flat(pred["lam_p"], 2) - flat(sample["lam_p"], 2)).pow(2).mean((-2, -1))
+
+
+def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
+    """``sum_rate`` [N] bit/s/Hz and ``rate_ratio`` [N] (fraction of WMMSE-20's sum rate)."""
+    rate = sum_rate(pred, sample)
+    return {"sum_rate": rate, "rate_ratio": rate / flat(sample["rate_wmmse"], 0)}
+
+
+def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """MRT, ZF, RZF and WMMSE-20 (RZF init) precoders: method -> {"W": [.., ant, user]}."""
+    out = pc.classical(sample)
+    h, p = pc.unpack({}, sample)
+    W = precoding.wmmse(h, p, iters=WMMSE_ITERS, init="rzf")
+    out["wmmse"] = {"W": W.reshape(sample["snr_db"].shape + tuple(W.shape[-2:]))}
+    return out

@@ -1,0 +1,67 @@
+"""Benchmarks: ``python launch/bench.py [--suite data,solvers,train,infer,llm] [--quick] [--out bench.json]``.
+
+Each suite is a module ``icwm.bench.<suite>`` with ``run(quick) -> list[dict]``; ratios are measured side by side in
+one process. Writes one JSON (rows + machine facts) and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+SUITES = {"data": ("channels", "data"), "solvers": ("solvers",), "train": ("train",), "infer": ("infer",),
+          "llm": ("llm",)}
+
+
+def machine() -> dict:
+    """Facts needed to read the figures: CPU, threads, GPU, versions."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"host": platform.node(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
+            "python": platform.python_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of the rows' name, value, unit, target and whether it was met."""
+    lines = ["| suite | name | value | unit | target | met |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        v = r.get("value")
+        v = f"{v:.4g}" if isinstance(v, float) else v
+        lines.append(f"| {r.get('suite')} | {r.get('name')} | {v} | {r.get('unit', '')} | {r.get('target', '')} "
+                     f"| {r.get('met', '')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default=",".join(SUITES), help=f"comma list of {sorted(SUITES)}")
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--out", default="outputs/bench.json")
+    args = ap.parse_args(argv)
+    names = [s.strip() for s in args.suite.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SUITES]
+    if unknown:
+        ap.error(f"--suite: unknown {unknown}; expected some of {sorted(SUITES)}")
+    rows = []
+    for suite in names:
+        for mod in SUITES[suite]:
+            print(f"[bench] {suite}/{mod} ...", flush=True)
+            for row in importlib.import_module(f"icwm.bench.{mod}").run(quick=args.quick):
+                rows.append({"suite": suite, **row})
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "rows": rows}, indent=2, default=str))
+    print(table(rows))
+    print(f"[bench] wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Task contracts (docs/contracts.md) and the physics/maths each task's labels must satisfy, at tiny sizes."""
+import pytest
+import torch
+
+from icwm import tasks
+from icwm.wireless.sysconfig import ArrayConfig, DualBandConfig, SystemConfig
+
+G, S = 2, 3   # groups, samples per group
+
+
+def tiny_cfg(**kw) -> SystemConfig:
+    base = dict(name="tiny", scenario="umi", carrier_hz=2.4e9, array=ArrayConfig(kind="ula", cols=4, pattern="iso"),
+                num_users=2, num_subcarriers=8, subcarrier_spacing_hz=180e3, snr_db=[10.0, 15.0],
+                speed_kmh=[30.0, 30.0], distance_m=[40.0, 150.0],
+                dual_band=DualBandConfig(sub6_ant=4, sub6_subcarriers=8, mmw_ant=8, mmw_subcarriers=8,
+                                         codebook_size=16))
+    base.update(kw)
+    return SystemConfig(**base)
+
+
+SHAPES = {  # task -> key -> trailing shape (from the tiny config)
+    "pre_sr": {"h": (2, 4), "snr_db": (), "lam_p": (2, 2)},
+    "pre_mm": {"h": (2, 4), "snr_db": (), "lam_p": (2, 2)},
+    "det": {"h": (4, 2), "y": (8, 4), "snr_db": (), "x": (8, 2)},
+    "ce": {"h_ls": (1, 2, 4), "snr_db": (), "h": (1, 8, 4)},
+    "cp": {"h_hist": (16, 8, 4), "snr_db": (), "h_fut": (4, 8, 4)},
+    "pf": {"h_ul": (1, 8, 4), "snr_db": (), "h_dl": (1, 8, 4)},
+    "bf": {"h_sub6": (8, 4), "beam": ()},
+    "de": {"h_sub6": (8, 4), "distance_m": ()},
+    "pe": {"h_sub6": (8, 4), "pathloss_db": ()},
+}
+
+
+@pytest.fixture(scope="module")
+def samples():
+    cfg = tiny_cfg()
+    return {t: tasks.get(t).generate(cfg, G, S, torch.Generator().manual_seed(i)) for i, t in enumerate(tasks.TASKS)}
+
+
+def label_as_pred(task_id: str, sample: dict) -> dict:
+    mod = tasks.get(task_id)
+    pred = {k: sample[k] for k in mod.Y_KEYS}
+    if task_id == "bf":
+        pred["beam_logits"] = torch.nn.functional.one_hot(sample["beam"], sample["beam_gain"].shape[-1]).float() * 50
+    return pred
+
+
+@pytest.mark.parametrize("task_id", tasks.TASKS)
+def test_contract_shapes_and_dtypes(samples, task_id):
+    mod = tasks.get(task_id)
+    s = samples[task_id]
+    assert set(mod.X_KEYS) | set(mod.Y_KEYS) <= set(s)
+    for key, shape in SHAPES[task_id].items():
+        assert tuple(s[key].shape) == (G, S) + shape, key
+        assert torch.isfinite(torch.view_as_real(s[key]) if s[key].is_complex() else s[key].float()).all(), key
+    for key in mod.X_KEYS + mod.Y_KEYS:
+        if key.startswith("h") or key in ("y", "x"):
+            assert s[key].dtype == torch.complex64, key
+
+
+@pytest.mark.parametrize("task_id", tasks.TASKS)
+def test_label_is_a_perfect_prediction(samples, task_id):
+    """Loss/metric of the label itself: NMSE 0, accuracy 1, rate ratio 1, gap 0."""
+    mod = tasks.get(task_id)
+    s = samples[task_id]
+    m = mod.metric(label_as_pred(task_id, s), s)
+    l = mod.loss(label_as_pred(task_id, s), s)
+    assert l.shape == (G * S,) and torch.isfinite(l).all()
+    expect = {"pre_sr": ("rate_ratio", 1.0, 1e-3), "pre_mm": ("gap_db", 0.0, 0.05), "det": ("ser", 0.0, 0),
+              "ce": ("nmse", 0.0, 1e-10), "cp": ("nmse", 0.0, 1e-10), "pf": ("nmse", 0.0, 1e-10),
+              "bf": ("top1", 1.0, 0), "de": ("mae_m", 0.0, 1e-6), "pe": ("mae_db", 0.0, 1e-6)}[task_id]
+    name, value, tol = expect
+    assert torch.allclose(m[name].float(), torch.full_like(m[name].float(), value), atol=tol), (name, m[name])
+
+
+@pytest.mark.parametrize("task_id", tasks.TASKS)
+def test_baselines_run_and_score_finitely(samples, task_id):
+    mod = tasks.get(task_id)
+    s = samples[task_id]
+    for name, pred in mod.baselines(s).items():
+        m = mod.metric(pred, s)
+        first = next(iter(m.values()))
+        assert first.shape[0] == G * S, name
+        assert torch.isfinite(first[~torch.isnan(first)]).all(), name
+
+
+def test_pre_sr_wmmse_beats_linear_precoders(samples):
+    s = samples["pre_sr"]
+    mod = tasks.get("pre_sr")
+    rates = {n: mod.metric(p, s)["sum_rate"] for n, p in mod.baselines(s).items()}
+    assert (rates["wmmse"] >= rates["rzf"] - 1e-4).all()
+    assert (rates["rzf"] >= rates["mrt"] - 1e-3).all() or rates["rzf"].mean() > rates["mrt"].mean()
+
+
+def test_pre_mm_optimum_beats_zf(samples):
+    s = samples["pre_mm"]
+    mod = tasks.get("pre_mm")
+    b = mod.baselines(s)
+    opt, zf = mod.metric(b["optimal"], s)["min_sinr_db"], mod.metric(b["zf"], s)["min_sinr_db"]
+    assert (opt >= zf - 1e-3).all()
+    assert torch.allclose(opt, s["sinr_opt_db"].reshape(-1), atol=0.05)
+
+
+def test_det_group_shares_channel_and_snr(samples):
+    s = samples["det"]
+    assert torch.equal(s["h"][:, :1].expand_as(s["h"]), s["h"])
+    assert torch.equal(s["snr_db"][:, :1].expand_as(s["snr_db"]), s["snr_db"])
+    assert not torch.equal(s["x"][:, 0], s["x"][:, 1])
+
+
+def test_cp_windows_are_consecutive_snapshots_of_one_link(samples):
+    """Noise-free future of window s is followed by window s+1: the channel must move smoothly between them."""
+    s = samples["cp"]
+    fut_end, next_start = s["h_fut"][:, :-1, -1], s["h_hist"][:, 1:, 0]
+    gap = (fut_end - next_start).abs().pow(2).mean() / fut_end.abs().pow(2).mean()
+    other = (s["h_fut"][0, 0, -1] - s["h_hist"][1, 1, 0]).abs().pow(2).mean() / fut_end.abs().pow(2).mean()
+    assert gap < 0.5 * other
+
+
+def test_pf_dl_differs_from_ul(samples):
+    s = samples["pf"]
+    assert (s["h_ul"] - s["h_dl"]).abs().mean() > 0.1
+
+
+def test_generate_is_deterministic():
+    cfg = tiny_cfg()
+    a = tasks.get("pre_sr").generate(cfg, 1, 2, torch.Generator().manual_seed(5))
+    b = tasks.get("pre_sr").generate(cfg, 1, 2, torch.Generator().manual_seed(5))
+    assert torch.equal(a["h"], b["h"]) and torch.equal(a["lam_p"], b["lam_p"])
+
+
+def test_bad_inputs_name_the_field():
+    with pytest.raises(ValueError, match="task"):
+        tasks.get("nope")
+    with pytest.raises(ValueError, match="num_users"):
+        tasks.get("pre_sr").generate(tiny_cfg(num_users=6), 1, 1, torch.Generator())
+    with pytest.raises(ValueError, match="n_per_group"):
+        tasks.get("cp").generate(tiny_cfg(), 1, 0, torch.Generator())
