@@ -1,0 +1,282 @@
+"""Few-shot inference: hand the model k demonstration pairs and a query; it answers with no weight update.
+
+    model = FewShotModel.from_pretrained()                 # shipped icwm-small, or a directory
+    out = model.predict("pre_sr", demos={"h": H_k, "snr_db": s_k, "lam_p": L_k}, query={"h": H, "snr_db": s})
+    out["W"], out["lam_p"]
+
+Inputs are numpy or torch arrays in their natural per-sample shapes (docs/contracts.md), one episode (demos
+``[k, ...]``, query ``[...]``) or a batch of episodes (demos ``[B, k, ...]``, query ``[B, ...]``). Outputs come back in
+the same kind (numpy in, numpy out). A model directory holds ``model.safetensors``, ``config.yaml`` (the resolved
+``ModelConfig``) and ``metadata.json``; ``save_pretrained`` writes it atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+
+from icwm.config import check, load_config, to_yaml
+from icwm.model import ICWM, ModelConfig, build_model, count_parameters
+
+SHIPPED = Path(__file__).resolve().parent / "assets" / "icwm-small"
+WEIGHTS, CONFIG, METADATA = "model.safetensors", "config.yaml", "metadata.json"
+CP_T_OUT = 4  # cp prediction horizon used when an episode has no demonstrations to read it from
+
+# task -> {key: (natural ndim, kind)}; kind: "c" complex, "f" real, "i" integer. X keys first, then Y keys.
+SPECS: dict[str, tuple[dict[str, tuple[int, str]], dict[str, tuple[int, str]]]] = {
+    "pre_sr": ({"h": (2, "c"), "snr_db": (0, "f")}, {"lam_p": (2, "f")}),
+    "pre_mm": ({"h": (2, "c"), "snr_db": (0, "f")}, {"lam_p": (2, "f")}),
+    "det": ({"h": (2, "c"), "y": (2, "c"), "snr_db": (0, "f")}, {"x": (2, "c")}),
+    "ce": ({"h_ls": (3, "c"), "snr_db": (0, "f")}, {"h": (3, "c")}),
+    "cp": ({"h_hist": (3, "c"), "snr_db": (0, "f")}, {"h_fut": (3, "c")}),
+    "pf": ({"h_ul": (3, "c"), "snr_db": (0, "f")}, {"h_dl": (3, "c")}),
+    "bf": ({"h_sub6": (2, "c")}, {"beam": (0, "i")}),
+    "de": ({"h_sub6": (2, "c")}, {"distance_m": (0, "f")}),
+    "pe": ({"h_sub6": (2, "c")}, {"pathloss_db": (0, "f")}),
+}
+_DTYPE = {"c": torch.complex64, "f": torch.float32, "i": torch.int64}
+
+
+def _as_tensor(x: Any, field: str, kind: str) -> torch.Tensor:
+    """numpy / torch / list -> tensor of the kind's dtype; ValueError on wrong dtype or non-finite values."""
+    if not torch.is_tensor(x):
+        try:
+            x = torch.from_numpy(np.array(x))  # a copy: 0-d stays 0-d, strides normalised
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{field}: expected a numpy array or torch tensor, got {type(x).__name__}") from err
+    ok = {"c": x.is_complex(), "f": not x.is_complex() and x.dtype != torch.bool,
+          "i": not x.is_complex() and not x.is_floating_point() and x.dtype != torch.bool}[kind]
+    check(ok, field, {"c": "a complex array", "f": "a real array", "i": "an integer array"}[kind], str(x.dtype))
+    x = x.to(_DTYPE[kind])
+    if kind != "i":
+        check(bool(torch.isfinite(x).all()), field, "finite values (no NaN / inf)", "non-finite entries")
+    return x
+
+
+class FewShotModel:
+    """A trained ``ICWM`` answering few-shot queries (eval mode, no gradients).
+
+    Args:
+        model: the network.  cfg: its configuration.
+    """
+
+    def __init__(self, model: ICWM, cfg: ModelConfig) -> None:
+        self.model, self.cfg = model.eval(), cfg
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> "FewShotModel":
+        """Load a model directory (``model.safetensors`` or a weights-only ``model.pt``, plus ``config.yaml``).
+
+        Args:
+            path: directory; None loads the shipped model at ``icwm/assets/icwm-small``.
+            device: where to put the model.
+        Raises:
+            FileNotFoundError: the directory or its files are missing (with how to make them).
+        """
+        root = Path(path) if path is not None else SHIPPED
+        how = ("train one with `python launch/pretrain.py --config configs/pretrain/small.yaml` and export it with "
+               "`icwm.infer.save_pretrained(model, cfg, DIR)`, then pass `path=DIR`")
+        if not (root / CONFIG).is_file():
+            raise FileNotFoundError(f"model: no {CONFIG} in {str(root)!r}; {how}")
+        cfg = load_config(ModelConfig, root / CONFIG)
+        model = build_model(cfg)
+        model.load_state_dict(_load_weights(root, how), strict=True)
+        return cls(model.to(device), cfg)
+
+    def predict(self, task: str, demos: Optional[Mapping[str, Any]], query: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer the query of one episode (or a batch of episodes) from its demonstrations.
+
+        Args:
+            task: task id, one of the model's tasks.
+            demos: X_KEYS and Y_KEYS -> [k, ...] (or [B, k, ...]); None or {} for k = 0.
+            query: X_KEYS -> [...] (or [B, ...]).
+        Returns:
+            Natural outputs for the query ([...] or [B, ...]): pre_* ``lam_p`` [user, 2] and ``W`` [ant, user]
+            (contract convention, ||W||_F^2 = 10^(snr_db/10)); det ``x`` [slot, user] complex and ``x_idx`` (16-QAM
+            hard decisions); ce ``h``, cp ``h_fut``, pf ``h_dl`` complex; bf ``beam`` and ``beam_scores``
+            [n_beams] (probabilities); de ``distance_m``; pe ``pathloss_db``.
+        """
+        batch, single, as_numpy = self.episode(task, demos, query)
+        with torch.inference_mode():
+            pred = self.model({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
+        last = {k: v[:, -1] for k, v in pred.items()}  # the query's predictions [B, ...]
+        q = {k: batch[k][:, -1].to(self.device) for k in SPECS[task][0]}
+        out = natural_outputs(task, last, q)
+        out = {k: (v[0] if single else v).cpu() for k, v in out.items()}
+        return {k: v.numpy() for k, v in out.items()} if as_numpy else out
+
+    def episode(self, task: str, demos: Optional[Mapping[str, Any]], query: Mapping[str, Any]) -> tuple[dict, bool, bool]:
+        """Validate inputs and assemble the model batch (tensors [B, k+1, ...], zero query labels).
+
+        Returns:
+            (batch, single episode?, inputs were numpy?)
+        """
+        check(task in self.cfg.tasks, "task", f"one of the model's tasks {self.cfg.tasks}", task)
+        xs, ys = SPECS[task]
+        check(isinstance(query, Mapping), "query", "a dict of arrays", type(query).__name__)
+        demos = demos or {}
+        check(isinstance(demos, Mapping), "demos", "a dict of arrays (or None)", type(demos).__name__)
+        for name, d, keys in (("query", query, xs), ("demos", demos, {**xs, **ys} if demos else {})):
+            check(set(d) == set(keys), name, f"exactly the keys {sorted(keys)}", sorted(d))
+        as_numpy = not torch.is_tensor(next(iter(query.values())))
+        first = next(iter(xs))
+        q0 = _as_tensor(query[first], f"query[{first!r}]", xs[first][1])
+        check(q0.dim() in (xs[first][0], xs[first][0] + 1), f"query[{first!r}]",
+              f"{xs[first][0]} (one episode) or {xs[first][0] + 1} (batch) dims", tuple(q0.shape))
+        single = q0.dim() == xs[first][0]
+        q = {k: self._load(query[k], f"query[{k!r}]", spec, single, 0) for k, spec in xs.items()}
+        k = self._count_demos(demos, single)
+        d = {key: self._load(demos[key], f"demos[{key!r}]", spec, single, 1) for key, spec in {**xs, **ys}.items()} \
+            if k else {}
+        n_b = q[first].shape[0]
+        for key, v in {**q, **d}.items():
+            check(v.shape[0] == n_b, key, f"batch size {n_b} (as query[{first!r}])", tuple(v.shape))
+        for key in xs:
+            if k:
+                check(d[key].shape[2:] == q[key].shape[1:], f"demos[{key!r}]",
+                      f"per-sample shape {tuple(q[key].shape[1:])} of the query", tuple(d[key].shape[2:]))
+        labels = self._query_labels(task, q, d, n_b)
+        check_consistency(task, q, labels, self.cfg)
+        if k:
+            check_consistency(task, {x: d[x][:, 0] for x in xs}, {y: d[y][:, 0] for y in ys}, self.cfg)
+        batch = {"task": task, "k": k}
+        for key in xs:
+            batch[key] = torch.cat((d[key], q[key][:, None]), 1) if k else q[key][:, None]
+        for key in ys:
+            batch[key] = torch.cat((d[key], labels[key][:, None]), 1) if k else labels[key][:, None]
+        return batch, single, as_numpy
+
+    def _load(self, x: Any, field: str, spec: tuple[int, str], single: bool, lead: int) -> torch.Tensor:
+        """Tensor with a batch dim [B, (k,) ...]; checks the number of dims."""
+        t = _as_tensor(x, field, spec[1])
+        want = spec[0] + lead + (0 if single else 1)
+        what = "[k, ...]" if lead else "[...]"
+        check(t.dim() == want, field, f"{want} dims ({what}{'' if single else ' with a leading batch dim'})",
+              tuple(t.shape))
+        return t[None] if single else t
+
+    def _count_demos(self, demos: Mapping[str, Any], single: bool) -> int:
+        """k, the number of demonstrations (all demo arrays must agree)."""
+        if not demos:
+            return 0
+        axis = 0 if single else 1
+        shapes = {key: tuple(v.shape) if hasattr(v, "shape") else np.shape(v) for key, v in demos.items()}
+        ks = {key: int(s[axis]) if len(s) > axis else -1 for key, s in shapes.items()}
+        k = next(iter(ks.values()))
+        check(all(v == k for v in ks.values()), "demos", "the same number k of demonstrations in every array", ks)
+        check(0 <= k <= self.cfg.k_max, "demos", f"k <= k_max = {self.cfg.k_max} demonstrations", k)
+        return k
+
+    def _query_labels(self, task: str, q: dict, d: dict, n_b: int) -> dict[str, torch.Tensor]:
+        """Zero placeholders for the query's labels [B, ...] (shapes from the demos or from the inputs)."""
+        ys = SPECS[task][1]
+        if d:
+            return {key: torch.zeros_like(d[key][:, 0]) for key in ys}
+        shape = {"pre_sr": lambda: q["h"].shape[1:2] + (2,), "pre_mm": lambda: q["h"].shape[1:2] + (2,),
+                 "det": lambda: (q["y"].shape[1], q["h"].shape[2]),
+                 "ce": lambda: (q["h_ls"].shape[1], q["h_ls"].shape[2] * self.cfg.pilot_spacing, q["h_ls"].shape[3]),
+                 "cp": lambda: (CP_T_OUT,) + tuple(q["h_hist"].shape[2:]), "pf": lambda: tuple(q["h_ul"].shape[1:])}
+        key, (_, kind) = next(iter(ys.items()))
+        size = tuple(shape[task]()) if task in shape else ()
+        return {key: torch.zeros((n_b,) + size, dtype=_DTYPE[kind])}
+
+
+def check_consistency(task: str, x: dict, y: dict, cfg: ModelConfig) -> None:
+    """Cross-key shape checks of one (x, y) pair [B, ...] and the tokeniser limits; ValueError naming the field."""
+    def lim(*items: tuple[str, int, str]) -> None:
+        for field, value, name in items:
+            check(value <= getattr(cfg, name), field, f"<= model.{name} = {getattr(cfg, name)}", value)
+
+    if task in ("pre_sr", "pre_mm"):
+        n_user, n_ant = x["h"].shape[1:]
+        lim(("h (users)", n_user, "max_users"), ("h (antennas)", n_ant, "max_ant"))
+        check(y["lam_p"].shape[1:] == (n_user, 2), "lam_p", f"shape [user={n_user}, 2]", tuple(y["lam_p"].shape[1:]))
+    elif task == "det":
+        n_rx, n_user = x["h"].shape[1:]
+        lim(("h (users)", n_user, "max_users"), ("h (rx)", n_rx, "max_ant"), ("y (slots)", x["y"].shape[1], "max_slots"))
+        check(x["y"].shape[2] == n_rx, "y", f"shape [slot, rx={n_rx}] (rx of h)", tuple(x["y"].shape[1:]))
+        check(y["x"].shape[1:] == (x["y"].shape[1], n_user), "x", "shape [slot, user] (slots of y, users of h)",
+              tuple(y["x"].shape[1:]))
+    elif task in ("ce", "cp", "pf"):
+        kx, ky = {"ce": ("h_ls", "h"), "cp": ("h_hist", "h_fut"), "pf": ("h_ul", "h_dl")}[task]
+        (t_x, s_x, n_x), (t_y, s_y, n_y) = x[kx].shape[1:], y[ky].shape[1:]
+        lim((kx, t_x, "max_time"), (ky, t_y, "max_time"), (kx, n_x, "max_ant"), (ky, s_y, "max_sc"))
+        check(n_y == n_x, ky, f"{n_x} antennas (as {kx})", n_y)
+        expect_s = -(-s_y // cfg.pilot_spacing) if task == "ce" else s_y
+        check(s_x == expect_s, kx, f"{expect_s} subcarriers for a label band of {s_y}", s_x)
+        check(task == "cp" or t_y == t_x, ky, f"{t_x} time steps (as {kx})", t_y)
+    else:
+        s6, a6 = x["h_sub6"].shape[1:]
+        lim(("h_sub6 (subcarriers)", s6, "max_sc"), ("h_sub6 (antennas)", a6, "max_ant"))
+        if task == "bf":
+            b = y["beam"]
+            check(bool(((b >= 0) & (b < cfg.n_beams)).all()), "beam", f"indices in [0, {cfg.n_beams})", b.tolist())
+
+
+def natural_outputs(task: str, pred: dict, q: dict) -> dict[str, torch.Tensor]:
+    """Post-process the query's predictions [B, ...] into the natural outputs (see ``FewShotModel.predict``)."""
+    if task in ("pre_sr", "pre_mm"):
+        from icwm.wireless.precoding import precoder_from_structure
+        p = torch.pow(10.0, q["snr_db"].float() / 10.0)
+        return {"lam_p": pred["lam_p"], "W": precoder_from_structure(q["h"], pred["lam_p"], p).to(torch.complex64)}
+    if task == "det":
+        from icwm.wireless.detection import qam16
+        const = qam16().to(pred["x"].device, torch.complex64)
+        idx = (pred["x"][..., None] - const).abs().argmin(-1)
+        return {"x": pred["x"], "x_idx": idx}
+    if task == "bf":
+        return {"beam": pred["beam"], "beam_scores": torch.softmax(pred["beam_logits"], -1)}
+    return dict(pred)
+
+
+def _load_weights(root: Path, how: str) -> dict[str, torch.Tensor]:
+    """State dict from ``model.safetensors`` (or a weights-only ``model.pt``)."""
+    if (root / WEIGHTS).is_file():
+        from safetensors.torch import load_file
+        return load_file(str(root / WEIGHTS))
+    if (root / "model.pt").is_file():
+        return torch.load(root / "model.pt", map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"model: no {WEIGHTS} in {str(root)!r}; {how}")
+
+
+def save_pretrained(model: torch.nn.Module, cfg: ModelConfig, path: str | Path,
+                    metadata: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write ``model.safetensors`` + ``config.yaml`` + ``metadata.json`` to ``path`` atomically.
+
+    Files go to a temporary sibling directory that is renamed onto ``path`` (an existing directory is replaced only
+    once the new one is complete), so a crash never leaves a half-written model.
+
+    Args:
+        model: the ``ICWM`` (any device / dtype; weights are stored as they are).
+        cfg: its configuration.  path: target directory.  metadata: extra JSON-serialisable facts (step, losses).
+    Returns:
+        The directory path.
+    """
+    from safetensors.torch import save_file
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        (tmp / CONFIG).write_text(to_yaml(cfg))
+        meta = {"parameters": count_parameters(model), "torch": torch.__version__, **dict(metadata or {})}
+        (tmp / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

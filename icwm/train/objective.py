@@ -1,0 +1,49 @@
+"""Training objective: the task's own loss on every pair of an episode (all k + 1 positions train)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from icwm import tasks
+from icwm.config import check
+
+
+def flatten_pairs(d: dict, n_batch: int, n_pairs: int) -> dict:
+    """Flatten the leading [B, k+1] dims of every tensor in ``d`` to [B*(k+1)]; other entries pass through.
+
+    Args:
+        d: dict of tensors [B, k+1, ...] (plus non-tensor entries such as ``task`` and ``k``).
+    Returns:
+        dict with tensors [B*(k+1), ...].
+    """
+    out = {}
+    for key, v in d.items():
+        if torch.is_tensor(v) and v.dim() >= 2 and tuple(v.shape[:2]) == (n_batch, n_pairs):
+            out[key] = v.reshape((n_batch * n_pairs,) + tuple(v.shape[2:]))
+        else:
+            out[key] = v
+    return out
+
+
+def pair_losses(pred: dict, batch: dict) -> torch.Tensor:
+    """Per-pair losses [B, k+1] of predictions ``pred`` (model output) against ``batch`` (labels + metadata)."""
+    task, k = batch["task"], batch["k"]
+    mod = tasks.get(task)
+    lead = batch[mod.Y_KEYS[0]]
+    check(lead.dim() >= 2 and lead.shape[1] == k + 1, f"batch[{mod.Y_KEYS[0]!r}]", f"shape [B, k+1={k + 1}, ...]",
+          tuple(lead.shape))
+    n_b, n_p = lead.shape[:2]
+    loss = mod.loss(flatten_pairs(pred, n_b, n_p), flatten_pairs(batch, n_b, n_p))  # [B*(k+1)]
+    return loss.reshape(n_b, n_p)
+
+
+def task_losses(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Mean loss of one sampler batch over all its episodes and all k + 1 positions.
+
+    Args:
+        model: an ``ICWM`` (or a wrapper whose forward takes the batch dict).
+        batch: ``task``, ``k`` and tensors [B, k+1, ...] for the task's X_KEYS, Y_KEYS and metadata.
+    Returns:
+        Scalar tensor (differentiable).
+    """
+    return pair_losses(model(batch), batch).mean()

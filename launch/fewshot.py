@@ -1,0 +1,55 @@
+"""Few-shot inference from the command line.
+
+    python launch/fewshot.py --task pre_sr --demos demos.npz --query query.npz --out out.npz [--model PATH]
+
+``demos.npz`` holds the task's X_KEYS and Y_KEYS as arrays [k, ...] (or [B, k, ...]); omit it for k = 0.
+``query.npz`` holds the X_KEYS [...] (or [B, ...]). ``out.npz`` receives the natural outputs (see
+``icwm.infer.FewShotModel.predict``). ``--model`` is a directory written by ``save_pretrained`` (default: the
+shipped icwm-small). Exit status 2 on bad input, with the offending field named.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from icwm.infer import FewShotModel
+
+
+def _read(path: str | None, what: str) -> dict[str, np.ndarray]:
+    if path is None:
+        return {}
+    if not Path(path).is_file():
+        raise ValueError(f"--{what}: file {path!r} does not exist")
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run one prediction, write ``--out`` atomically; returns the exit status."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--demos", default=None, help=".npz with X_KEYS and Y_KEYS [k, ...] (omit for k = 0)")
+    ap.add_argument("--query", required=True, help=".npz with X_KEYS [...]")
+    ap.add_argument("--out", required=True, help=".npz to write the predictions to")
+    ap.add_argument("--model", default=None, help="model directory (default: shipped icwm-small)")
+    args = ap.parse_args(argv)
+    try:
+        model = FewShotModel.from_pretrained(args.model)
+        out = model.predict(args.task, _read(args.demos, "demos"), _read(args.query, "query"))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"fewshot: {err}", file=sys.stderr)
+        return 2
+    dest = Path(args.out)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, **out)
+    os.replace(tmp, dest)
+    print(f"fewshot: wrote {', '.join(f'{k} {tuple(v.shape)}' for k, v in out.items())} to {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Random episode batches in the contract shapes (docs/contracts.md "Tasks" table), for model tests."""
+from __future__ import annotations
+
+import torch
+
+
+def _c(shape: tuple[int, ...], g: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    z = torch.randn(shape + (2,), generator=g) * (scale * 0.5 ** 0.5)
+    return torch.complex(z[..., 0], z[..., 1])
+
+
+def random_batch(task: str, B: int = 2, k: int = 3, K: int = 3, N: int = 8, M: int = 12, S: int = 4, R: int = 6,
+                 A: int = 8, S6: int = 16, seed: int = 0) -> dict:
+    """One sampler-like batch: ``task``, ``k`` and tensors [B, k+1, ...] for X_KEYS and Y_KEYS."""
+    g = torch.Generator().manual_seed(seed)
+    P = k + 1
+    snr = torch.rand(B, P, generator=g) * 20.0
+    b: dict = {"task": task, "k": k}
+    if task in ("pre_sr", "pre_mm"):
+        b.update(h=_c((B, P, K, N), g), snr_db=snr, lam_p=torch.softmax(torch.randn(B, P, K, 2, generator=g), -2))
+    elif task == "det":
+        b.update(h=_c((B, P, R, K), g), y=_c((B, P, S, R), g), snr_db=snr, x=_c((B, P, S, K), g))
+    elif task == "ce":
+        b.update(h_ls=_c((B, P, 1, -(-M // 4), N), g), snr_db=snr, h=_c((B, P, 1, M, N), g))
+    elif task == "cp":
+        b.update(h_hist=_c((B, P, 16, M, N), g), snr_db=snr, h_fut=_c((B, P, 4, M, N), g))
+    elif task == "pf":
+        b.update(h_ul=_c((B, P, 1, M, N), g), snr_db=snr, h_dl=_c((B, P, 1, M, N), g))
+    else:
+        b.update(h_sub6=_c((B, P, S6, A), g, 1e-2), beam=torch.randint(0, 256, (B, P), generator=g),
+                 distance_m=20.0 + 200.0 * torch.rand(B, P, generator=g),
+                 pathloss_db=80.0 + 40.0 * torch.rand(B, P, generator=g))
+    return b
+
+
+KEYS = {  # task -> (X_KEYS, Y_KEYS), as in docs/contracts.md
+    "pre_sr": (("h", "snr_db"), ("lam_p",)), "pre_mm": (("h", "snr_db"), ("lam_p",)),
+    "det": (("h", "y", "snr_db"), ("x",)), "ce": (("h_ls", "snr_db"), ("h",)),
+    "cp": (("h_hist", "snr_db"), ("h_fut",)), "pf": (("h_ul", "snr_db"), ("h_dl",)),
+    "bf": (("h_sub6",), ("beam",)), "de": (("h_sub6",), ("distance_m",)), "pe": (("h_sub6",), ("pathloss_db",)),
+}

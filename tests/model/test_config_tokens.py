@@ -1,0 +1,76 @@
+"""ModelConfig flavours and loading; tokeniser shapes for every task, seen and unseen sizes; the attention mask."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from icwm.config import load_config, to_yaml
+from icwm.model import ModelConfig, build_model, count_parameters
+from icwm.model.tokenizer import build_embedder, c2r
+from icwm.model.transformer import block_causal_mask
+from model_batches import random_batch
+
+
+def test_flavour_sizes():
+    debug = count_parameters(build_model(ModelConfig.flavour("debug")))
+    small = count_parameters(build_model(ModelConfig.flavour("small")))
+    assert 50_000 <= debug <= 200_000
+    assert 1_000_000 <= small and 4 * small <= 15 * 2**20  # <= 15 MB of fp32 safetensors
+    base, large = ModelConfig.flavour("base"), ModelConfig.flavour("large")
+    assert base.head_dim == 64 and large.d_model > base.d_model
+    with pytest.raises(ValueError, match="model.flavour"):
+        ModelConfig.flavour("huge")
+
+
+def test_yaml_round_trip_and_validation(tmp_path):
+    cfg = ModelConfig.flavour("debug", pos="learned", tasks=("det", "bf"))
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(cfg))
+    back = load_config(ModelConfig, path)
+    assert back == cfg and back.tasks == ("det", "bf") and back.head_dim == 16 and back.ffn_hidden == 64
+    with pytest.raises(ValueError, match="d_modle"):
+        load_config(ModelConfig, path, ["d_modle=3"])
+    with pytest.raises(ValueError, match="model.pos"):
+        ModelConfig(pos="alibi")
+    with pytest.raises(ValueError, match="model.d_model"):
+        ModelConfig(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="model.tasks"):
+        ModelConfig(tasks=("pre_sr", "xx"))
+
+
+def test_c2r_is_the_real_imag_split():
+    z = torch.complex(torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5])).conj()
+    assert c2r(z).tolist() == [[1.0, -3.0], [-2.0, -0.5]]
+
+
+# task -> (sizes, expected tokens per x, per y), B = 2
+CASES = [
+    ("pre_sr", dict(K=4, N=64), 4, 4), ("pre_mm", dict(K=10, N=96), 10, 10), ("pre_sr", dict(K=3, N=256), 3, 3),
+    ("det", dict(K=4, R=8, S=8), 4, 4), ("det", dict(K=10, R=12, S=3), 10, 10), ("ce", dict(N=64, M=48), 12, 12),
+    ("ce", dict(N=96, M=50), 13, 13), ("cp", dict(N=8, M=48), 12, 12), ("cp", dict(N=3, M=10), 3, 3),
+    ("pf", dict(N=256, M=8), 2, 2), ("bf", dict(A=8, S6=64), 8, 1), ("de", dict(A=16, S6=20), 3, 1),
+    ("pe", dict(A=4, S6=64), 8, 1),
+]
+
+
+@pytest.mark.parametrize("task,sizes,n_x,n_y", CASES)
+def test_token_shapes(task: str, sizes: dict, n_x: int, n_y: int):
+    cfg = ModelConfig.flavour("debug")
+    b = random_batch(task, B=2, k=4, **sizes)
+    with torch.no_grad():
+        x, y, _ = build_embedder(cfg, task)(b)
+    assert x.shape == (2, 5, n_x, cfg.d_model) and y.shape == (2, 5, n_y, cfg.d_model)
+    assert torch.isfinite(x).all() and torch.isfinite(y).all()
+
+
+def test_block_causal_mask_against_the_definition():
+    n_pairs, n_x, n_y = 3, 2, 1
+    m = block_causal_mask(n_pairs, n_x, n_y)
+    per = n_x + n_y
+    for q in range(n_pairs * per):
+        for k in range(n_pairs * per):
+            pq, pk, q_is_y, k_is_y = q // per, k // per, q % per >= n_x, k % per >= n_x
+            expect = pk < pq or (pk == pq and (not k_is_y or q_is_y))
+            assert bool(m[q, k]) == expect
+    # pair i: each x-token sees 3i + 2 keys, the y-token 3i + 3
+    assert m.sum().item() == sum(n_x * (per * i + n_x) + n_y * (per * i + per) for i in range(n_pairs)) == 48

@@ -1,0 +1,179 @@
+"""Few-shot inference: save/load round trip, natural outputs, input validation, the CLI."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import icwm.infer as infer
+from icwm.infer import FewShotModel, save_pretrained
+from icwm.model import ModelConfig, build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _c(*shape: int, rng: np.random.Generator) -> np.ndarray:
+    return ((rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2)).astype(np.complex64)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    torch.manual_seed(3)
+    cfg = ModelConfig.flavour("debug", k_max=6, max_users=8)
+    return save_pretrained(build_model(cfg), cfg, tmp_path_factory.mktemp("m") / "icwm-debug", {"step": 7})
+
+
+@pytest.fixture(scope="module")
+def fsm(saved) -> FewShotModel:
+    return FewShotModel.from_pretrained(saved)
+
+
+def _pre(k: int, K: int = 3, N: int = 6, seed: int = 0, lead: tuple = ()) -> tuple[dict, dict]:
+    r = np.random.default_rng(seed)
+    lam = r.random(lead + (k, K, 2)).astype(np.float32)
+    demos = {"h": _c(*lead, k, K, N, rng=r), "snr_db": r.uniform(0, 20, lead + (k,)).astype(np.float32),
+             "lam_p": lam / lam.sum(-2, keepdims=True)}
+    query = {"h": _c(*lead, K, N, rng=r), "snr_db": np.float32(r.uniform(0, 20, lead)) if lead else np.float32(10.0)}
+    return demos, query
+
+
+def test_save_load_round_trip(saved, fsm, tmp_path):
+    files = sorted(p.name for p in saved.iterdir())
+    assert files == ["config.yaml", "metadata.json", "model.safetensors"]
+    assert not [p for p in saved.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    meta = json.loads((saved / "metadata.json").read_text())
+    assert meta["step"] == 7 and meta["parameters"] == sum(p.numel() for p in fsm.model.parameters())
+    again = save_pretrained(fsm.model, fsm.cfg, saved.parent / "copy")
+    save_pretrained(fsm.model, fsm.cfg, again)  # overwriting an existing directory works
+    other = FewShotModel.from_pretrained(again)
+    assert other.cfg == fsm.cfg
+    for (ka, a), (kb, b) in zip(fsm.model.state_dict().items(), other.model.state_dict().items()):
+        assert ka == kb and torch.equal(a, b)
+    demos, query = _pre(3)
+    assert np.array_equal(other.predict("pre_sr", demos, query)["lam_p"], fsm.predict("pre_sr", demos, query)["lam_p"])
+
+
+def test_missing_model_says_how_to_train(tmp_path, monkeypatch):
+    monkeypatch.setattr(infer, "SHIPPED", tmp_path / "icwm-small")
+    with pytest.raises(FileNotFoundError, match="launch/pretrain.py"):
+        FewShotModel.from_pretrained()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.yaml").write_text("d_model: 32\nn_heads: 2\n")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        FewShotModel.from_pretrained(tmp_path / "x")
+
+
+def test_precoding_outputs_match_the_forward_pass_and_the_power_budget(fsm):
+    demos, query = _pre(4)
+    out = fsm.predict("pre_sr", demos, query)
+    assert isinstance(out["W"], np.ndarray) and out["W"].shape == (6, 3) and out["lam_p"].shape == (3, 2)
+    np.testing.assert_allclose(out["lam_p"].sum(0), [1.0, 1.0], rtol=1e-5)
+    np.testing.assert_allclose(np.sum(np.abs(out["W"]) ** 2), 10.0, rtol=1e-4)  # ||W||_F^2 = p = 10 dB
+    batch = {"task": "pre_sr", "k": 4, "h": torch.from_numpy(np.concatenate([demos["h"], query["h"][None]]))[None],
+             "snr_db": torch.tensor(np.append(demos["snr_db"], query["snr_db"]))[None],
+             "lam_p": torch.cat([torch.from_numpy(demos["lam_p"]), torch.zeros(1, 3, 2)])[None]}
+    with torch.no_grad():
+        ref = fsm.model(batch)["lam_p"][0, -1]
+    np.testing.assert_allclose(out["lam_p"], ref.numpy(), rtol=1e-6)
+
+
+def test_batch_equals_single_episodes_and_torch_in_torch_out(fsm):
+    demos, query = _pre(2, lead=(2,), seed=4)
+    out = fsm.predict("pre_mm", {k: torch.from_numpy(v) for k, v in demos.items()},
+                      {k: torch.from_numpy(np.asarray(v)) for k, v in query.items()})
+    assert torch.is_tensor(out["lam_p"]) and out["lam_p"].shape == (2, 3, 2)
+    for b in range(2):
+        one = fsm.predict("pre_mm", {k: v[b] for k, v in demos.items()}, {k: v[b] for k, v in query.items()})
+        np.testing.assert_allclose(one["lam_p"], out["lam_p"][b].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _episode(task: str, k: int, r: np.random.Generator) -> tuple[dict, dict, dict]:
+    """(demos, query, expected output shapes) of a natural-shape episode."""
+    f = lambda *s: r.uniform(0, 20, s).astype(np.float32)  # noqa: E731
+    xs = {"ce": {"h_ls": _c(1, 3, 5, rng=r)}, "cp": {"h_hist": _c(16, 8, 2, rng=r)}, "pf": {"h_ul": _c(1, 8, 4, rng=r)},
+          "bf": {"h_sub6": _c(16, 4, rng=r)}, "de": {"h_sub6": _c(16, 4, rng=r)}, "pe": {"h_sub6": _c(16, 4, rng=r)}}[task]
+    ys = {"ce": {"h": _c(k, 1, 12, 5, rng=r)}, "cp": {"h_fut": _c(k, 4, 8, 2, rng=r)}, "pf": {"h_dl": _c(k, 1, 8, 4, rng=r)},
+          "bf": {"beam": r.integers(0, 256, k)}, "de": {"distance_m": f(k) * 10}, "pe": {"pathloss_db": f(k) + 90}}[task]
+    query = {**xs, **({"snr_db": np.float32(12.0)} if task in ("ce", "cp", "pf") else {})}
+    demos = {**{key: np.stack([v] * k) for key, v in query.items()}, **ys} if k else {}
+    shapes = {"ce": {"h": (1, 12, 5)}, "cp": {"h_fut": (4, 8, 2)}, "pf": {"h_dl": (1, 8, 4)},
+              "bf": {"beam": (), "beam_scores": (256,)}, "de": {"distance_m": ()}, "pe": {"pathloss_db": ()}}[task]
+    return demos, query, shapes
+
+
+@pytest.mark.parametrize("task", ["ce", "cp", "pf", "bf", "de", "pe"])
+@pytest.mark.parametrize("k", [0, 3])
+def test_natural_outputs_for_every_task(fsm, task: str, k: int):
+    demos, query, shapes = _episode(task, k, np.random.default_rng(k))
+    out = fsm.predict(task, demos if k else None, query)
+    assert {key: v.shape for key, v in out.items()} == shapes
+    if task == "bf":
+        assert out["beam"] == out["beam_scores"].argmax() and abs(out["beam_scores"].sum() - 1) < 1e-5
+
+
+def test_detection_symbols_and_hard_decisions(fsm):
+    r = np.random.default_rng(1)
+    demos = {"h": np.stack([_c(4, 2, rng=r)] * 3), "y": _c(3, 5, 4, rng=r), "snr_db": np.full(3, 15, np.float32),
+             "x": _c(3, 5, 2, rng=r)}
+    out = fsm.predict("det", demos, {"h": demos["h"][0], "y": _c(5, 4, rng=r), "snr_db": np.float32(15)})
+    from icwm.wireless.detection import qam16
+    const = qam16().numpy()
+    assert out["x"].shape == (5, 2) and out["x_idx"].shape == (5, 2)
+    np.testing.assert_array_equal(out["x_idx"], np.abs(out["x"][..., None] - const).argmin(-1))
+
+
+BAD = [  # (description, mutate(task, demos, query) -> (task, demos, query), field named in the error)
+    ("unknown task", lambda d, q: ("foo", d, q), "task"),
+    ("missing query key", lambda d, q: ("pre_sr", d, {"h": q["h"]}), "query"),
+    ("extra query key", lambda d, q: ("pre_sr", d, {**q, "lam_p": d["lam_p"][0]}), "query"),
+    ("missing demo label", lambda d, q: ("pre_sr", {"h": d["h"], "snr_db": d["snr_db"]}, q), "demos"),
+    ("real channel", lambda d, q: ("pre_sr", d, {**q, "h": q["h"].real.copy()}), "query['h']"),
+    ("NaN channel", lambda d, q: ("pre_sr", d, {**q, "h": np.where(np.eye(3, 6) > 0, np.nan, q["h"]).astype(np.complex64)}),
+     "query['h']"),
+    ("inf snr", lambda d, q: ("pre_sr", {**d, "snr_db": d["snr_db"] * np.inf}, q), "demos['snr_db']"),
+    ("wrong ndim", lambda d, q: ("pre_sr", d, {**q, "h": q["h"][0]}), "query['h']"),
+    ("demo Nt disagrees", lambda d, q: ("pre_sr", {**d, "h": d["h"][..., :5]}, q), "demos['h']"),
+    ("demo counts disagree", lambda d, q: ("pre_sr", {**d, "snr_db": d["snr_db"][:2]}, q), "demos"),
+    ("k above k_max", lambda d, q: ("pre_sr", {k: np.concatenate([v] * 3) for k, v in d.items()}, q), "k_max"),
+    ("K above max_users", lambda d, q: ("pre_sr", None, {**q, "h": np.ones((9, 12), np.complex64)}), "max_users"),
+    ("lam_p shape", lambda d, q: ("pre_sr", {**d, "lam_p": d["lam_p"][:, :2]}, q), "lam_p"),
+    ("string input", lambda d, q: ("pre_sr", d, {**q, "h": "abc"}), "query['h']"),
+    ("integer snr dtype ok, complex snr not", lambda d, q: ("pre_sr", d, {**q, "snr_db": np.complex64(1)}), "snr_db"),
+    ("det rx mismatch", lambda d, q: ("det", None, {"h": q["h"][:, :2], "y": np.ones((4, 5), np.complex64),
+                                                    "snr_db": np.float32(3)}), "rx"),
+    ("ce pilots vs band", lambda d, q: ("ce", {"h_ls": np.ones((1, 1, 2, 2), np.complex64), "snr_db": np.ones(1, np.float32),
+                                               "h": np.ones((1, 1, 12, 2), np.complex64)},
+                                        {"h_ls": np.ones((1, 2, 2), np.complex64), "snr_db": np.float32(1)}), "h_ls"),
+    ("beam out of range", lambda d, q: ("bf", {"h_sub6": np.ones((1, 8, 2), np.complex64), "beam": np.array([256])},
+                                        {"h_sub6": np.ones((8, 2), np.complex64)}), "beam"),
+    ("batch size mismatch", lambda d, q: ("pre_sr", None, {"h": np.ones((2, 3, 6), np.complex64),
+                                                           "snr_db": np.ones(3, np.float32)}), "batch size"),
+]
+
+
+@pytest.mark.parametrize("desc,mutate,field", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_names_the_field(fsm, desc, mutate, field):
+    demos, query = _pre(3)
+    task, d, q = mutate(demos, query)
+    with pytest.raises(ValueError, match=field.replace("[", "\\[").replace("]", "\\]")):
+        fsm.predict(task, d, q)
+
+
+def test_cli_round_trip_and_bad_input(saved, fsm, tmp_path):
+    spec = importlib.util.spec_from_file_location("fewshot_cli", ROOT / "launch" / "fewshot.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    demos, query = _pre(2)
+    np.savez(tmp_path / "d.npz", **demos)
+    np.savez(tmp_path / "q.npz", **query)
+    argv = ["--task", "pre_sr", "--demos", str(tmp_path / "d.npz"), "--query", str(tmp_path / "q.npz"),
+            "--model", str(saved)]
+    assert cli.main(argv + ["--out", str(tmp_path / "o.npz")]) == 0
+    with np.load(tmp_path / "o.npz") as o:
+        np.testing.assert_allclose(o["W"], fsm.predict("pre_sr", demos, query)["W"], rtol=1e-6)
+    assert cli.main(["--task", "det"] + argv[2:] + ["--out", str(tmp_path / "bad.npz")]) == 2
+    assert not (tmp_path / "bad.npz").exists()
