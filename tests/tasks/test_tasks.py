@@ -66,7 +66,10 @@ def test_label_is_a_perfect_prediction(samples, task_id):
     m = mod.metric(label_as_pred(task_id, s), s)
     l = mod.loss(label_as_pred(task_id, s), s)
     assert l.shape == (G * S,) and torch.isfinite(l).all()
-    expect = {"pre_sr": ("rate_ratio", 1.0, 1e-3), "pre_mm": ("gap_db", 0.0, 0.05), "det": ("ser", 0.0, 0),
+    if task_id == "pre_sr":   # label from a converged WMMSE: at least WMMSE-20's rate (it may be above)
+        assert (m["rate_ratio"] > 0.99).all(), m["rate_ratio"]
+        return
+    expect = {"pre_mm": ("gap_db", 0.0, 0.05), "det": ("ser", 0.0, 0),
               "ce": ("nmse", 0.0, 1e-10), "cp": ("nmse", 0.0, 1e-10), "pf": ("nmse", 0.0, 1e-10),
               "bf": ("top1", 1.0, 0), "de": ("mae_m", 0.0, 1e-6), "pe": ("mae_db", 0.0, 1e-6)}[task_id]
     name, value, tol = expect
