@@ -1,0 +1,156 @@
+"""DeepSpeed engine setup from the typed config: process group, JSON config, AdamW + warm-up/cosine LambdaLR.
+
+The optimiser is a plain ``torch.optim.AdamW`` handed to DeepSpeed as a client optimiser (CPUs have no fused
+Adam); the schedule is a ``LambdaLR`` that DeepSpeed steps once per optimiser step. With ZeRO stage 0 the
+parameters hold full gradients, so global-norm clipping is done by ``torch.nn.utils.clip_grad_norm_`` just
+before ``engine.step()`` (same result as DeepSpeed's clipping, a fraction of its per-parameter Python cost, and it
+yields the gradient norm for logging); ZeRO >= 1 clips inside DeepSpeed, on the partitions. On one rank with
+ZeRO 0 the (identity) gradient all-reduce is switched off. Precision ``bf16`` uses
+DeepSpeed's ``torch_autocast`` (fp32 master weights, bf16 matmuls): the model's complex-valued input
+processing stays in fp32, which DeepSpeed's whole-model bf16 cast would break.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from icwm.train.config import OptimConfig, PretrainConfig
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def init_distributed() -> tuple[int, int]:
+    """Initialise the process group (idempotent); a plain ``python`` run becomes a 1-rank group.
+
+    Without the launcher's environment (``RANK``/``WORLD_SIZE``...), a single-process group is set up on a free
+    local port, so DeepSpeed never falls back to MPI discovery.
+
+    Returns:
+        (rank, world_size).
+    """
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+    if "RANK" not in os.environ and "OMPI_COMM_WORLD_RANK" not in os.environ:
+        for key, val in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_SIZE", "1"),
+                         ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(_free_port()))):
+            os.environ.setdefault(key, val)
+    deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(), verbose=False)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def on_gpu() -> bool:
+    """Whether DeepSpeed's accelerator is a GPU-like device (anything but the CPU accelerator)."""
+    from deepspeed.accelerator import get_accelerator
+    return get_accelerator().device_name() != "cpu"
+
+
+def ds_config(cfg: PretrainConfig, precision: str) -> dict:
+    """DeepSpeed JSON config built from the typed tree (micro batch, accumulation, clipping, ZeRO, precision).
+
+    Args:
+        cfg: the pretraining config.
+        precision: resolved precision, ``"fp32"`` or ``"bf16"``.
+    Returns:
+        The dict handed to ``deepspeed.initialize(config=...)``.
+    """
+    out = {
+        "train_micro_batch_size_per_gpu": cfg.data.batch_size,
+        "gradient_accumulation_steps": cfg.train.grad_accum,
+        "gradient_clipping": 0.0 if own_clip(cfg) else cfg.optim.clip,
+        "zero_optimization": {"stage": cfg.deepspeed.zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10 ** 12,
+        "wall_clock_breakdown": False,
+    }
+    if precision == "bf16":
+        out["torch_autocast"] = {"enabled": True, "dtype": "bfloat16"}
+    return out
+
+
+def own_clip(cfg: PretrainConfig) -> bool:
+    """Whether clipping happens outside DeepSpeed (ZeRO stage 0: parameters hold the full gradients)."""
+    return cfg.deepspeed.zero_stage == 0
+
+
+def optimizer_step(engine, clip: float, clip_here: bool) -> Optional[float]:
+    """``engine.step()``, clipping first when ``clip_here`` and this micro step closes an accumulation.
+
+    Args:
+        engine: the DeepSpeed engine, after ``engine.backward``.
+        clip: max global gradient norm (0 = no clipping; the norm is still measured).
+        clip_here: clip with torch (ZeRO stage 0) rather than inside DeepSpeed.
+    Returns:
+        The global gradient norm before clipping at an accumulation boundary, else ``None``.
+    """
+    if not engine.is_gradient_accumulation_boundary():
+        engine.step()
+        return None
+    norm = None
+    if clip_here:
+        norm = torch.nn.utils.clip_grad_norm_(engine.module.parameters(), clip if clip > 0 else math.inf)
+    engine.step()
+    if norm is None:
+        norm = engine.get_global_grad_norm()
+    return None if norm is None else float(norm)
+
+
+def lr_lambda(optim: OptimConfig, total_steps: int) -> Callable[[int], float]:
+    """LR multiplier per optimiser step ``s``: linear warm-up ``(s+1)/warmup``, then cosine to ``min_lr_ratio``.
+
+    Args:
+        optim: optimiser config (``warmup_steps``, ``min_lr_ratio``).
+        total_steps: optimiser steps of the whole run.
+    Returns:
+        ``f(step) -> multiplier`` for ``torch.optim.lr_scheduler.LambdaLR``.
+    """
+    warm, floor = optim.warmup_steps, optim.min_lr_ratio
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        span = max(total_steps - warm, 1)
+        t = min((step - warm) / span, 1.0)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return f
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on parameters with >= 2 dims (matrices, embeddings), none on biases/gains."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Torch AdamW (non-fused, foreach) and its warm-up + cosine ``LambdaLR``."""
+    o = cfg.optim
+    opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o, cfg.train.steps))
+
+
+def build_engine(model: nn.Module, cfg: PretrainConfig):
+    """``deepspeed.initialize`` with the client AdamW and LambdaLR; the process group must exist.
+
+    Args:
+        model: the freshly built model (CPU, fp32); DeepSpeed moves it to the rank's device.
+        cfg: the pretraining config.
+    Returns:
+        (engine, precision) with ``precision`` the resolved ``"fp32"`` / ``"bf16"``.
+    """
+    import deepspeed
+    precision = cfg.deepspeed.resolved_precision(on_gpu())
+    opt, sched = build_optimizer(model, cfg)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
+                                           config=ds_config(cfg, precision))
+    if own_clip(cfg) and torch.distributed.get_world_size() == 1:
+        engine.enable_backward_allreduce = False     # averaging over one rank is the identity
+    return engine, precision

@@ -1,0 +1,279 @@
+"""The pretraining loop: one sampler batch per micro step, DWA-weighted task loss, DeepSpeed step, logs,
+held-out evaluation against the classical baselines, atomic checkpoints, resume, and the final export.
+
+``pretrain(cfg)`` is what ``launch/pretrain.py`` calls, on one process (``python``) or under the DeepSpeed
+launcher (any number of ranks, CPU/gloo or GPU/nccl).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from icwm import tasks as task_registry
+from icwm.config import to_dict, to_yaml
+from icwm.data.episodes import EpisodeDataset, EpisodeLoader
+from icwm.model import build_model, count_parameters
+from icwm.train import checkpoint as ckpt
+from icwm.train.config import PretrainConfig
+from icwm.train.dwa import DWA
+from icwm.train.engine import build_engine, init_distributed, optimizer_step, own_clip
+from icwm.train.logging import TaskMeter, TBLogger, TokenCounter, format_scalars
+from icwm.train.objective import task_losses
+
+
+def make_all_reduce(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """SUM all-reduce across ranks of a CPU tensor (moved to ``device`` for the collective, returned on CPU)."""
+    def reduce(t: torch.Tensor) -> torch.Tensor:
+        if not (torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1):
+            return t
+        x = t.to(device)
+        torch.distributed.all_reduce(x, op=torch.distributed.ReduceOp.SUM)
+        return x.cpu()
+    return reduce
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Move the batch's tensors to ``device`` (other entries pass through)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def query_metrics(task: str, pred: dict, batch: dict) -> dict[str, float]:
+    """Task metrics of the query (last pair) averaged over the batch's episodes.
+
+    Args:
+        task: task id.  pred: predictions in the task's Y_KEYS (or baseline) form, ``[B, k+1, ...]``.
+        batch: the episode batch, ``[B, k+1, ...]``.
+    Returns:
+        metric name -> mean over the B queries (over all pairs when a metric is not per pair).
+    """
+    vals = task_registry.get(task).metric(pred, batch)
+    n_p = batch["k"] + 1
+    n_b = next(v.shape[0] for v in batch.values() if torch.is_tensor(v))
+    out = {}
+    for name, v in vals.items():
+        v = v.detach().float()
+        out[name] = float(v.reshape(n_b, n_p)[:, -1].mean() if v.numel() == n_b * n_p else v.mean())
+    return out
+
+
+class Evaluator:
+    """Held-out evaluation: fixed batches per task (k = eval k_max), model metrics vs classical baselines.
+
+    Baseline scores are computed once and cached. Collective: every rank evaluates its share and the means are
+    all-reduced.
+    """
+
+    def __init__(self, cfg: PretrainConfig, tasks: list[str], rank: int, world: int,
+                 reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        base = cfg.eval_stream()
+        self.batches: dict[str, list[dict]] = {}
+        for t in tasks:
+            ds = EpisodeDataset(dataclasses.replace(base, task_weights={t: 1.0}), rank, world)
+            self.batches[t] = [ds.batch_at(0, rank + i * world) for i in range(cfg.train.eval_batches)]
+        self.world, self.reduce, self.with_baselines = world, reduce, cfg.train.eval_baselines
+        self._baselines: Optional[dict[str, float]] = None
+
+    def _mean(self, scores: dict[str, float]) -> dict[str, float]:
+        names = sorted(scores)
+        t = self.reduce(torch.tensor([scores[n] for n in names], dtype=torch.float64))
+        return {n: float(v) / self.world for n, v in zip(names, t.tolist())}
+
+    def _score(self, fn: Callable[[str, dict], dict[str, dict]]) -> dict[str, float]:
+        acc: dict[str, float] = {}
+        for t, batches in self.batches.items():
+            for b in batches:
+                for method, pred in fn(t, b).items():
+                    for name, v in query_metrics(t, pred, b).items():
+                        key = f"eval/{t}/{name}/{method}"
+                        acc[key] = acc.get(key, 0.0) + v / len(batches)
+        return self._mean(acc)
+
+    @torch.no_grad()
+    def __call__(self, engine) -> dict[str, float]:
+        """Scalars ``eval/<task>/<metric>/<method>`` for the model (and the cached baselines)."""
+        engine.eval()
+        dev = engine.device
+        out = self._score(lambda t, b: {"model": {k: v.float().cpu() if v.is_floating_point() else v.cpu()
+                                                  for k, v in engine(to_device(b, dev)).items()}})
+        engine.train()
+        if self.with_baselines and self._baselines is None:
+            self._baselines = self._score(lambda t, b: task_registry.get(t).baselines(b))
+        return {**out, **(self._baselines or {})}
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Counters of the loop (saved in ``trainer_state.json``)."""
+
+    step: int = 0
+    samples: int = 0
+    tokens: int = 0
+
+
+class Trainer:
+    """Everything one rank needs to train: engine, data, DWA, meters, logger (built by ``setup``)."""
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        self.cfg = cfg
+        self.rank, self.world = init_distributed()
+        torch.manual_seed(cfg.train.seed)                       # model init: identical on every rank
+        model = build_model(cfg.model)
+        self.n_params = {"total": count_parameters(model), "trainable": count_parameters(model, True)}
+        self.tokens = TokenCounter(model)
+        self.engine, self.precision = build_engine(model, cfg)
+        torch.manual_seed(cfg.train.seed + 1 + self.rank)       # dropout etc.: distinct per rank
+        self.data = EpisodeDataset(cfg.data, self.rank, self.world)
+        self.loader = EpisodeLoader(self.data, num_workers=cfg.train.num_workers)
+        self.task_ids = list(self.data.source.tasks)
+        self.reduce = make_all_reduce(self.engine.device)
+        self.dwa = DWA(self.task_ids, T=cfg.train.dwa_temperature, window=cfg.train.dwa_window,
+                       all_reduce=self.reduce)
+        self.meter = TaskMeter(self.task_ids, self.reduce)
+        self.state = LoopState()
+        self.out = Path(cfg.train.out_dir)
+        self.tb = TBLogger(self.out / "tb", enabled=self.rank == 0)
+        self.evaluator: Optional[Evaluator] = None
+        self.history: list[dict] = []
+        self._grad_norm, self._tokens_local = 0.0, 0
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+    def trainer_state(self) -> dict:
+        """JSON state saved by rank 0."""
+        return {**dataclasses.asdict(self.state), "world_size": self.world, "parameters": self.n_params,
+                "dwa": self.dwa.state_dict(), "precision": self.precision,
+                "global_batch": self.cfg.global_batch(self.world)}
+
+    def save(self) -> Path:
+        """Atomic checkpoint of the current step (collective)."""
+        self._sync_tokens()
+        rank_state = {"data": self.loader.state_dict(), "rng": ckpt.rng_state()}
+        return ckpt.save_checkpoint(self.engine, self.out, self.state.step, to_yaml(self.cfg), self.trainer_state(),
+                                    rank_state, keep_last=self.cfg.train.keep_last)
+
+    def _sync_tokens(self) -> None:
+        """Add every rank's tokens since the last sync to ``state.tokens`` (collective: ranks see different tasks)."""
+        t = self.reduce(torch.tensor([float(self._tokens_local)], dtype=torch.float64))
+        self.state.tokens += int(t.item())
+        self._tokens_local = 0
+
+    def resume(self) -> Optional[Path]:
+        """Load the checkpoint ``train.resume`` selects, if any (collective)."""
+        path = ckpt.find_resume(self.cfg.train.resume, self.out)
+        if path is None:
+            return None
+        state, rank_state = ckpt.load_checkpoint(self.engine, path)
+        self.state = LoopState(step=state["step"], samples=state["samples"], tokens=state["tokens"])
+        self.dwa.load_state_dict(state["dwa"])
+        self.loader.load_state_dict(rank_state["data"])
+        ckpt.set_rng_state(rank_state["rng"])
+        return path
+
+    # ---- steps ---------------------------------------------------------------------------------------------
+    def micro_step(self, batch: dict) -> None:
+        """Forward, DWA-weighted backward and DeepSpeed step of one sampler batch."""
+        task = batch["task"]
+        loss = task_losses(self.engine, to_device(batch, self.engine.device))
+        w = self.dwa.weight(task)
+        self.engine.backward(loss * w)
+        norm = optimizer_step(self.engine, self.cfg.optim.clip, own_clip(self.cfg))
+        self._grad_norm = self._grad_norm if norm is None else norm
+        value = float(loss.detach())
+        n_ep = next(v.shape[0] for v in batch.values() if torch.is_tensor(v))
+        n_tok = self.tokens.take()
+        self.dwa.observe(task, value)
+        self.meter.add(task, value, w, n_ep, n_tok)
+        self.state.samples += n_ep * self.world
+        self._tokens_local += n_tok
+
+    def log(self) -> dict[str, float]:
+        """Reduce the interval meters (collective) and write the scalars."""
+        vals = self.meter.read()
+        vals["lr"] = self.engine.get_lr()[0]
+        vals["grad_norm"] = self._grad_norm
+        vals.update({f"dwa/{t}": w for t, w in self.dwa.weights.items()})
+        self.tb.scalars(self.state.step, vals)
+        self.history.append({"step": self.state.step, **vals})
+        return vals
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out evaluation (collective); scalars written to TensorBoard."""
+        if self.evaluator is None:
+            self.evaluator = Evaluator(self.cfg, self.task_ids, self.rank, self.world, self.reduce)
+        vals = self.evaluator(self.engine)
+        self.tb.scalars(self.state.step, vals)
+        self.history.append({"step": self.state.step, **vals})
+        return vals
+
+    def export(self) -> Optional[Path]:
+        """Standalone model directory ``out_dir/model`` (safetensors + config.yaml + metadata.json) written by rank 0;
+        collective (ZeRO-3 parameters are gathered first). Returns the directory on rank 0, else None."""
+        import contextlib
+
+        import deepspeed
+        from icwm.infer import save_pretrained
+        meta = {"step": self.state.step, "samples": self.state.samples, "tokens": self.state.tokens,
+                "parameters": self.n_params, "pretrain_config": to_dict(self.cfg)}
+        module = self.engine.module
+        gather = (deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
+                  if self.cfg.deepspeed.zero_stage == 3 else contextlib.nullcontext())
+        with gather:
+            path = save_pretrained(module, self.cfg.model, self.out / "model", metadata=meta) if self.rank == 0 else None
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        return path
+
+    def run(self) -> dict:
+        """Train to ``train.steps`` (resuming if asked) and return a summary (rank 0 meaningful)."""
+        from tqdm.auto import tqdm
+        cfg, t = self.cfg, self.cfg.train
+        resumed = self.resume()
+        if self.rank == 0:
+            print(f"[pretrain] parameters: {self.n_params['total']:,} total, {self.n_params['trainable']:,} "
+                  f"trainable | ranks {self.world} | global batch {cfg.global_batch(self.world)} episodes | "
+                  f"precision {self.precision} | ZeRO {cfg.deepspeed.zero_stage} | tasks {self.task_ids}"
+                  + (f" | resumed from {resumed}" if resumed else ""), flush=True)
+        saved = resumed is not None
+        bar = tqdm(total=t.steps, initial=self.state.step, disable=self.rank != 0 or not t.progress,
+                   desc="pretrain", dynamic_ncols=True)
+        batches = iter(self.loader)
+        while self.state.step < t.steps:
+            for _ in range(t.grad_accum):
+                self.micro_step(next(batches))
+            self.dwa.step()
+            self.state.step += 1
+            saved = False
+            bar.update(1)
+            if self.state.step % t.log_every == 0 or self.state.step == t.steps:
+                bar.set_postfix_str(format_scalars(self.log()))
+            if t.eval_every and self.state.step % t.eval_every == 0:
+                self.evaluate()
+            if t.ckpt_every and self.state.step % t.ckpt_every == 0:
+                self.save()
+                saved = True
+        bar.close()
+        return self.finish(saved)
+
+    def finish(self, saved: bool) -> dict:
+        """Final checkpoint, evaluation (if enabled) and export; writes ``out_dir/summary.json`` on rank 0."""
+        path = ckpt.find_resume("auto", self.out) if saved else self.save()
+        self._sync_tokens()
+        every = self.cfg.train.eval_every
+        if every and self.state.step % every:
+            self.evaluate()
+        model_dir = self.export() if self.cfg.train.export else None
+        summary = {"step": self.state.step, "samples": self.state.samples, "tokens": self.state.tokens,
+                   "parameters": self.n_params, "checkpoint": str(path), "model": str(model_dir),
+                   "history": self.history}
+        if self.rank == 0:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        self.tb.close()
+        return summary
+
+
+def pretrain(cfg: PretrainConfig) -> dict:
+    """Run pretraining as configured; returns the summary (step, samples, tokens, parameters, paths, history)."""
+    return Trainer(cfg).run()

@@ -1,0 +1,60 @@
+"""Fingerprinting baselines for distance / path-loss estimation: channel features and batched k-NN regression."""
+from __future__ import annotations
+
+import torch
+
+from icwm.config import check
+
+
+def features(h: torch.Tensor, n_delay: int = 8, power_weight: float = 1.0) -> torch.Tensor:
+    """Real fingerprint of a sub-6 GHz channel: received power plus the normalised angle-delay profile.
+
+    * ``power_weight * 10 log10(sum |h|^2 / (sc * ant)) / 10``: mean channel power in units of 10 dB (it carries
+      the path loss, since the channels keep it);
+    * ``sqrt`` of the angle-delay power profile ``|FFT_ant(IFFT_sc(h))|^2 / sum |h|^2`` for the first ``n_delay``
+      delay taps and all angle bins (unit-norm vector, power-independent: the multipath geometry).
+
+    Args:
+        h: [..., sc, ant] complex; n_delay: delay taps kept (<= sc); power_weight: scale of the power feature.
+
+    Returns:
+        [..., 1 + n_delay * ant] float32.
+    """
+    check(h.dim() >= 2 and h.is_complex(), "h", "a complex tensor [..., sc, ant]", tuple(h.shape))
+    check(1 <= n_delay <= h.shape[-2], "n_delay", f"1 <= n_delay <= sc={h.shape[-2]}", n_delay)
+    power = h.abs().pow(2).sum((-2, -1))                                    # [...]
+    adp = torch.fft.fft(torch.fft.ifft(h, dim=-2, norm="ortho"), dim=-1, norm="ortho")
+    adp = adp[..., :n_delay, :].abs().pow(2) / power.clamp_min(1e-30)[..., None, None]
+    p_db = 10.0 * torch.log10((power / (h.shape[-2] * h.shape[-1])).clamp_min(1e-30))
+    return torch.cat([(power_weight * p_db / 10.0)[..., None], adp.sqrt().flatten(-2)], -1).float()
+
+
+def knn_regress(train_x: torch.Tensor, train_y: torch.Tensor, query_x: torch.Tensor, k: int = 3,
+                weighted: bool = False, eps: float = 1e-12) -> torch.Tensor:
+    """k-nearest-neighbour regression (Euclidean), batched over leading dims.
+
+    Prediction = mean of the ``k`` nearest training labels, or with ``weighted`` their inverse-distance
+    weighted mean (a query on a training point returns that point's label). With ``k = 2`` and weighting, a
+    1-D query between two neighbours is exactly the linear interpolation of their labels.
+
+    Args:
+        train_x: [..., n, f]; train_y: [..., n]; query_x: [..., q, f] (leading dims broadcast);
+        k: 1 <= k <= n.
+
+    Returns:
+        [..., q] predictions (dtype of ``train_y``).
+    """
+    n = train_x.shape[-2]
+    check(1 <= k <= n, "k", f"1 <= k <= n_train={n}", k)
+    check(train_y.shape[-1] == n, "train_y", f"[..., n={n}]", tuple(train_y.shape))
+    check(query_x.shape[-1] == train_x.shape[-1], "query_x", f"[..., q, f={train_x.shape[-1]}]",
+          tuple(query_x.shape))
+    diff = query_x[..., :, None, :] - train_x[..., None, :, :]                # [..., q, n, f]
+    dist = diff.pow(2).sum(-1).sqrt()                                        # [..., q, n]
+    d_k, idx = dist.topk(k, dim=-1, largest=False)                           # [..., q, k]
+    y = train_y[..., None, :].expand(dist.shape).gather(-1, idx)            # [..., q, k]
+    if not weighted:
+        return y.mean(-1)
+    exact = d_k <= eps
+    w = torch.where(exact.any(-1, keepdim=True), exact.to(y.dtype), 1.0 / d_k.clamp_min(eps).to(y.dtype))
+    return (w * y).sum(-1) / w.sum(-1)

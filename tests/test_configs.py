@@ -1,0 +1,95 @@
+"""Every YAML under configs/ loads into the dataclass of its folder (unknown keys are errors there).
+
+Each configs/ subfolder maps to its loader ("module:attr": a dataclass loaded with ``load_config``, or a
+function taking the path). Folders whose loader module does not exist yet contribute no cases, but every
+folder must have a mapping, and the core loaders must resolve.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+
+import pytest
+
+from icwm.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+LOADERS = {
+    "data": "icwm.data.config:DataConfig",
+    "pretrain": "icwm.train.config:PretrainConfig",
+    "systems": "icwm.data.config:load_family",
+    "adapters": "adapters_llm.config:FinetuneConfig",
+    "eval": "icwm.eval.config:EvalConfig",
+}
+CORE = ("data", "pretrain", "systems")
+
+
+def resolve(target: str):
+    """The loader object named ``module:attr``, or None when its module/attribute does not exist yet."""
+    mod, attr = target.split(":")
+    try:
+        return getattr(importlib.import_module(mod), attr)
+    except (ModuleNotFoundError, AttributeError):
+        return None
+
+
+def load(folder: str, path: Path):
+    obj = resolve(LOADERS[folder])
+    return load_config(obj, path) if dataclasses.is_dataclass(obj) else obj(path)
+
+
+def cases() -> list:
+    out = []
+    for sub in sorted(p for p in CONFIGS.iterdir() if p.is_dir()):
+        if sub.name in LOADERS and resolve(LOADERS[sub.name]) is not None:
+            out += [pytest.param(sub.name, y, id=f"{sub.name}/{y.name}") for y in sorted(sub.rglob("*.yaml"))]
+    return out
+
+
+def test_every_config_folder_has_a_loader():
+    folders = {p.name for p in CONFIGS.iterdir() if p.is_dir()}
+    assert folders - set(LOADERS) == set(), f"configs/ folders without a loader mapping: {folders - set(LOADERS)}"
+    for name in CORE:
+        assert resolve(LOADERS[name]) is not None, f"loader of configs/{name} does not resolve: {LOADERS[name]}"
+
+
+def test_there_are_configs_to_load():
+    names = {c.values[0] for c in cases()}
+    assert {"data", "pretrain"} <= names
+
+
+@pytest.mark.parametrize("folder,path", cases())
+def test_config_loads(folder: str, path: Path):
+    cfg = load(folder, path)
+    assert cfg is not None
+    if dataclasses.is_dataclass(cfg):
+        with pytest.raises(ValueError, match="no_such_key"):
+            load_config(type(cfg), path, ["no_such_key=1"])
+
+
+@pytest.mark.parametrize("name", ["debug", "small", "base", "large"])
+def test_pretrain_flavour_sizes_match_model_flavours(name: str):
+    from icwm.model import FLAVOURS
+    from icwm.train.config import PretrainConfig
+    cfg = load_config(PretrainConfig, CONFIGS / "pretrain" / f"{name}.yaml")
+    assert cfg.model.name == name
+    for key, value in FLAVOURS[name].items():
+        assert getattr(cfg.model, key) == value, f"configs/pretrain/{name}.yaml model.{key}"
+    assert cfg.data.k_max <= cfg.model.k_max
+
+
+def test_pretrain_cross_field_checks_name_the_field():
+    from icwm.train.config import PretrainConfig
+    path = CONFIGS / "pretrain" / "debug.yaml"
+    with pytest.raises(ValueError, match="data.k_max"):
+        load_config(PretrainConfig, path, ["data.k_max=17"])
+    with pytest.raises(ValueError, match="deepspeed.zero_stage"):
+        load_config(PretrainConfig, path, ["deepspeed.zero_stage=4"])
+    with pytest.raises(ValueError, match="train.stepz"):
+        load_config(PretrainConfig, path, ["train.stepz=3"])
+    cfg = load_config(PretrainConfig, path, ["train.grad_accum=3", "data.batch_size=5"])
+    assert cfg.global_batch(world_size=2) == 30
+    assert cfg.deepspeed.resolved_precision(on_gpu=False) == "fp32"
+    assert cfg.deepspeed.resolved_precision(on_gpu=True) == "bf16"
