@@ -87,6 +87,7 @@ class DataConfig:
     samples_per_group: int = 16
     families: list[str] = field(default_factory=list)           # configs/systems/*.yaml paths
     systems: list[SystemConfig] = field(default_factory=list)   # inline systems (after the families')
+    task_families: dict[str, list[str]] = field(default_factory=dict)  # task -> families used instead of the above
     workers: int = 1                       # generation processes (spawn); 1 = in this process
     verify_existing: bool = True           # resume: re-hash existing shards before skipping them
 
@@ -97,6 +98,8 @@ class DataConfig:
         for t, n in self.task_groups.items():
             check(t in self.tasks, "task_groups", f"keys among tasks {self.tasks}", t)
             check(n >= 1, f"task_groups.{t}", "an integer >= 1", n)
+        for t in self.task_families:
+            check(t in self.tasks, "task_families", f"keys among tasks {self.tasks}", t)
         check(self.groups_per_system >= 1, "groups_per_system", "an integer >= 1", self.groups_per_system)
         check(self.groups_per_shard >= 1, "groups_per_shard", "an integer >= 1", self.groups_per_shard)
         check(self.samples_per_group >= 1, "samples_per_group", "an integer >= 1", self.samples_per_group)
@@ -113,6 +116,13 @@ class DataConfig:
     def load_systems(self) -> list[SystemConfig]:
         """All systems (family files, then inline), validated; their order is the system index."""
         return resolve_systems(self.families, self.systems, "families/systems")
+
+    def systems_for(self, task: str) -> list[SystemConfig]:
+        """Systems used for ``task``: its ``task_families`` entry if any (e.g. small arrays for det or cp),
+        else the shared families + inline systems. Their order is the task's system index."""
+        if task in self.task_families:
+            return resolve_systems(self.task_families[task], [], f"task_families.{task}")
+        return self.load_systems()
 
 
 @dataclass

@@ -85,8 +85,11 @@ class ShardSpec:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-def plan_shards(cfg: DataConfig, systems: list[SystemConfig]) -> list[ShardSpec]:
+def plan_shards(cfg: DataConfig, systems: dict[str, list[SystemConfig]]) -> list[ShardSpec]:
     """All shards of ``cfg``, ordered by task, system, shard.
+
+    Args:
+        systems: task -> its systems (``cfg.systems_for(task)``).
 
     Returns:
         One ``ShardSpec`` per shard; file ``{split}-{task}-{system}-{shard:05d}.tar``.
@@ -94,7 +97,7 @@ def plan_shards(cfg: DataConfig, systems: list[SystemConfig]) -> list[ShardSpec]
     specs = []
     for task in cfg.tasks:
         total = cfg.groups_for(task)
-        for si, system in enumerate(systems):
+        for si, system in enumerate(systems[task]):
             for shard in range(cfg.shards_for(task)):
                 first = shard * cfg.groups_per_shard
                 specs.append(ShardSpec(
@@ -268,7 +271,7 @@ def write_shards(cfg: DataConfig, get_task: GetTask | None = None, progress: boo
     get_task = get_task or task_registry.get
     for task in cfg.tasks:
         check(hasattr(get_task(task), "generate"), f"tasks[{task!r}]", "a task module with generate()", task)
-    t0, systems = time.perf_counter(), cfg.load_systems()
+    t0, systems = time.perf_counter(), {t: cfg.systems_for(t) for t in cfg.tasks}
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = plan_shards(cfg, systems)
@@ -279,7 +282,7 @@ def write_shards(cfg: DataConfig, get_task: GetTask | None = None, progress: boo
     todo = [s for s in specs if s.file not in done]
     n_skipped = len(done)
 
-    head = {"format": FORMAT, "config": to_dict(cfg), "systems": [dataclasses.asdict(s) for s in systems]}
+    head = {"format": FORMAT, "config": to_dict(cfg), "systems": {t: [dataclasses.asdict(s) for s in v] for t, v in systems.items()}}
     last_index = [-INDEX_EVERY_S]
 
     def finish(entry: dict) -> None:          # record a finished shard; refresh the index every few seconds

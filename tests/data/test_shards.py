@@ -51,7 +51,7 @@ def shas(out_dir) -> dict[str, str]:
 def test_plan_counts_and_round_trip(tmp_path):
     cfg = make_cfg(tmp_path)
     summary = write_shards(cfg, get_task=fake_get, progress=False)
-    specs = plan_shards(cfg, cfg.load_systems())
+    specs = plan_shards(cfg, {t: cfg.systems_for(t) for t in cfg.tasks})
     # pre_sr: 5 groups -> shards of 2, 2, 1 per system; det: 2 groups -> 1 shard per system
     assert [s.n_groups for s in specs] == [2, 2, 1, 2, 2, 1, 2, 2]
     assert summary.written == 8 and summary.skipped == 0 and summary.samples == (5 + 2) * 2 * 4
@@ -132,7 +132,8 @@ def test_index_contents(tmp_path):
     write_shards(cfg, get_task=fake_get, progress=False)
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["config"]["seed"] == 0 and index["config"]["tasks"] == ["pre_sr", "det"]
-    assert [s["name"] for s in index["systems"]] == ["sys_a", "sys_b"]
+    assert {t: [s["name"] for s in v] for t, v in index["systems"].items()} == {t: ["sys_a", "sys_b"]
+                                                                                for t in ("pre_sr", "det")}
     for e in index["shards"]:
         assert e["bytes"] == os.path.getsize(tmp_path / e["file"]) and e["samples"] == e["groups"] * 4
     assert index["total_samples"] == sum(e["samples"] for e in index["shards"]) == 56
@@ -199,3 +200,16 @@ def test_interrupted_run_resumes_with_the_remaining_shards(tmp_path):
     reference = tmp_path / "ref"
     write_shards(make_cfg(reference), get_task=fake_get, progress=False)
     assert shas(tmp_path) == shas(reference)
+
+
+def test_task_families_override_the_shared_systems(tmp_path):
+    fam = tmp_path / "small.yaml"
+    fam.write_text("systems:\n  - {name: tiny_det, array: {kind: ula, cols: 4}, num_users: 2}\n")
+    cfg = make_cfg(tmp_path, task_families={"det": [str(fam)]})
+    assert [s.name for s in cfg.systems_for("det")] == ["tiny_det"]
+    assert [s.name for s in cfg.systems_for("pre_sr")] == ["sys_a", "sys_b"]
+    write_shards(cfg, get_task=fake_get, progress=False)
+    files = [e["file"] for e in load_index(tmp_path)["shards"]]
+    assert any("det-tiny_det" in f for f in files) and not any("det-sys_a" in f for f in files)
+    with pytest.raises(ValueError, match="task_families"):
+        make_cfg(tmp_path, task_families={"cp": [str(fam)]})
