@@ -1,0 +1,184 @@
+"""Evaluation report: ``results.csv``, the issue's targets computed from the results, and ``report.md``.
+
+Target values are measured from the rows; the only constants are the thresholds of ``TargetsConfig``.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Optional
+
+from icwm.eval.config import TargetsConfig
+from icwm.eval.runner import ALL, COLUMNS, MODEL, EvalResult
+
+# task -> (primary metric, +1 if larger is better else -1): the metric plotted and checked for "improves with k".
+PRIMARY: dict[str, tuple[str, int]] = {
+    "pre_sr": ("sum_rate", 1), "pre_mm": ("min_sinr_db", 1), "det": ("ser", -1), "ce": ("nmse_mean_db", -1),
+    "cp": ("nmse_mean_db", -1), "pf": ("nmse_mean_db", -1), "bf": ("top1", 1), "de": ("mae_m", -1),
+    "pe": ("nmse_mean_db", -1),
+}
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """``results.csv`` with ``COLUMNS``; ``k`` is empty for methods that use no demonstrations."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in rows:
+            w.writerow([r["task"], r["family"], r["system"], r["method"], "" if r["k"] is None else r["k"],
+                        r["metric"], f"{r['value']:.10g}", r["n"]])
+
+
+def pooled(rows: list[dict], task: str, family: str, method: str, k: Optional[int], metric: str,
+           systems: Optional[set[str]] = None) -> Optional[float]:
+    """Mean of ``metric`` over the queries of the chosen systems (all of the family's when None).
+
+    ``*_mean_db`` metrics are pooled in linear scale (``nmse``) then converted. None when there is no row.
+    """
+    base = "nmse" if metric == "nmse_mean_db" else metric
+    sel = [r for r in rows if r["task"] == task and r["family"] == family and r["method"] == method
+           and r["k"] == k and r["metric"] == base and r["system"] != ALL
+           and (systems is None or r["system"] in systems) and r["n"] > 0]
+    if not sel:
+        return None
+    mean = sum(r["value"] * r["n"] for r in sel) / sum(r["n"] for r in sel)
+    if base == metric:
+        return mean
+    return 10.0 * math.log10(mean) if mean > 0 else -math.inf
+
+
+def _target(name: str, scope: str, value: Optional[float], threshold: float, le: bool) -> dict:
+    """Target row: pass when value <= threshold (``le``) or >= threshold; gap > 0 means margin."""
+    if value is None or math.isnan(value):
+        return {"target": name, "scope": scope, "value": None, "threshold": threshold, "gap": None,
+                "status": "not evaluated"}
+    gap = threshold - value if le else value - threshold
+    return {"target": name, "scope": scope, "value": value, "threshold": threshold, "gap": gap,
+            "status": "PASS" if gap >= 0 else "FAIL"}
+
+
+def _family_for(res: EvalResult, task: str, preferred: str) -> str:
+    has = lambda f: any(r["task"] == task and r["family"] == f for r in res.rows)  # noqa: E731
+    return preferred if has(preferred) else "seen"
+
+
+def _shape_systems(res: EvalResult, task: str, family: str, n_ant: int,
+                   n_user: int) -> tuple[Optional[set[str]], str]:
+    """Systems of ``family`` evaluated on ``task`` with Nt = n_ant and K = n_user (None = all of them when none
+    matches) and a note naming them and their SNR range."""
+    has = {r["system"] for r in res.rows if r["task"] == task and r["family"] == family}
+    match = {s.name for s in res.systems.get(family, [])
+             if s.name in has and s.num_ant == n_ant and s.num_users == n_user}
+    snr = sorted({tuple(s.snr_db) for s in res.systems.get(family, []) if s.name in match})
+    if match:
+        return match, f"{family}: Nt={n_ant}, K={n_user} systems {sorted(match)}, SNR {snr} dB"
+    return None, f"{family}: no Nt={n_ant}, K={n_user} system, all systems"
+
+
+def paper_targets(res: EvalResult, t: TargetsConfig) -> list[dict]:
+    """pre_sr vs WMMSE-20, pre_mm gap to the optimum, det SER vs ML, cp NMSE, at the model's largest k."""
+    k, out = (res.model_ks[-1] if res.model_ks else None), []
+    fam = _family_for(res, "pre_sr", t.family)
+    sys_, note = _shape_systems(res, "pre_sr", fam, 128, 4)
+    model, ref = pooled(res.rows, "pre_sr", fam, MODEL, k, "sum_rate", sys_), \
+        pooled(res.rows, "pre_sr", fam, "wmmse", None, "sum_rate", sys_)
+    out.append(_target("pre_sr sum rate / WMMSE-20", f"{note}, k={k}",
+                       model / ref if model is not None and ref else None, t.rate_ratio, le=False))
+    fam = _family_for(res, "pre_mm", t.family)
+    out.append(_target("pre_mm gap to optimal min SINR (dB)", f"{fam}, k={k}",
+                       pooled(res.rows, "pre_mm", fam, MODEL, k, "gap_db"), t.maxmin_gap_db, le=True))
+    fam = _family_for(res, "det", t.family)
+    sys_, note = _shape_systems(res, "det", fam, 4, 4)
+    model, ref = pooled(res.rows, "det", fam, MODEL, k, "ser", sys_), pooled(res.rows, "det", fam, "ml", None, "ser", sys_)
+    out.append(_target("det SER / ML SER", f"{note}, k={k}",
+                       model / ref if model is not None and ref else None, t.det_ser_vs_ml, le=True))
+    fam = _family_for(res, "cp", t.family)
+    out.append(_target("cp NMSE (dB of the mean)", f"{fam}, all speeds, k={k}",
+                       pooled(res.rows, "cp", fam, MODEL, k, "nmse_mean_db"), t.cp_nmse_db, le=True))
+    return out
+
+
+def unseen_targets(res: EvalResult, t: TargetsConfig) -> list[dict]:
+    """Loss from seen to unseen at k = ``unseen_k``: pre_sr fraction of WMMSE, NMSE tasks in dB."""
+    k, out = t.unseen_k, []
+    tasks = sorted({r["task"] for r in res.rows if r["method"] == MODEL})
+    for task in tasks:
+        if task != "pre_sr" and not any(r["task"] == task and r["metric"] == "nmse" for r in res.rows):
+            continue
+        metric = "rate_ratio" if task == "pre_sr" else "nmse_mean_db"
+        seen, unseen = (pooled(res.rows, task, f, MODEL, k, metric) for f in ("seen", "unseen"))
+        loss = None if seen is None or unseen is None else (seen - unseen if task == "pre_sr" else unseen - seen)
+        name = f"{task} unseen loss ({'fraction of WMMSE sum rate' if task == 'pre_sr' else 'NMSE dB'})"
+        thr = t.unseen_rate_loss if task == "pre_sr" else t.unseen_nmse_loss_db
+        out.append(_target(name, f"unseen vs seen, k={k}", loss, thr, le=True))
+    return out
+
+
+def monotone_targets(res: EvalResult, t: TargetsConfig) -> list[dict]:
+    """Primary metric improves with k: better at the largest k than at the smallest, no step worse than the
+    tolerance. Reported value: the improvement (signed so that > 0 is better), threshold 0."""
+    out = []
+    for task in sorted({r["task"] for r in res.rows if r["method"] == MODEL}):
+        metric, sign = PRIMARY[task]
+        for fam in res.systems:
+            vals = [pooled(res.rows, task, fam, MODEL, k, metric) for k in res.model_ks]
+            if len(vals) < 2 or any(v is None or not math.isfinite(v) for v in vals):
+                continue
+            s = [sign * v for v in vals]
+            total = s[-1] - s[0]
+            worst = min(b - a for a, b in zip(s, s[1:]))
+            ok = total > 0 and worst >= -t.monotone_tol * abs(total)
+            row = _target(f"{task} {metric} improves with k", f"{fam}, k={res.model_ks[0]}..{res.model_ks[-1]}",
+                          total, 0.0, le=False)
+            row["status"] = "PASS" if ok else "FAIL"
+            out.append(row)
+    return out
+
+
+def targets(res: EvalResult, t: TargetsConfig) -> list[dict]:
+    """All target rows (``target, scope, value, threshold, gap, status``)."""
+    return paper_targets(res, t) + unseen_targets(res, t) + monotone_targets(res, t)
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def task_table(res: EvalResult, task: str, family: str) -> list[str]:
+    """Markdown table of the pooled metrics of one task and family: method x metric rows, one column per k.
+
+    Methods without demonstrations (k empty) show their value in every column."""
+    rows = [r for r in res.rows if r["task"] == task and r["family"] == family and r["system"] == ALL]
+    methods = sorted({r["method"] for r in rows}, key=lambda m: (m != MODEL, m))
+    lines = ["| method | metric | " + " | ".join(f"k={k}" for k in res.ks) + " |",
+             "|---|---|" + "---|" * len(res.ks)]
+    for m in methods:
+        for metric in dict.fromkeys(r["metric"] for r in rows if r["method"] == m):
+            val = {r["k"]: r["value"] for r in rows if r["method"] == m and r["metric"] == metric}
+            cells = [_fmt(val.get(k, val.get(None))) for k in res.ks]
+            lines.append(f"| {m}{'' if None not in val else ' (no demos)'} | {metric} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(res: EvalResult, tgts: list[dict], title: str = "ICWM evaluation") -> str:
+    """``report.md``: per task and family the metric-vs-k tables, then the targets."""
+    out = [f"# {title}", "", f"Model: {res.model}. Families: "
+           + ", ".join(f"{f} ({len(s)} systems)" for f, s in res.systems.items()) + ".", ""]
+    out += [f"- {n}" for n in res.notes] + ([""] if res.notes else [])
+    for task in dict.fromkeys(r["task"] for r in res.rows):
+        out += [f"## {task}", ""]
+        for fam in res.systems:
+            if any(r["task"] == task and r["family"] == fam for r in res.rows):
+                out += [f"### {fam}", ""] + task_table(res, task, fam) + [""]
+    out += ["## Targets", "", "| target | scope | value | threshold | gap | status |", "|---|---|---|---|---|---|"]
+    for t in tgts:
+        out.append(f"| {t['target']} | {t['scope']} | {_fmt(t['value'])} | {t['threshold']:g} | {_fmt(t['gap'])} "
+                   f"| {t['status']} |")
+    return "\n".join(out) + "\n"
+
+
+def print_targets(tgts: list[dict]) -> str:
+    """One line per target: status, name, value vs threshold and the gap."""
+    return "\n".join(f"[{t['status']}] {t['target']} ({t['scope']}): value {_fmt(t['value'])}, "
+                     f"threshold {t['threshold']:g}, gap {_fmt(t['gap'])}" for t in tgts)

@@ -1,0 +1,241 @@
+"""Evaluation runner: episodes -> per-query metrics of the model at each k and of every classical baseline.
+
+For each task x system, ``episodes`` episodes of ``k_top + 1`` pairs are generated once (``task.generate``: one
+group = one episode, demos first, the query last). The model is evaluated at each ``k`` on the first ``k`` demos
+plus the query; the baselines on the same queries. Baselines that read the episode's other pairs (the de / pe
+k-NN fingerprinting of docs/contracts.md, ``CONTEXT_TASKS``) run at each ``k >= 1`` on the same truncated
+episodes as the model; all others see the query alone and have no ``k`` (``None``).
+
+A row is ``{"task", "family", "system", "method", "k", "metric", "value", "n"}``: the mean of the task's
+``metric()`` over the ``n`` finite query values; ``system == "all"`` pools a family's systems; a metric ``nmse``
+also yields ``nmse_mean_db`` = 10 log10 of the mean NMSE.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Callable, Iterator, Optional
+
+import torch
+from tqdm import tqdm
+
+from icwm import tasks as task_registry
+from icwm.config import check
+from icwm.data.config import load_family
+from icwm.data.shards import stable_seed
+from icwm.eval.config import EvalConfig
+from icwm.wireless.sysconfig import SystemConfig
+
+MODEL = "icwm"                   # method name of the native model in the results
+ALL = "all"                      # system name of the pooled rows of a family
+CONTEXT_TASKS = ("de", "pe")     # tasks whose baselines use the episode's other pairs (k-NN database)
+COLUMNS = ("task", "family", "system", "method", "k", "metric", "value", "n")
+GetTask = Callable[[str], ModuleType]
+Values = dict[tuple[str, Optional[int]], dict[str, list[torch.Tensor]]]   # (method, k) -> metric -> [chunks]
+
+
+@dataclass
+class EvalResult:
+    """Rows of results plus what is needed to read them (systems, k values, model description)."""
+
+    rows: list[dict]
+    systems: dict[str, list[SystemConfig]]      # family -> systems
+    ks: list[int]                                # k values of the episodes (model and context baselines)
+    model_ks: list[int]                          # k values the model was evaluated at ([] without a model)
+    model: str = "none"                          # description of the evaluated model
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda when available else cpu; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+SETUPS = "setups"                # family name of the (task, system) operating points of ``cfg.setups``
+
+
+def load_families(cfg: EvalConfig) -> dict[str, list[SystemConfig]]:
+    """Family name -> its systems (the first ``cfg.max_systems`` when > 0); ``setups`` last when there are any."""
+    out = {}
+    for entry in cfg.families:
+        path = cfg.family_path(entry)
+        check(path.is_file(), "families", f"an existing family file ({path})", entry)
+        systems = load_family(path)
+        out[cfg.family_name(entry)] = systems[: cfg.max_systems] if cfg.max_systems else systems
+    if cfg.setups:
+        out[SETUPS] = list({s.system.name: s.system for s in cfg.setups}.values())
+    return out
+
+
+def units(cfg: EvalConfig, families: dict[str, list[SystemConfig]], task: str) -> list[tuple[str, list]]:
+    """(family, systems) evaluated for ``task``: every system of the families, only the task's own setups."""
+    own = {s.system.name for s in cfg.setups if s.task == task}
+    out = [(f, systems if f != SETUPS else [s for s in systems if s.name in own]) for f, systems in families.items()]
+    return [(f, systems) for f, systems in out if systems]
+
+
+def eval_ks(ks: list[int], model_k_max: Optional[int]) -> tuple[list[int], list[int]]:
+    """(episode k values, model k values): ``ks`` capped at the model's ``k_max`` when there is a model."""
+    model_ks = [k for k in ks if model_k_max is not None and k <= model_k_max]
+    check(model_k_max is None or len(model_ks) > 0, "ks", f"at least one k <= the model's k_max ({model_k_max})", ks)
+    return (model_ks if model_k_max is not None else list(ks)), model_ks
+
+
+def take(sample: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """The first ``k`` demos and the query (last pair) of episodes ``[E, pair, ...]`` -> ``[E, k + 1, ...]``."""
+    n_pairs = next(iter(sample.values())).shape[1]
+    idx = torch.tensor(list(range(k)) + [n_pairs - 1])
+    return {key: v[:, idx] for key, v in sample.items()}
+
+
+def query(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The query position of ``[E, pair, ...]`` tensors: ``[E, ...]``."""
+    return {key: v[:, -1] for key, v in x.items()}
+
+
+def episodes(task: ModuleType, system: SystemConfig, n: int, n_pairs: int, chunk: int,
+             seed_parts: tuple) -> Iterator[dict[str, torch.Tensor]]:
+    """Episodes of one task and system, generated in chunks with a generator seeded per chunk.
+
+    Yields:
+        dicts of tensors ``[E, n_pairs, ...]`` (E <= chunk, n in total), the query last.
+    """
+    for c, start in enumerate(range(0, n, chunk)):
+        rng = torch.Generator().manual_seed(stable_seed(*seed_parts, c))
+        yield task.generate(system, min(chunk, n - start), n_pairs, rng)
+
+
+def model_query_pred(model: torch.nn.Module, task: ModuleType, sample: dict, k: int,
+                     device: torch.device) -> dict[str, torch.Tensor]:
+    """The model's prediction of the query from the first ``k`` demos: Y_KEYS form ``[E, ...]`` on CPU.
+
+    The query's labels are replaced by zeros before the forward pass (block-causal: they cannot leak anyway).
+    """
+    sub = take({key: sample[key] for key in (*task.X_KEYS, *task.Y_KEYS)}, k)
+    for key in task.Y_KEYS:
+        sub[key] = sub[key].clone()
+        sub[key][:, -1] = 0
+    batch = {"task": task.ID, "k": k, **{key: v.to(device) for key, v in sub.items()}}
+    with torch.inference_mode():
+        pred = model(batch)
+    return {key: v[:, -1].cpu() for key, v in pred.items()}
+
+
+def _add(values: Values, method: str, k: Optional[int], metrics: dict[str, torch.Tensor]) -> None:
+    slot = values.setdefault((method, k), {})
+    for name, v in metrics.items():
+        slot.setdefault(name, []).append(v.detach().float().reshape(-1).cpu())
+
+
+def evaluate_chunk(task: ModuleType, sample: dict, ks: list[int], model: Optional[torch.nn.Module],
+                   model_ks: list[int], device: torch.device, values: Values) -> Optional[str]:
+    """Add the query metrics of the model (each k) and of every baseline on the episodes ``sample`` to ``values``.
+
+    Returns:
+        None, or the message of a ``ValueError`` the task's baselines raised (e.g. exhaustive ML detection beyond
+        its user limit): the model's metrics are kept and the caller reports the failure.
+    """
+    q = query(sample)
+    for k in model_ks if model is not None else []:
+        _add(values, MODEL, k, task.metric(model_query_pred(model, task, sample, k, device), q))
+    try:
+        _baselines(task, sample, ks, q, values)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _baselines(task: ModuleType, sample: dict, ks: list[int], q: dict, values: Values) -> None:
+    """Baseline metrics: context baselines at each k >= 1, the others on the query alone (k None)."""
+    if task.ID in CONTEXT_TASKS:
+        for k in (k for k in ks if k >= 1):
+            for method, pred in task.baselines(take(sample, k)).items():
+                _add(values, method, k, task.metric(query(pred), q))
+    else:
+        for method, pred in task.baselines(take(sample, 0)).items():
+            _add(values, method, None, task.metric(query(pred), q))
+
+
+def summarise(metrics: dict[str, torch.Tensor]) -> list[tuple[str, float, int]]:
+    """(metric, mean over finite values, count) per metric; ``nmse`` also gives ``nmse_mean_db``."""
+    out = []
+    for name, v in metrics.items():
+        ok = v[torch.isfinite(v)].double()
+        mean = float(ok.mean()) if ok.numel() else float("nan")
+        out.append((name, mean, int(ok.numel())))
+        if name == "nmse":
+            out.append(("nmse_mean_db", 10.0 * torch.log10(torch.tensor(mean)).item(), int(ok.numel())))
+    return out
+
+
+def to_rows(task: str, family: str, system: str, values: Values) -> list[dict]:
+    """Result rows of one (task, family, system) from collected per-query values."""
+    rows = []
+    for (method, k), metrics in values.items():
+        cat = {name: torch.cat(chunks) for name, chunks in metrics.items()}
+        for name, value, n in summarise(cat):
+            rows.append(dict(zip(COLUMNS, (task, family, system, method, k, name, value, n))))
+    return rows
+
+
+def _merge(into: Values, part: Values) -> None:
+    for key, metrics in part.items():
+        for name, chunks in metrics.items():
+            into.setdefault(key, {}).setdefault(name, []).extend(chunks)
+
+
+def run(cfg: EvalConfig, model: Optional[torch.nn.Module], families: dict[str, list[SystemConfig]],
+        get_task: Optional[GetTask] = None, progress: bool = True) -> EvalResult:
+    """Evaluate ``model`` (or only the baselines when None) on every task x family x system of ``cfg``.
+
+    Args:
+        cfg: evaluation config (tasks, ks, episodes, batch_size, seed, device).
+        model: an ``ICWM`` in eval mode on ``cfg.device`` (its ``cfg.k_max`` caps the k values), or None.
+        families: family name -> systems (``load_families``).
+        get_task: task id -> task module (default ``icwm.tasks.get``).
+    Returns:
+        ``EvalResult`` with per-system rows and pooled (``system == "all"``) rows.
+    """
+    get_task = get_task or task_registry.get
+    device = resolve_device(cfg.device)
+    ks, model_ks = eval_ks(cfg.ks, model.cfg.k_max if model is not None else None)
+    n_sys = sum(len(s) for t in cfg.tasks for _, s in units(cfg, families, t))
+    rows: list[dict] = []
+    notes = [f"model has no head for task {t}: baselines only" for t in cfg.tasks
+             if model is not None and t not in model.cfg.tasks]
+    bar = tqdm(total=n_sys * cfg.episodes, unit="episode", disable=not progress, desc="eval")
+    for t in cfg.tasks:
+        task = get_task(t)
+        use = None if model is not None and t not in model.cfg.tasks else model
+        for fam, systems in units(cfg, families, t):
+            pooled: Values = {}
+            for system in systems:
+                bar.set_postfix_str(f"{t}/{fam}/{system.name}")
+                values: Values = {}
+                for sample in episodes(task, system, cfg.episodes, ks[-1] + 1, cfg.batch_size,
+                                       (cfg.seed, "eval", fam, system.name, t)):
+                    err = evaluate_chunk(task, sample, ks, use, model_ks, device, values)
+                    notes += [f"{t}/{fam}/{system.name}: baselines failed: {err}"] if err else []
+                    bar.update(next(iter(sample.values())).shape[0])
+                rows += to_rows(t, fam, system.name, values)
+                _merge(pooled, values)
+            rows += to_rows(t, fam, ALL, pooled)
+    bar.close()
+    return EvalResult(rows, families, ks, model_ks, notes=list(dict.fromkeys(notes)))
+
+
+def load_model(spec: str, device: torch.device) -> tuple[Optional[torch.nn.Module], str]:
+    """The ``ICWM`` to evaluate (eval mode, on ``device``) and its description; ``(None, "none")`` for ``"none"``.
+
+    Args:
+        spec: ``"none"``, ``"shipped"`` (icwm/assets/icwm-small) or a directory written by ``save_pretrained``.
+    """
+    if spec == "none":
+        return None, "none (baselines only)"
+    from icwm.infer import FewShotModel
+    from icwm.model import count_parameters
+    fsm = FewShotModel.from_pretrained(None if spec == "shipped" else spec, device=device)
+    desc = f"{spec} ({fsm.cfg.name}, {count_parameters(fsm.model) / 1e6:.3g} M parameters, k_max={fsm.cfg.k_max})"
+    return fsm.model, desc
