@@ -103,7 +103,8 @@ def lmmse_matrix(pilot_idx: torch.Tensor, cov_freq: torch.Tensor, noise_var: tor
     nv = torch.as_tensor(noise_var, dtype=cov_freq.real.dtype, device=cov_freq.device)[..., None, None]
     a = r_pp + nv * torch.eye(pil.numel(), dtype=cov_freq.dtype, device=cov_freq.device)
     # W = R_hp A^-1  <=>  W^H = A^-1 R_ph (A Hermitian)
-    return torch.linalg.solve(a, r_hp.mH).mH
+    rhs = r_hp.mH.expand(a.shape[:-2] + r_hp.mH.shape[-2:])                  # batched like a (see precoding)
+    return torch.linalg.solve(a, rhs).mH
 
 
 def lmmse_estimate(h_ls: torch.Tensor, pilot_idx: torch.Tensor, n_sc: int, cov_freq: torch.Tensor,

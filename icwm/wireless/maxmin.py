@@ -78,10 +78,12 @@ def _downlink_powers(F: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve(M, torch.ones_like(diag)[..., None])[..., 0]
 
 
-def _balance_downlink(F: torch.Tensor, p: torch.Tensor, gamma0: torch.Tensor, steps: int = 60) -> torch.Tensor:
-    """Common downlink SINR ``gamma: [...]`` with ``sum q(gamma) = p`` by bisection (feasible side returned)."""
-    lo = torch.zeros_like(gamma0)
-    hi = 2.0 * gamma0 + 1e-3
+def _balance_downlink(F: torch.Tensor, p: torch.Tensor, gamma_max: torch.Tensor, steps: int = 80) -> torch.Tensor:
+    """Common downlink SINR ``gamma: [...]`` with ``sum q(gamma) = p`` by bisection (feasible side returned).
+
+    ``gamma_max`` must bound the answer from above (the single-user bound ``p min_k G_kk`` does)."""
+    lo = torch.zeros_like(gamma_max)
+    hi = gamma_max.clone()
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
         q = _downlink_powers(F, mid)
@@ -109,9 +111,8 @@ def maxmin_sinr(h: torch.Tensor, p: float | torch.Tensor, tol: float = 1e-3, max
     G = gram(h64)
     lam = _uplink_fixed_point(G, pt, tol, max_iter)
     Bu = _structure_gram(G, lam, torch.ones_like(lam))  # unit-norm MMSE directions
-    t = uplink_gains(G, lam)
-    x = (lam * t).clamp(max=1.0 - 1e-7)
-    gamma = _balance_downlink(G @ Bu, pt, (x / (1.0 - x)).amin(-1))
+    single_user = pt * torch.diagonal(G, dim1=-2, dim2=-1).real.amin(-1)   # SINR_k <= p ||h_k||^2
+    gamma = _balance_downlink(G @ Bu, pt, single_user)
     q = _downlink_powers(G @ Bu, gamma).clamp_min(0.0)
     q = q * (pt / q.sum(-1))[..., None]  # exact budget (a no-op up to the bisection's resolution)
     W = h.mH @ (Bu * torch.sqrt(q)[..., None, :]).to(h.dtype)

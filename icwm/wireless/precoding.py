@@ -421,7 +421,9 @@ def _structure_gram(G: torch.Tensor, lam: torch.Tensor, pk: torch.Tensor) -> tor
     ``v_k = h^H A e_k`` with ``A = (I + Lam G)^{-1}`` (push-through), ``||v_k||^2 = [A^H G A]_kk``.
     """
     K = G.shape[-1]
-    A = torch.linalg.solve(_eye(K, G) + lam[..., :, None].to(G.dtype) * G, _eye(K, G))  # (I + Lam G)^{-1}
+    M = _eye(K, G) + lam[..., :, None].to(G.dtype) * G
+    A = torch.linalg.solve(M, _eye(K, G).expand(M.shape))  # (I + Lam G)^{-1}; B batched (an unbatched B
+    # of ndim A.ndim - 1 would be read as a batch of vectors by torch.linalg.solve)
     norm2 = torch.diagonal(A.mH @ G @ A, dim1=-2, dim2=-1).real.clamp_min(torch.finfo(lam.dtype).tiny)
     return A * torch.sqrt(pk.clamp_min(0.0) / norm2)[..., None, :].to(G.dtype)
 

@@ -93,3 +93,14 @@ def test_bad_inputs_name_the_field(rng):
         mm.maxmin_sinr(h, torch.tensor([1.0, -2.0]))
     with pytest.raises(ValueError, match="^tol: "):
         mm.maxmin_sinr(h, 1.0, tol=0.0)
+
+
+def test_batched_equals_per_sample_when_batch_equals_users():
+    """Regression: a batch of K samples once made torch.linalg.solve read an unbatched identity as vectors."""
+    g = torch.Generator().manual_seed(3)
+    K = 4
+    h = torch.complex(torch.randn(K, K, 6, generator=g), torch.randn(K, K, 6, generator=g)) / 2 ** 0.5
+    p = torch.full((K,), 10.0)
+    batched = mm.maxmin_sinr(h, p).sinr_db
+    single = torch.stack([mm.maxmin_sinr(h[i:i + 1], p[i:i + 1]).sinr_db[0] for i in range(K)])
+    assert torch.allclose(batched, single, atol=1e-3)
