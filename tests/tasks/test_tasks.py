@@ -139,3 +139,11 @@ def test_bad_inputs_name_the_field():
         tasks.get("pre_sr").generate(tiny_cfg(num_users=6), 1, 1, torch.Generator())
     with pytest.raises(ValueError, match="n_per_group"):
         tasks.get("cp").generate(tiny_cfg(), 1, 0, torch.Generator())
+
+
+def test_pre_sr_reference_rate_is_wmmse20(samples):
+    from icwm.wireless import precoding
+    s = samples["pre_sr"]
+    h, p = s["h"].reshape(-1, 2, 4), torch.pow(10.0, s["snr_db"].reshape(-1) / 10)
+    ref = precoding.sum_rate(h, precoding.wmmse(h, p, iters=20, init="rzf"))
+    assert torch.allclose(s["rate_wmmse"].reshape(-1), ref.float(), rtol=1e-4)
