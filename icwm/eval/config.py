@@ -65,6 +65,9 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: list(DEFAULT_KS))   # capped at the model's k_max
     families: list[str] = field(default_factory=lambda: ["seen", "unseen", "zheng_dai"])
     systems_dir: str = "configs/systems"
+    # task -> family-file prefix: family "seen" of det is then <systems_dir>/det_seen.yaml (tasks whose natural
+    # arrays differ: small receive arrays for det, single links for ce/cp/pf, dual band for bf/de/pe)
+    task_prefix: dict[str, str] = field(default_factory=dict)
     setups: list[SetupConfig] = field(default_factory=list)   # family "setups": (task, system) operating points
     max_systems: int = 0            # >0: only the first N systems of each family (smoke runs)
     episodes: int = 128             # episodes per (task, system)
@@ -86,6 +89,8 @@ class EvalConfig:
         names = [self.family_name(f) for f in self.families]
         check(len(set(names)) == len(names), "families", "distinct family names", names)
         check("setups" not in names, "families", "no family named 'setups' (reserved for the setups list)", names)
+        for t in self.task_prefix:
+            check(t in TASKS, "task_prefix", f"task ids among {TASKS}", t)
         keys = [(s.task, s.system.name) for s in self.setups]
         check(len(set(keys)) == len(keys), "setups", "distinct (task, system.name) pairs", keys)
         check(self.max_systems >= 0, "max_systems", "an integer >= 0 (0 = all)", self.max_systems)
@@ -100,6 +105,9 @@ class EvalConfig:
         """Family name of a ``families`` entry (the file stem for a YAML path)."""
         return Path(entry).stem if entry.endswith((".yaml", ".yml")) else entry
 
-    def family_path(self, entry: str) -> Path:
-        """YAML file of a ``families`` entry."""
-        return Path(entry) if entry.endswith((".yaml", ".yml")) else Path(self.systems_dir) / f"{entry}.yaml"
+    def family_path(self, entry: str, task: str | None = None) -> Path:
+        """YAML file of a ``families`` entry (for ``task``: its ``task_prefix`` file when it has one)."""
+        if entry.endswith((".yaml", ".yml")):
+            return Path(entry)
+        prefix = self.task_prefix.get(task) if task else None
+        return Path(self.systems_dir) / (f"{prefix}_{entry}.yaml" if prefix else f"{entry}.yaml")

@@ -70,9 +70,19 @@ def load_families(cfg: EvalConfig) -> dict[str, list[SystemConfig]]:
 
 
 def units(cfg: EvalConfig, families: dict[str, list[SystemConfig]], task: str) -> list[tuple[str, list]]:
-    """(family, systems) evaluated for ``task``: every system of the families, only the task's own setups."""
+    """(family, systems) evaluated for ``task``: every system of the families (the task's own family files when
+    ``cfg.task_prefix`` names one), only the task's own setups."""
     own = {s.system.name for s in cfg.setups if s.task == task}
-    out = [(f, systems if f != SETUPS else [s for s in systems if s.name in own]) for f, systems in families.items()]
+    out = []
+    for f, systems in families.items():
+        if f == SETUPS:
+            systems = [s for s in systems if s.name in own]
+        elif task in cfg.task_prefix:
+            entry = next(e for e in cfg.families if cfg.family_name(e) == f)
+            path = cfg.family_path(entry, task)
+            check(path.is_file(), f"task_prefix.{task}", f"an existing family file ({path})", entry)
+            systems = load_family(path)[: cfg.max_systems or None]
+        out.append((f, systems))
     return [(f, systems) for f, systems in out if systems]
 
 

@@ -217,3 +217,17 @@ def test_bench_infer_quick_rows():
     assert sp["value"] == pytest.approx(rows["wmmse20_batch_time"]["value"] / rows["icwm_pre_sr_batch_time"]["value"])
     assert sp["met"] == (sp["value"] >= 20) and sp["weights"] in ("trained", "random init")
     assert 0 < rows["icwm_vs_wmmse20_sum_rate_ratio"]["value"] < 1.5
+
+
+def test_task_prefix_selects_the_task_family_files():
+    from icwm.eval.config import EvalConfig
+    from icwm.eval.runner import load_families, units
+    cfg = EvalConfig(model="none", tasks=["det", "pre_sr"], families=["seen", "unseen"],
+                     task_prefix={"det": "det"})
+    fams = load_families(cfg)
+    det = dict(units(cfg, fams, "det"))
+    pre = dict(units(cfg, fams, "pre_sr"))
+    assert all(s.name.startswith("det_") for s in det["seen"] + det["unseen"])
+    assert [s.name for s in pre["seen"]] == [s.name for s in fams["seen"]]
+    with pytest.raises(ValueError, match="task_prefix"):
+        EvalConfig(model="none", task_prefix={"nope": "x"})
