@@ -109,6 +109,9 @@ class DataConfig:
 
     families: list[str] = field(default_factory=list)   # configs/systems/*.yaml files
     systems: list[SystemConfig] = field(default_factory=list)
+    task_families: dict[str, list[str]] = field(default_factory=dict)  # task -> families used instead for it
+    system_names: list[str] = field(default_factory=list)  # keep only these systems (by name); [] = all
+    task_systems: dict[str, list[str]] = field(default_factory=dict)  # task -> system names (instead of the above)
     groups: int = 4                 # groups generated per (task, system) into the training pool
     samples_per_group: int = 16
     eval_groups: int = 1            # held-out groups per (task, system)
@@ -118,6 +121,8 @@ class DataConfig:
         check(self.groups >= 1 and self.samples_per_group >= 1, "data.groups/samples_per_group",
               "positive integers", (self.groups, self.samples_per_group))
         check(self.eval_groups >= 0, "data.eval_groups", "an integer >= 0", self.eval_groups)
+        for name, d in (("data.task_families", self.task_families), ("data.task_systems", self.task_systems)):
+            check(all(t in TASKS for t in d), name, f"task ids from {TASKS} as keys", sorted(d))
 
 
 @dataclass
@@ -136,7 +141,7 @@ class TrainConfig:
     batch_size: int = 16
     dwa_T: float = 2.0
     dwa_window: int = 10
-    few_shot: int = 0               # > 0: fine-tune on this many labelled samples per task only
+    few_shot: int = 0               # > 0: fine-tune on this many labelled samples per task and system only
     init_from: str = ""             # checkpoint directory whose trainable weights initialise the model
     out_dir: str = "runs/finetune_llm"
     log_every: int = 10

@@ -155,6 +155,13 @@ class AdaptedLLM(nn.Module):
         return {n: p.detach().contiguous() for n, p in self.named_parameters() if self.group_of(n) != "backbone"}
 
 
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; NF4-stored weights count as their logical out x in entries."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    nf4 = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, quant.NF4Linear))
+    return trainable, sum(p.numel() for p in model.parameters()) + nf4
+
+
 def build_model(cfg: FinetuneConfig, shapes: dict[str, dict[str, tuple[int, ...]]]) -> tuple[AdaptedLLM, dict]:
     """Build the backbone of ``cfg.backbone`` (none for ``no_llm``), apply ``cfg.adapter.peft``, add the tasks.
 

@@ -5,18 +5,21 @@ Output layout (``train.out_dir``)::
     tb/                       TensorBoard events (rank 0)
     step_00000100/            intermediate checkpoints (``train.ckpt_every``)
     final/                    adapter.safetensors (trainable weights only), config.yaml, shapes.json
-    metrics.json              held-out metrics per task (``data.eval_groups`` groups per task and system)
+    metrics.json              summary: mean task loss on the (fixed) training pools before / after training,
+                              held-out metrics per task (``data.eval_groups`` groups per task and system) and
+                              per system, parameter counts, step time, LoftQ report
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
 
 from adapters_llm.config import FinetuneConfig
-from adapters_llm.model import build_model, load_adapter, sample_shapes, save_adapter
+from adapters_llm.model import AdaptedLLM, build_model, load_adapter, param_counts, sample_shapes, save_adapter
 from adapters_llm.train import Pool, Trainer, evaluate, flatten_groups
 from icwm import tasks as task_registry
 from icwm.config import check
@@ -24,44 +27,100 @@ from icwm.data.config import resolve_systems
 from icwm.data.shards import stable_seed
 
 
-def generate_pools(cfg: FinetuneConfig) -> tuple[dict[str, Pool], dict[str, Pool], dict[str, dict]]:
-    """Training and held-out pools per task from the task modules, and per-sample shapes per task.
+def select_systems(cfg: FinetuneConfig, task: str) -> list:
+    """Systems of ``task``: ``data.task_families[task]`` (else ``data.families``) + ``data.systems``, restricted to
+    ``data.task_systems[task]`` (else ``data.system_names``) when given; unknown names raise ``ValueError``."""
+    d = cfg.data
+    systems = resolve_systems(d.task_families.get(task, d.families), d.systems, "data.systems")
+    wanted = d.task_systems.get(task, d.system_names)
+    if wanted:
+        field_name = f"data.task_systems.{task}" if task in d.task_systems else "data.system_names"
+        known = [s.name for s in systems]
+        missing = [n for n in wanted if n not in known]
+        check(not missing, field_name, f"names among the systems of task {task} {known}", missing)
+        systems = [s for s in systems if s.name in wanted]
+    return systems
 
-    Every (task, system) pair gets its own generator seeded by ``(data.seed, task, system name)``.
+
+def generate_pools(cfg: FinetuneConfig) -> tuple[dict[str, list[Pool]], dict[str, list[Pool]], dict[str, dict],
+                                                   dict[str, list[str]]]:
+    """Training and held-out pools per task and system from the task modules.
+
+    Every (task, system) pair gets its own generator seeded by ``(data.seed, task, system name)``. In few-shot mode
+    (``train.few_shot = N``) only ``ceil(N / samples_per_group)`` training groups are generated per pair.
+
+    Returns:
+        (train, held, shapes, names): task -> one pool ``[N, ...]`` per system (systems may differ in shapes),
+        held-out pools alike (empty when ``data.eval_groups = 0``), per-sample shapes of the first system per task
+        (the model is built from them), and task -> system names in pool order.
     """
-    systems = resolve_systems(cfg.data.families, cfg.data.systems, "data.systems")
-    n_train, n_eval = cfg.data.groups, cfg.data.eval_groups
-    train, held, shapes = {}, {}, {}
+    few = cfg.train.few_shot
+    n_train = -(-few // cfg.data.samples_per_group) if few else cfg.data.groups
+    n_eval = cfg.data.eval_groups
+    train: dict[str, list[Pool]] = {}
+    held: dict[str, list[Pool]] = {}
+    shapes: dict[str, dict] = {}
+    names: dict[str, list[str]] = {}
     for task in cfg.model.tasks:
-        mod, parts_t, parts_e = task_registry.get(task), [], []
-        for sys_cfg in systems:
+        mod = task_registry.get(task)
+        for sys_cfg in select_systems(cfg, task):
             rng = torch.Generator().manual_seed(stable_seed(cfg.data.seed, task, sys_cfg.name))
-            out = mod.generate(sys_cfg, n_train + n_eval, cfg.data.samples_per_group, rng)
-            shp = sample_shapes(out)
-            check(shapes.setdefault(task, shp) == shp, "data.systems", f"systems with equal {task} tensor shapes",
-                  sys_cfg.name)
-            parts_t.append(flatten_groups({k: v[:n_train] for k, v in out.items() if torch.is_tensor(v)}))
-            parts_e.append(flatten_groups({k: v[n_train:] for k, v in out.items() if torch.is_tensor(v)}))
-        train[task] = {k: torch.cat([p[k] for p in parts_t]) for k in parts_t[0]}
-        if n_eval:
-            held[task] = {k: torch.cat([p[k] for p in parts_e]) for k in parts_e[0]}
-    return train, held, shapes
+            out = {k: v for k, v in mod.generate(sys_cfg, n_train + n_eval, cfg.data.samples_per_group, rng).items()
+                   if torch.is_tensor(v)}
+            shapes.setdefault(task, sample_shapes(out))
+            names.setdefault(task, []).append(sys_cfg.name)
+            train.setdefault(task, []).append(flatten_groups({k: v[:n_train] for k, v in out.items()}))
+            if n_eval:
+                held.setdefault(task, []).append(flatten_groups({k: v[n_train:] for k, v in out.items()}))
+    return train, held, shapes, names
+
+
+@torch.no_grad()
+def check_compatible(model: AdaptedLLM, pools: dict[str, list[Pool]], names: dict[str, list[str]],
+                     losses: dict) -> None:
+    """Dry-run one sample of every (task, system) pool through the model and its loss.
+
+    Systems whose shapes differ from the first one's only where the task's encoder is size-agnostic (e.g. the
+    number of users for pre_sr / pre_mm) pass; others raise ``ValueError`` naming ``data.systems``.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for task, ps in pools.items():
+            for name, pool in zip(names[task], ps):
+                one = {k: v[:1].to(device) for k, v in pool.items()}
+                try:
+                    losses[task](model(one, task), one)
+                except RuntimeError as err:
+                    raise ValueError(f"data.systems: expected systems whose {task} tensor shapes fit the model "
+                                     f"built from {names[task][0]!r} ({sample_shapes(pool, 1)}), got {name!r}: "
+                                     f"{err}") from err
+    finally:
+        model.train(was_training)
 
 
 def finetune(cfg: FinetuneConfig) -> dict:
     """Run one fine-tuning job; returns a summary (losses, metrics, parameter counts, checkpoint path)."""
+    return run_finetune(cfg)[1]
+
+
+def run_finetune(cfg: FinetuneConfig) -> tuple[AdaptedLLM, dict]:
+    """Run one fine-tuning job; returns the trained model (eval mode) and the summary written to metrics.json."""
     from icwm.train.logging import TBLogger
     rank = int(os.environ.get("RANK", "0"))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
-    train_pools, held, shapes = generate_pools(cfg)
+    train_pools, held, shapes, names = generate_pools(cfg)
     model, report = build_model(cfg, shapes)
     if cfg.train.init_from:
         load_adapter(model, cfg.train.init_from)
     model.to(device)
     out = Path(cfg.train.out_dir)
     mods = {t: task_registry.get(t) for t in cfg.model.tasks}
+    losses = {t: m.loss for t, m in mods.items()}
+    check_compatible(model, train_pools, names, losses)
     supervised = {t: m.supervised_loss for t, m in mods.items() if hasattr(m, "supervised_loss")}
     logger = TBLogger(out / "tb", enabled=rank == 0)
 
@@ -70,14 +129,26 @@ def finetune(cfg: FinetuneConfig) -> dict:
             name = "final" if final else f"step_{step:08d}"
             save_adapter(model, cfg, shapes, out / name)
 
-    trainer = Trainer(model, cfg.train, train_pools, {t: m.loss for t, m in mods.items()}, supervised, logger, save)
+    trainer = Trainer(model, cfg.train, train_pools, losses, supervised, logger, save)
+    start = evaluate(model, trainer.pools, losses)
+    t0 = time.perf_counter()
     history = trainer.fit()
+    seconds = time.perf_counter() - t0
     logger.close()
-    metrics = evaluate(model, held, {t: m.metric for t, m in mods.items()}) if held else {}
-    summary = {"final_loss": history.loss[-1], "first_loss": history.loss[0], "metrics": metrics,
-               "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-               "total": sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers()),
+    end = evaluate(model, trainer.pools, losses)
+    metric_fns = {t: m.metric for t, m in mods.items()}
+    metrics = evaluate(model, held, metric_fns) if held else {}
+    by_system = {t: {name: evaluate(model, {t: [ps[i]]}, metric_fns)[t] for i, name in enumerate(names[t])}
+                 for t, ps in held.items()}
+    trainable, total = param_counts(model)
+    summary = {"final_loss": history.loss[-1], "first_loss": history.loss[0],
+               "train_loss_before": {t: v["loss"] for t, v in start.items()},
+               "train_loss_after": {t: v["loss"] for t, v in end.items()},
+               "metrics": metrics, "metrics_by_system": by_system, "systems": names,
+               "train_samples": {t: sum(int(next(iter(p.values())).shape[0]) for p in ps)
+                                 for t, ps in trainer.pools.items()},
+               "trainable": trainable, "total": total, "step_s": seconds / max(1, len(history.loss)),
                "checkpoint": str(out / "final"), "loftq": report}
     if rank == 0:
         (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
-    return summary
+    return model.eval(), summary

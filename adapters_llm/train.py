@@ -8,7 +8,9 @@
   tasks' losses with DWA weights (``icwm.train.dwa``).
 Both use AdamW with linear warm-up and cosine decay, gradient clipping, an explicit ``torch.Generator``, and
 (when ``torch.distributed`` is initialised, e.g. under the ``deepspeed`` launcher) gradient all-reduce.
-Few-shot mode trains on the first ``train.few_shot`` labelled samples of each task only.
+A task's training data is one pool or a list of pools (one per system: shapes may differ between systems, e.g.
+K = 4, 6, 8 users); a minibatch comes from one pool drawn uniformly. Few-shot mode trains on the first
+``train.few_shot`` labelled samples of each pool (task and system) only.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from icwm.train.dwa import DWA
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[Batch, Batch], torch.Tensor]          # (pred, sample) -> [batch]
 Pool = dict[str, torch.Tensor]                           # key -> [N, ...]
+Pools = Pool | list[Pool]                                # one pool, or one per system (shapes may differ)
 
 
 def flatten_groups(sample: Batch) -> Pool:
@@ -43,6 +46,13 @@ def head(pool: Pool, n: int) -> Pool:
     """The first ``n`` samples of a pool (few-shot subset)."""
     check(0 < n <= pool_size(pool), "train.few_shot", f"in [1, {pool_size(pool)}] (the pool size)", n)
     return {k: v[:n] for k, v in pool.items()}
+
+
+def as_list(pools: Pools) -> list[Pool]:
+    """One pool or a list of pools -> a non-empty list of pools."""
+    out = [pools] if isinstance(pools, dict) else list(pools)
+    check(len(out) >= 1, "pools", "at least one pool per task", len(out))
+    return out
 
 
 def draw(pool: Pool, batch: int, rng: torch.Generator) -> Batch:
@@ -102,18 +112,20 @@ class Trainer:
 
     Args:
         model: the assembled model. cfg: training config.
-        pools: task -> training pool ``[N, ...]``. losses: task -> loss ``(pred, sample) -> [batch]``.
+        pools: task -> training pool ``[N, ...]`` or a list of them (one per system).
+        losses: task -> loss ``(pred, sample) -> [batch]``.
         supervised: task -> warm-up loss used for the first ``cfg.supervised_steps`` steps (zheng_dai).
         logger: optional object with ``scalars(step, dict)``. on_save: optional ``callable(step, final)`` (checkpoints).
     """
 
-    def __init__(self, model: AdaptedLLM, cfg: TrainConfig, pools: dict[str, Pool], losses: dict[str, LossFn],
+    def __init__(self, model: AdaptedLLM, cfg: TrainConfig, pools: dict[str, Pools], losses: dict[str, LossFn],
                  supervised: Optional[dict[str, LossFn]] = None, logger=None,
                  on_save: Optional[Callable[[int, bool], None]] = None) -> None:
         self.model, self.cfg, self.losses, self.supervised = model, cfg, losses, supervised or {}
         self.tasks = list(pools)
         check(all(t in losses for t in self.tasks), "losses", f"a loss for every task {self.tasks}", list(losses))
-        self.pools = {t: head(p, cfg.few_shot) for t, p in pools.items()} if cfg.few_shot else pools
+        self.pools = {t: [head(p, cfg.few_shot) if cfg.few_shot else p for p in as_list(ps)]
+                      for t, ps in pools.items()}
         self.logger, self.on_save = logger, on_save
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         self.rng = torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank)
@@ -122,7 +134,9 @@ class Trainer:
 
     def _loss(self, task: str) -> torch.Tensor:
         device = next(self.model.parameters()).device
-        batch = _to(draw(self.pools[task], self.cfg.batch_size, self.rng), device)
+        pools = self.pools[task]
+        pool = pools[int(torch.randint(0, len(pools), (1,), generator=self.rng))] if len(pools) > 1 else pools[0]
+        batch = _to(draw(pool, self.cfg.batch_size, self.rng), device)
         fn = self.losses[task]
         if self.step < self.cfg.supervised_steps and task in self.supervised:
             fn = self.supervised[task]
@@ -184,19 +198,29 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate(model: AdaptedLLM, pools: dict[str, Pool], metric_fns: dict[str, Callable], batch: int = 64
+def evaluate(model: AdaptedLLM, pools: dict[str, Pools], metric_fns: dict[str, Callable], batch: int = 64
              ) -> dict[str, dict[str, float]]:
-    """Mean of every metric per task over its pool: task -> metric -> value."""
+    """Mean of every metric per task over all its samples (all its pools): task -> metric -> value.
+
+    Args:
+        model: the model (put in eval mode for the pass, then back to train mode).
+        pools: task -> pool or list of pools. metric_fns: task -> ``(pred, sample) -> {name: [batch]}`` (or a
+            single loss-like ``[batch]`` tensor, reported under ``"loss"``). batch: evaluation batch size.
+    """
+    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out: dict[str, dict[str, float]] = {}
-    for task, pool in pools.items():
+    for task, ps in pools.items():
         sums: dict[str, float] = {}
-        n = pool_size(pool)
-        for i in range(0, n, batch):
-            b = _to({k: v[i:i + batch] for k, v in pool.items()}, device)
-            for name, v in metric_fns[task](model(b, task), b).items():
-                sums[name] = sums.get(name, 0.0) + float(v.float().sum())
+        n = 0
+        for pool in as_list(ps):
+            n += pool_size(pool)
+            for i in range(0, pool_size(pool), batch):
+                b = _to({k: v[i:i + batch] for k, v in pool.items()}, device)
+                res = metric_fns[task](model(b, task), b)
+                for name, v in (res.items() if isinstance(res, dict) else [("loss", res)]):
+                    sums[name] = sums.get(name, 0.0) + float(v.float().sum())
         out[task] = {k: v / n for k, v in sums.items()}
-    model.train()
+    model.train(was_training)
     return out

@@ -3,8 +3,10 @@
     python launch/finetune_llm.py --config configs/adapters/debug.yaml [key=value ...]
     python launch/finetune_llm.py --config configs/adapters/smollm2_lora.yaml train.steps=200
     deepspeed launch/finetune_llm.py --config configs/adapters/gpt2_lora.yaml backbone.path=/models/gpt2
-    python launch/finetune_llm.py --config configs/adapters/llm4wm_moe_lora.yaml \
-        train.few_shot=32 train.init_from=runs/llm4wm/final data.families=[configs/systems/unseen.yaml]
+    # few-shot: N labelled samples of one unseen configuration, starting from a fine-tuned checkpoint
+    python launch/finetune_llm.py --config configs/adapters/debug.yaml train.init_from=runs/finetune_llm/debug/final \
+        train.few_shot=16 data.systems=[] data.families=[configs/systems/det_unseen.yaml] \
+        data.system_names=[NAME] train.out_dir=runs/finetune_llm/debug_fewshot
 
 Overrides use dotted keys of ``adapters_llm.config.FinetuneConfig``. Results go to ``train.out_dir``
 (``final/adapter.safetensors`` with ``config.yaml``, TensorBoard events under ``tb/``, ``metrics.json``).
@@ -33,9 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"finetune_llm: {err}", file=sys.stderr)
         return 2
     from adapters_llm.run import finetune
-    s = finetune(cfg)
-    print(f"[finetune_llm] {cfg.adapter.peft}: loss {s['first_loss']:.4g} -> {s['final_loss']:.4g}, "
-          f"trainable {s['trainable']} / total {s['total']}, checkpoint {s['checkpoint']}", flush=True)
+    try:
+        s = finetune(cfg)
+    except ValueError as err:
+        print(f"finetune_llm: {err}", file=sys.stderr)
+        return 2
+    drops = ", ".join(f"{t} {s['train_loss_before'][t]:.4g} -> {v:.4g}" for t, v in s["train_loss_after"].items())
+    print(f"[finetune_llm] {cfg.adapter.peft}: training-pool loss {drops}; trainable {s['trainable']} / total "
+          f"{s['total']}, {s['step_s']:.3g} s/step, checkpoint {s['checkpoint']}", flush=True)
     return 0
 
 
