@@ -105,15 +105,47 @@ def _rows_for_batch(cfg: SystemConfig, batch: int, size: dict, device: str) -> l
     ]
 
 
+def fast_rows(cfg: SystemConfig, batch: int, size: dict, device: str) -> list[dict]:
+    """Sionna's coefficient step vs ``icwm.wireless.fastcoef`` on the same rays (issue's stretch target).
+
+    Returns:
+        rows: relative Frobenius error (target <= 1e-5) and speed-up of the step (target >= 3x).
+    """
+    geo = channels.draw_geometry(cfg, batch, torch.Generator().manual_seed(0), device)
+    bs = arrays.bs_array(cfg.array, cfg.carrier_hz, device)
+    with channels.sionna_seeded(0, device):
+        links = channels.sample_links(cfg, geo, bs, cfg.carrier_hz, device)
+
+    def step(fast: bool):
+        return channels.coefficients(links, bs, cfg.carrier_hz, 1, cfg.sampling_interval_s, fast=fast)
+
+    t_ref = _best(lambda: step(False), size["repeats"], device)
+    t_fast = _best(lambda: step(True), size["repeats"], device)
+    (a, tau), (h, d) = step(False), step(True)
+    err = float((h - a).norm() / a.norm())
+    setup = f"UMa NLOS 2.4 GHz, 16x8 UPA (38.901), 4 UEs, 1 snapshot, batch {batch} drops, {device}, same rays"
+    return [
+        {"name": f"fast_coef_rel_error_b{batch}", "value": err, "unit": "relative Frobenius",
+         "target": "<= 1e-5 vs Sionna's coefficients", "met": err <= 1e-5 and torch.equal(d, tau), "setup": setup},
+        {"name": f"fast_coef_speedup_b{batch}", "value": t_ref / t_fast, "unit": "x",
+         "target": ">= 3x Sionna's coefficient step", "met": t_ref >= 3 * t_fast, "setup": setup,
+         "ms_per_drop": {"sionna": 1e3 * t_ref / batch, "fast": 1e3 * t_fast / batch}},
+    ]
+
+
 def run(quick: bool = False) -> list[dict]:
     """Run the channel benchmark.
 
     Args:
         quick: batches of 1 and 4 drops, one repeat (smoke test); otherwise batches of 1 and 32, three repeats.
+            Each batch also gets the fast coefficient path rows (``fast_rows``).
     Returns:
         rows: list of dicts with ``name, value, unit, target, met`` and details.
     """
     size = QUICK if quick else FULL
     device = channels.device_key("cuda" if torch.cuda.is_available() else "cpu")
     cfg = bench_config()
-    return [row for b in size["batches"] for row in _rows_for_batch(cfg, b, size, device)]
+    rows = []
+    for b in size["batches"]:
+        rows += _rows_for_batch(cfg, b, size, device) + fast_rows(cfg, b, size, device)
+    return rows

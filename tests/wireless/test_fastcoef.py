@@ -1,0 +1,97 @@
+"""Fast TR 38.901 step 11 against Sionna's ChannelCoefficientsGenerator (the reference) on the same rays: UPA and
+ULA, LOS and NLOS, time evolution, rotated arrays with blockage, no sub-clustering; generate_drops(fast=True) against
+fast=False; unsupported arrays refused. Tiny sizes, CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+from sionna.phy.channel.tr38901 import PanelArray
+from sionna.phy.channel.tr38901.channel_coefficients import ChannelCoefficientsGenerator
+
+from icwm.wireless import arrays, channels, fastcoef
+from icwm.wireless.sysconfig import ArrayConfig, SystemConfig
+
+TOL = 1e-5
+N_TIME, FS = 4, 500.0          # 4 snapshots 2 ms apart: Doppler phases of several rad at 120 km/h
+
+
+def cfg_of(scenario: str, kind: str, rows: int, cols: int, los, pattern: str = "38.901") -> SystemConfig:
+    return SystemConfig(name="t", scenario=scenario, los=los, carrier_hz=3.5e9, num_users=3, num_subcarriers=4,
+                        array=ArrayConfig(kind=kind, rows=rows, cols=cols, pattern=pattern),
+                        bs_height_m=25.0 if scenario == "uma" else 10.0, speed_kmh=[30.0, 120.0])
+
+
+def links_of(cfg: SystemConfig, n_drops: int = 2, seed: int = 1):
+    geo = channels.draw_geometry(cfg, n_drops, torch.Generator().manual_seed(seed))
+    bs = arrays.bs_array(cfg.array, cfg.carrier_hz, "cpu")
+    with channels.sionna_seeded(seed + 100):
+        links = channels.sample_links(cfg, geo, bs, cfg.carrier_hz, "cpu")
+    return links, bs
+
+
+def both(links, bs, carrier_hz: float, subclustering: bool = True):
+    ue = arrays.ue_array(carrier_hz)
+    ref = ChannelCoefficientsGenerator(carrier_hz, bs, ue, subclustering=subclustering, device="cpu")
+    a, tau = ref(N_TIME, FS, links.lsp.k_factor, links.rays, links.topology, links.c_ds)
+    h, d = fastcoef.fast_coefficients(N_TIME, FS, links.lsp.k_factor, links.rays, links.topology, links.c_ds, bs, ue,
+                                      carrier_hz, subclustering=subclustering)
+    return a, tau, h, d
+
+
+def rel(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((x - ref).norm() / ref.norm())
+
+
+@pytest.mark.parametrize("scenario,kind,rows,cols,los", [
+    ("uma", "upa", 4, 3, False), ("uma", "upa", 4, 3, True), ("umi", "ula", 1, 6, None), ("rma", "upa", 2, 4, True)])
+def test_equals_sionna(scenario, kind, rows, cols, los):
+    cfg = cfg_of(scenario, kind, rows, cols, los)
+    links, bs = links_of(cfg)
+    a, tau, h, d = both(links, bs, cfg.carrier_hz)
+    assert h.shape == a.shape and h.dtype == a.dtype == torch.complex64
+    assert torch.equal(d, tau)
+    assert rel(h, a) < TOL
+    if los is not None:
+        assert bool(links.topology.los.all()) == los
+    # time evolution is really exercised: snapshots differ
+    assert rel(h[..., -1], h[..., 0]) > 0.1
+
+
+def test_rotated_arrays_blockage_and_no_subclustering():
+    cfg = cfg_of("uma", "upa", 3, 4, True, pattern="38.901")
+    links, bs = links_of(cfg, seed=4)
+    g = torch.Generator().manual_seed(0)
+    t = links.topology
+    t.tx_orientations = (torch.rand(t.tx_orientations.shape, generator=g) - 0.5) * 1.5
+    t.rx_orientations = (torch.rand(t.rx_orientations.shape, generator=g) - 0.5) * 3.0
+    r = links.rays
+    r.blockage_loss_db = torch.rand(r.powers.shape, generator=g) * 10
+    r.los_blockage_loss_db = torch.rand(t.los.shape, generator=g) * 10
+    for sub in (True, False):
+        a, tau, h, d = both(links, bs, cfg.carrier_hz, subclustering=sub)
+        assert torch.equal(d, tau) and rel(h, a) < TOL
+    assert h.shape[3] == r.powers.shape[-1]           # no sub-clusters: one path per cluster
+
+
+def test_generate_drops_fast_equals_reference():
+    cfg = cfg_of("uma", "upa", 4, 2, None)
+    slow = channels.generate_drops(cfg, 3, N_TIME, torch.Generator().manual_seed(7))
+    fast = channels.generate_drops(cfg, 3, N_TIME, torch.Generator().manual_seed(7), fast=True)
+    assert rel(fast.h, slow.h) < TOL
+    assert torch.equal(fast.pathloss_db, slow.pathloss_db) and torch.equal(fast.los, slow.los)
+    assert torch.equal(fast.element_gain_db, slow.element_gain_db)
+
+
+def test_unsupported_arrays_refused():
+    cfg = cfg_of("uma", "upa", 2, 2, False)
+    links, bs = links_of(cfg)
+    dual = PanelArray(num_rows_per_panel=2, num_cols_per_panel=2, polarization="dual", polarization_type="cross",
+                      antenna_pattern="38.901", carrier_frequency=cfg.carrier_hz)
+    ue = arrays.ue_array(cfg.carrier_hz)
+    args = (N_TIME, FS, links.lsp.k_factor, links.rays, links.topology, links.c_ds)
+    with pytest.raises(ValueError, match="tx_array.polarization"):
+        fastcoef.fast_coefficients(*args, dual, ue, cfg.carrier_hz)
+    ue2 = PanelArray(num_rows_per_panel=1, num_cols_per_panel=2, polarization="single", polarization_type="V",
+                     antenna_pattern="omni", carrier_frequency=cfg.carrier_hz)
+    with pytest.raises(ValueError, match="rx_array"):
+        fastcoef.fast_coefficients(*args, bs, ue2, cfg.carrier_hz)
