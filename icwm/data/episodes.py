@@ -26,6 +26,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from icwm import tasks as task_registry
 from icwm.config import check
 from icwm.data.config import EpisodeConfig, resolve_systems
+
+TIME_ORDERED = ("cp",)   # tasks whose group samples are consecutive windows of one trajectory
 from icwm.data.shards import GetTask, load_index, load_shard, stable_seed
 
 RESERVED = ("task", "k", "system", "shard", "epoch", "index")
@@ -106,6 +108,8 @@ class ShardSource:
         data = self._load(entry["file"])
         order = torch.argsort(torch.rand(len(groups), entry["samples_per_group"], generator=rng), dim=1)
         samples = order[:, : k + 1]                                          # [batch, k + 1], query last
+        if task in TIME_ORDERED:   # windows of one trajectory: demos strictly before the query, as at inference
+            samples = samples.sort(dim=1).values
         out = {key: x[groups[:, None], samples] for key, x in data.items()}  # [batch, k + 1, ...]
         return {**out, "system": entry["system"], "shard": entry["file"]}
 

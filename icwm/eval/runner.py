@@ -28,7 +28,7 @@ from icwm.wireless.sysconfig import SystemConfig
 
 MODEL = "icwm"                   # method name of the native model in the results
 ALL = "all"                      # system name of the pooled rows of a family
-CONTEXT_TASKS = ("de", "pe")     # tasks whose baselines use the episode's other pairs (k-NN database)
+CONTEXT_TASKS = ("ce", "de", "pe")   # baselines using the episode's demos (LMMSE covariance, k-NN database)
 COLUMNS = ("task", "family", "system", "method", "k", "metric", "value", "n")
 GetTask = Callable[[str], ModuleType]
 Values = dict[tuple[str, Optional[int]], dict[str, list[torch.Tensor]]]   # (method, k) -> metric -> [chunks]

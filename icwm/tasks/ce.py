@@ -48,16 +48,20 @@ def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
 
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """LS + linear interpolation, and LMMSE with the frequency covariance of the episode's channels (genie statistics).
+    """LS + linear interpolation, and LMMSE with the frequency covariance estimated from the episode's DEMOS.
 
-    ``sample`` tensors carry leading dims [..., pair]; the covariance is estimated per episode from all its pairs.
+    ``sample`` tensors carry leading dims [..., pair] with the query last; the query's label never enters the
+    covariance (only the query position is meant to be scored). With no demos (one pair) only LS is returned.
     """
     h_ls, h = sample["h_ls"], sample["h"]
     n_sc = h.shape[-2]
     pilots = pilot_indices(n_sc)
-    ls = estimation.ls_interp(h_ls, pilots, n_sc)
-    cov = estimation.freq_covariance(h.movedim(-1, -2).reshape(h.shape[:-4] + (-1, n_sc)))  # [..., sc, sc]
+    out = {"ls_linear": {"h": estimation.ls_interp(h_ls, pilots, n_sc)}}
+    if h.shape[-4] < 2:
+        return out
+    demos = h[..., :-1, :, :, :]                                                         # [..., k, time, sc, ant]
+    cov = estimation.freq_covariance(demos.movedim(-1, -2).reshape(h.shape[:-4] + (-1, n_sc)))  # [..., sc, sc]
     noise_var = torch.pow(10.0, -sample["snr_db"] / 10.0)                                  # [..., pair]
     cov_b = cov[..., None, :, :].expand(h.shape[:-3] + (n_sc, n_sc))
-    lm = estimation.lmmse_estimate(h_ls, pilots, n_sc, cov_b[..., None, :, :], noise_var[..., None])
-    return {"ls_linear": {"h": ls}, "lmmse": {"h": lm}}
+    out["lmmse"] = {"h": estimation.lmmse_estimate(h_ls, pilots, n_sc, cov_b[..., None, :, :], noise_var[..., None])}
+    return out

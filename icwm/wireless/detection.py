@@ -138,7 +138,8 @@ def lmmse_detect(h: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor | flo
     k = h.shape[-1]
     eye = torch.eye(k, dtype=h.dtype, device=h.device)
     a = h.mH @ h + _noise(noise_var, h).to(h.dtype) * eye               # [..., user, user]
-    g = torch.linalg.solve(a, h.mH)                                     # [..., user, rx]
+    rhs = h.mH.expand(a.shape[:-2] + h.mH.shape[-2:])                   # batched like a (an unbatched
+    g = torch.linalg.solve(a, rhs)                                      # [..., user, rx]  B may read as vectors)
     x_hat = (g @ y.transpose(-1, -2)).transpose(-1, -2)                 # [..., slot, user]
     if unbiased:
         x_hat = x_hat / torch.diagonal(g @ h, dim1=-2, dim2=-1)[..., None, :]

@@ -172,3 +172,4 @@ def test_weighted_task_missing_from_shards(shards_dir):
 def test_bad_episode_config_names_field(override, field):
     with pytest.raises(ValueError, match=field):
         load_config(EpisodeConfig, None, override)
+

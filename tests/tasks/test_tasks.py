@@ -147,3 +147,20 @@ def test_pre_sr_reference_rate_is_wmmse20(samples):
     h, p = s["h"].reshape(-1, 2, 4), torch.pow(10.0, s["snr_db"].reshape(-1) / 10)
     ref = precoding.sum_rate(h, precoding.wmmse(h, p, iters=20, init="rzf"))
     assert torch.allclose(s["rate_wmmse"].reshape(-1), ref.float(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("task_id", tasks.TASKS)
+def test_baselines_never_read_the_query_label(samples, task_id):
+    """Changing the query's (last pair's) labels must not change any baseline's query prediction."""
+    mod = tasks.get(task_id)
+    s = samples[task_id]
+    t = dict(s)
+    for key in mod.Y_KEYS:
+        y = s[key].clone()
+        y[:, -1] = y[:, -1] * 3 + (1 if not y.is_complex() else 1 + 1j) if y.dtype != torch.int64 else (y[:, -1] + 1) % 16
+        t[key] = y
+    a, b = mod.baselines(s), mod.baselines(t)
+    for method in a:
+        for key in a[method]:
+            pa, pb = a[method][key][:, -1], b[method][key][:, -1]
+            assert torch.equal(torch.nan_to_num(pa), torch.nan_to_num(pb)), (method, key)
