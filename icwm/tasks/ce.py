@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from icwm.tasks.common import add_noise, check_counts, flat, uniform
+from icwm.tasks.common import add_noise, channel_nmse, check_counts, nmse_report, uniform
 from icwm.tasks.link_common import SNAPSHOT_GAP_S, link_series
-from icwm.wireless import estimation, metrics
+from icwm.wireless import estimation
 from icwm.wireless.sysconfig import SystemConfig
 
 ID = "ce"
@@ -38,13 +38,12 @@ def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Gene
 
 def loss(pred: dict, sample: dict) -> torch.Tensor:
     """NMSE (linear) [N]."""
-    return metrics.nmse(flat(pred["h"], 3), flat(sample["h"], 3), dims=(-3, -2, -1))
+    return channel_nmse(pred, sample, "h")
 
 
 def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
     """``nmse`` [N] linear and ``nmse_db`` [N]."""
-    e = loss(pred, sample)
-    return {"nmse": e, "nmse_db": 10.0 * torch.log10(e.clamp_min(1e-12))}
+    return nmse_report(loss(pred, sample))
 
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:

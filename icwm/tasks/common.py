@@ -57,3 +57,14 @@ def group_split(x: torch.Tensor, n_groups: int, n_per_group: int) -> torch.Tenso
 def snr_to_power(snr_db: torch.Tensor) -> torch.Tensor:
     """Linear power budget p = 10^(snr_db / 10) (noise variance 1)."""
     return torch.pow(10.0, snr_db / 10.0)
+
+
+def channel_nmse(pred: dict, sample: dict, key: str) -> torch.Tensor:
+    """Per-sample NMSE (linear) [N] of a channel-valued label ``key`` shaped [..., time, sc, ant]."""
+    from icwm.wireless import metrics
+    return metrics.nmse(flat(pred[key], 3), flat(sample[key], 3), dims=(-3, -2, -1))
+
+
+def nmse_report(e: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``nmse`` [N] (linear) and ``nmse_db`` [N] of per-sample NMSE values."""
+    return {"nmse": e, "nmse_db": 10.0 * torch.log10(e.clamp_min(1e-12))}
