@@ -81,6 +81,12 @@ def split_cli(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return path, rest
 
 
+def load_cli(cls: type[T], argv: Sequence[str]) -> T:
+    """``--config PATH key=value ...`` (as entry points receive them) -> a ``cls`` instance (see ``load_config``)."""
+    path, overrides = split_cli(argv)
+    return load_config(cls, path, overrides)
+
+
 def check(cond: bool, field: str, expected: str, got: Any) -> None:
     """Raise ``ValueError`` naming ``field`` when ``cond`` is false."""
     if not cond:

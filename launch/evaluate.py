@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from icwm.config import load_config, split_cli, to_yaml
+from icwm.config import load_cli, to_yaml
 from icwm.eval.config import EvalConfig
 from icwm.eval.plots import plot_all
 from icwm.eval.report import markdown, print_targets, targets, write_csv
@@ -37,8 +37,7 @@ def write_outputs(out_dir: Path, files: dict[str, str], res, cfg: EvalConfig) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    path, overrides = split_cli(sys.argv[1:] if argv is None else argv)
-    cfg = load_config(EvalConfig, path, overrides)
+    cfg = load_cli(EvalConfig, sys.argv[1:] if argv is None else argv)
     families = load_families(cfg)
     model, desc = load_model(cfg.model, resolve_device(cfg.device))
     print(f"[eval] model: {desc}; families: {list(families)}; tasks: {cfg.tasks}", flush=True)

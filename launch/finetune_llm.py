@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from icwm.config import load_config, split_cli  # noqa: E402
+from icwm.config import load_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    path, overrides = split_cli(argv)
     try:
         from adapters_llm.config import FinetuneConfig
-        cfg = load_config(FinetuneConfig, path, overrides)
+        cfg = load_cli(FinetuneConfig, argv)
     except ValueError as err:
         print(f"finetune_llm: {err}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from icwm.config import load_config, split_cli, to_yaml
+from icwm.config import load_cli, to_yaml
 from icwm.data.config import DataConfig
 from icwm.data.shards import WriteSummary, verify, write_shards
 
@@ -33,8 +33,7 @@ def main(argv: Sequence[str] | None = None) -> WriteSummary:
     Returns:
         The ``WriteSummary`` of the run.
     """
-    path, overrides = split_cli(sys.argv[1:] if argv is None else argv)
-    cfg = load_config(DataConfig, path, overrides)
+    cfg = load_cli(DataConfig, sys.argv[1:] if argv is None else argv)
     print(to_yaml(cfg), flush=True)
     summary = write_shards(cfg)
     verify(cfg.out_dir)

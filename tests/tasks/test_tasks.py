@@ -82,9 +82,10 @@ def test_baselines_run_and_score_finitely(samples, task_id):
     s = samples[task_id]
     for name, pred in mod.baselines(s).items():
         m = mod.metric(pred, s)
-        first = next(iter(m.values()))
-        assert first.shape[0] == G * S, name
-        assert torch.isfinite(first[~torch.isnan(first)]).all(), name
+        for metric_name, v in m.items():
+            assert v.shape[0] == G * S, (name, metric_name)
+            query = v.reshape(G, S)[:, -1]              # the query position must always be scored
+            assert torch.isfinite(query).all(), (name, metric_name)
 
 
 def test_pre_sr_wmmse_beats_linear_precoders(samples):
@@ -92,7 +93,7 @@ def test_pre_sr_wmmse_beats_linear_precoders(samples):
     mod = tasks.get("pre_sr")
     rates = {n: mod.metric(p, s)["sum_rate"] for n, p in mod.baselines(s).items()}
     assert (rates["wmmse"] >= rates["rzf"] - 1e-4).all()
-    assert (rates["rzf"] >= rates["mrt"] - 1e-3).all() or rates["rzf"].mean() > rates["mrt"].mean()
+    assert rates["rzf"].mean() > rates["mrt"].mean()
 
 
 def test_pre_mm_optimum_beats_zf(samples):
