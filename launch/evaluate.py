@@ -52,4 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ValueError as err:   # bad config: the message names the field; nothing was written
+        print(f"evaluate: {err}", file=sys.stderr)
+        sys.exit(2)

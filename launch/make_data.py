@@ -42,4 +42,8 @@ def main(argv: Sequence[str] | None = None) -> WriteSummary:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as err:   # bad config: the message names the field; nothing was written
+        print(f"make_data: {err}", file=sys.stderr)
+        sys.exit(2)
