@@ -90,7 +90,7 @@ class FewShotModel:
             raise FileNotFoundError(f"model: no {CONFIG} in {str(root)!r}; {how}")
         cfg = load_config(ModelConfig, root / CONFIG)
         model = build_model(cfg)
-        model.load_state_dict(_load_weights(root, how), strict=True)
+        model.load_state_dict(load_weights(root, how), strict=True)
         return cls(model.to(device), cfg)
 
     def predict(self, task: str, demos: Optional[Mapping[str, Any]], query: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,7 +239,7 @@ def natural_outputs(task: str, pred: dict, q: dict) -> dict[str, torch.Tensor]:
     return dict(pred)
 
 
-def _load_weights(root: Path, how: str) -> dict[str, torch.Tensor]:
+def load_weights(root: Path, how: str) -> dict[str, torch.Tensor]:
     """State dict from ``model.safetensors`` (or a weights-only ``model.pt``)."""
     if (root / WEIGHTS).is_file():
         from safetensors.torch import load_file

@@ -17,10 +17,10 @@ POS_KINDS = ("rope", "learned")
 # Size flavours: overrides of the defaults below. debug ~0.1 M params (tests), small a few M (CPU, shipped),
 # base / large for GPUs.
 FLAVOURS: dict[str, dict] = {
-    "debug": dict(d_model=32, n_layers=2, n_heads=2, ffn_mult=2.0, k_max=16),
-    "small": dict(d_model=160, n_layers=6, n_heads=5, ffn_mult=3.0, k_max=16),
-    "base": dict(d_model=512, n_layers=12, n_heads=8, ffn_mult=4.0, k_max=32),
-    "large": dict(d_model=1024, n_layers=24, n_heads=16, ffn_mult=4.0, k_max=32),
+    "debug": dict(d_model=32, n_layers=2, n_heads=2, ffn_mult=2.0, k_max=16, grid_filter=True),
+    "small": dict(d_model=160, n_layers=6, n_heads=5, ffn_mult=3.0, k_max=16, grid_filter=True),
+    "base": dict(d_model=512, n_layers=12, n_heads=8, ffn_mult=4.0, k_max=32, grid_filter=True),
+    "large": dict(d_model=1024, n_layers=24, n_heads=16, ffn_mult=4.0, k_max=32, grid_filter=True),
 }
 
 
@@ -52,6 +52,8 @@ class ModelConfig:
     sub6_group: int = 8             # bf / de / pe: sub-6 subcarriers per token
     n_ang_bins: int = 16            # bf / de / pe: fixed angular bins of the antenna-axis projection
     n_beams: int = 256              # bf: mmWave codebook size
+    demo_attn: bool = False         # ce / cp / pf heads: per-antenna attention over the earlier pairs' labels
+    grid_filter: bool = False       # ce / cp heads: context-generated linear filters on each antenna's inputs
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:

@@ -178,7 +178,7 @@ class GridEmbed(nn.Module):
         x = self.x_post(F.silu(e_x).mean(3)) + pos
         e_y = self.y_in(self._group(yg, self.gy, n_g, False).to(dt))
         y = self.y_post(F.silu(e_y).mean(3)) + pos
-        return x, y, {"anchor": self._anchor(xg, t_y, s_y), "e_x": e_x, "t_y": t_y, "s_y": s_y}
+        return x, y, {"anchor": self._anchor(xg, t_y, s_y), "e_x": e_x, "e_y": e_y, "x": xg, "t_y": t_y, "s_y": s_y}
 
 
 class Sub6Embed(nn.Module):

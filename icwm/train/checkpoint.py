@@ -189,3 +189,20 @@ def load_checkpoint(engine, path: str | Path) -> tuple[dict, dict]:
     check(load_path is not None, "train.resume", "a loadable DeepSpeed checkpoint", str(path))
     rank_state = torch.load(path / RANKS / f"rank{rank:05d}.pt", map_location="cpu", weights_only=True)
     return state, rank_state
+
+
+def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
+    """Start ``model`` from the weights of a ``save_pretrained`` directory (warm start of a fresh run).
+
+    Parameters the directory lacks (modules added since it was written) keep their initialisation; a parameter the
+    model lacks, or one whose shape differs, is an error naming it. Returns the names left at initialisation.
+    """
+    from icwm.infer import load_weights
+    state = load_weights(Path(path), "train.init_from must name a directory written by save_pretrained")
+    own = model.state_dict()
+    extra = [k for k in state if k not in own]
+    check(not extra, "train.init_from", "weights whose names all exist in the model", extra[:5])
+    bad = [k for k, v in state.items() if v.shape != own[k].shape]
+    check(not bad, "train.init_from", "weights with the model's shapes", [(k, tuple(state[k].shape)) for k in bad[:5]])
+    missing = model.load_state_dict(state, strict=False).missing_keys
+    return list(missing)

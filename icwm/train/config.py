@@ -56,6 +56,8 @@ class TrainConfig:
     keep_last: int = 2                 # complete checkpoints kept (older ones are deleted; 0 = keep all)
     out_dir: str = "outputs/pretrain/run"
     resume: str = "auto"               # "auto" (newest complete checkpoint in out_dir, else fresh) | "none" | path
+    init_from: str = ""                # model directory (save_pretrained) whose weights start a fresh run; modules
+                                       # absent there keep their initialisation ("" = random init)
     export: bool = True                # write out_dir/model (safetensors + config.yaml) at the end
     num_workers: int = 0               # DataLoader workers per rank (0 = in process)
     dwa_temperature: float = 2.0       # DWA temperature T

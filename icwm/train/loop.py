@@ -122,6 +122,11 @@ class Trainer:
         self.rank, self.world = init_distributed()
         torch.manual_seed(cfg.train.seed)                       # model init: identical on every rank
         model = build_model(cfg.model)
+        if cfg.train.init_from:
+            fresh = ckpt.init_weights(model, cfg.train.init_from)
+            if self.rank == 0:
+                print(f"[pretrain] weights from {cfg.train.init_from}; freshly initialised: {len(fresh)} tensors "
+                      f"{sorted({k.rsplit('.', 2)[0] for k in fresh})}", flush=True)
         self.n_params = {"total": count_parameters(model), "trainable": count_parameters(model, True)}
         self.tokens = TokenCounter(model)
         self.engine, self.precision = build_engine(model, cfg)
