@@ -1,7 +1,7 @@
 """Benchmarks: ``python launch/bench.py [--suite data,solvers,train,infer,llm] [--quick] [--out bench.json]``.
 
 Each suite is a module ``icwm.bench.<suite>`` with ``run(quick) -> list[dict]``; ratios are measured side by side in
-one process. Writes one JSON (rows + machine facts) and prints a Markdown table.
+one process. Writes one JSON (rows + machine facts) and the same table as Markdown beside it (``--out`` with ``.md``).
 """
 from __future__ import annotations
 
@@ -58,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "rows": rows}, indent=2, default=str))
+    md = out.with_suffix(".md")
+    facts = ", ".join(f"{k} {v}" for k, v in machine().items())
+    md.write_text(f"# Benchmarks\n\nCommand: `python launch/bench.py {' '.join(argv or sys.argv[1:])}`\n\n"
+                  f"Machine: {facts}\n\n{table(rows)}\n")
     print(table(rows))
-    print(f"[bench] wrote {out}")
+    print(f"[bench] wrote {out} and {md}")
     return 0
 
 

@@ -22,6 +22,7 @@ LOADERS = {
     "systems": "icwm.data.config:load_family",
     "adapters": "adapters_llm.config:FinetuneConfig",
     "eval": "icwm.eval.config:EvalConfig",
+    "compare": "icwm.compare.config:CompareConfig",
 }
 CORE = ("data", "pretrain", "systems")
 

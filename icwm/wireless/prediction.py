@@ -191,7 +191,8 @@ def prony_predict(h_hist: torch.Tensor, t_out: int, n_exp: int = 4, pencil: int 
     t_in = h_hist.shape[-3]
     t = torch.arange(t_in + t_out, device=h_hist.device, dtype=h_hist.real.dtype)
     v = z[..., None, :] ** t[:, None].to(h_hist.dtype)                        # [..., t_in + t_out, k]
-    coef = torch.linalg.lstsq(v[..., :t_in, :], _series(h_hist).transpose(-1, -2)).solution  # [..., k, n]
+    driver = "gelsd" if v.device.type == "cpu" else None    # the default CPU driver is not run-to-run deterministic
+    coef = torch.linalg.lstsq(v[..., :t_in, :], _series(h_hist).transpose(-1, -2), driver=driver).solution  # [..., k, n]
     fut = v[..., t_in:, :] @ coef                                              # [..., t_out, n]
     return _unseries(fut.transpose(-1, -2), h_hist)
 

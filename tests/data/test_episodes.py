@@ -173,3 +173,18 @@ def test_bad_episode_config_names_field(override, field):
     with pytest.raises(ValueError, match=field):
         load_config(EpisodeConfig, None, override)
 
+
+
+def test_time_ordered_tasks_put_demos_before_the_query(shards_dir, monkeypatch):
+    """For trajectory tasks (cp) every demo precedes the query in time (sample index = time); others are shuffled."""
+    from icwm.data import episodes
+    assert "cp" in episodes.TIME_ORDERED
+
+    def orders(ds):
+        return [b["sid"] for b in ds if b["task"] == "pre_sr" and b["k"] >= 2]
+
+    shuffled = orders(EpisodeDataset(ecfg(shards_dir, k_min=2, k_max=4)))
+    assert any(((s[:, 1:] < s[:, :-1]).any()) for s in shuffled)          # plain tasks: any order
+    monkeypatch.setattr(episodes, "TIME_ORDERED", ("pre_sr",))
+    ordered = orders(EpisodeDataset(ecfg(shards_dir, k_min=2, k_max=4)))
+    assert ordered and all((s[:, 1:] > s[:, :-1]).all() for s in ordered)  # strictly increasing, query last

@@ -1,0 +1,165 @@
+"""Typed configuration of the head-to-head comparison (``launch/compare.py``): ``CompareConfig``.
+
+Loaded with ``icwm.config.load_cli`` / ``load_config`` (defaults < YAML < ``key=value``); unknown keys and bad values
+raise ``ValueError`` naming the field. Families, task-specific family files and episodes follow ``EvalConfig``
+(``eval_config()`` builds one), so every method is scored on the episodes of ``icwm.eval.runner``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from adapters_llm.config import ARCHS, METHODS
+from icwm.config import check
+from icwm.eval.config import DEFAULT_KS, EvalConfig
+from icwm.tasks import TASKS
+
+NETS = ("mlp", "cnn", "gru", "lstm", "transformer")
+SWEEP_FIELDS = ("snr_db", "num_users", "speed_kmh")
+
+
+@dataclass
+class NativeConfig:
+    """The native in-context model: k demonstrations, no weight update."""
+
+    model: str = "shipped"          # "shipped" (icwm/assets/icwm-small) | "none" (skip) | model directory
+    ks: list[int] = field(default_factory=lambda: list(DEFAULT_KS))   # capped at the model's k_max
+    table_k: int = 16               # k of the "k=16" column of the report (and of the sweeps)
+
+    def __post_init__(self) -> None:
+        check(len(self.model) > 0, "native.model", "'shipped', 'none' or a model directory", self.model)
+        check(len(self.ks) > 0 and all(k >= 0 for k in self.ks), "native.ks", "a non-empty list of integers >= 0",
+              self.ks)
+        self.ks = sorted(set(self.ks))
+        check(self.table_k >= 0, "native.table_k", "an integer >= 0", self.table_k)
+
+
+@dataclass
+class LLMConfig:
+    """Adapted-LLM baselines: every backbone x adapter, trained on the seen family, then zero-shot and few-shot.
+
+    ``base`` is a ``configs/adapters`` YAML (training schedule, widths); ``backbones[name]`` and
+    ``adapter_overrides[peft]`` are ``key=value`` overrides of it. ``no_llm`` runs once (backbone ``-``).
+    """
+
+    enabled: bool = True
+    base: str = "configs/adapters/debug.yaml"
+    overrides: list[str] = field(default_factory=list)           # applied to every method
+    backbones: dict[str, list[str]] = field(default_factory=dict)   # name (gpt2 | llama) -> overrides
+    # name -> local weights directory (sets backbone.source=local, backbone.path=DIR); "" = as in ``backbones``
+    backbone_paths: dict[str, str] = field(default_factory=dict)
+    adapters: list[str] = field(default_factory=lambda: list(METHODS))
+    adapter_overrides: dict[str, list[str]] = field(default_factory=dict)   # peft -> overrides
+    train_groups: int = 4           # training groups per (task, seen system)
+    samples_per_group: int = 16
+    n_shots: list[int] = field(default_factory=lambda: [16, 64, 256])   # few-shot N per target system (0 = none)
+    few_shot_steps: int = 100
+    few_shot_lr: float = 1e-4
+    few_shot_batch: int = 16
+
+    def __post_init__(self) -> None:
+        check(len(self.base) > 0, "llm.base", "a configs/adapters YAML path", self.base)
+        for name in self.backbones:
+            check(name in ARCHS, "llm.backbones", f"names among {ARCHS}", name)
+        for name in self.backbone_paths:
+            check(name in self.backbones, "llm.backbone_paths", f"names among llm.backbones {list(self.backbones)}",
+                  name)
+        for a in self.adapters:
+            check(a in METHODS, "llm.adapters", f"adapters among {METHODS}", a)
+        for a in self.adapter_overrides:
+            check(a in METHODS, "llm.adapter_overrides", f"keys among {METHODS}", a)
+        check(self.train_groups >= 1 and self.samples_per_group >= 1, "llm.train_groups/samples_per_group",
+              "positive integers", (self.train_groups, self.samples_per_group))
+        check(all(n >= 1 for n in self.n_shots), "llm.n_shots", "integers >= 1 (zero-shot is always run)",
+              self.n_shots)
+        self.n_shots = sorted(set(self.n_shots))
+        check(self.few_shot_steps >= 1, "llm.few_shot_steps", "an integer >= 1", self.few_shot_steps)
+        check(self.few_shot_lr > 0 and self.few_shot_batch >= 1, "llm.few_shot_lr/few_shot_batch",
+              "lr > 0, batch >= 1", (self.few_shot_lr, self.few_shot_batch))
+
+
+@dataclass
+class SingleTaskConfig:
+    """Single-task small nets trained per task on the seen family (systems with the first seen system's shapes)."""
+
+    enabled: bool = True
+    nets: list[str] = field(default_factory=lambda: list(NETS))
+    task_nets: dict[str, list[str]] = field(default_factory=dict)   # task -> nets used instead of ``nets``
+    width: int = 64
+    steps: int = 300
+    supervised_steps: int = 100     # pre_sr / pre_mm: steps on the WMMSE / optimum label before the task loss
+    batch_size: int = 32
+    lr: float = 1e-3
+    train_groups: int = 8
+    samples_per_group: int = 16
+
+    def __post_init__(self) -> None:
+        for n in self.nets + [n for v in self.task_nets.values() for n in v]:
+            check(n in NETS, "single_task.nets", f"nets among {NETS}", n)
+        check(all(t in TASKS for t in self.task_nets), "single_task.task_nets", f"task ids from {TASKS}",
+              sorted(self.task_nets))
+        check(self.width >= 4 and self.steps >= 1 and self.batch_size >= 1, "single_task.width/steps/batch_size",
+              "width >= 4, steps >= 1, batch >= 1", (self.width, self.steps, self.batch_size))
+        check(0 <= self.supervised_steps <= self.steps, "single_task.supervised_steps", f"in [0, {self.steps}]",
+              self.supervised_steps)
+        check(self.train_groups >= 1 and self.samples_per_group >= 1, "single_task.train_groups/samples_per_group",
+              "positive integers", (self.train_groups, self.samples_per_group))
+
+    def nets_for(self, task: str) -> list[str]:
+        """Nets trained for ``task``."""
+        return list(self.task_nets.get(task, self.nets))
+
+
+@dataclass
+class SweepConfig:
+    """System variants for the curves: ``param`` of one seen system (``base``; "" = the task's first seen system)
+    set to each value (snr_db and speed_kmh as a fixed [v, v] range, num_users as an integer)."""
+
+    name: str = "snr"               # family ``sweep_<name>``
+    tasks: list[str] = field(default_factory=lambda: ["pre_sr"])
+    param: str = "snr_db"           # snr_db | num_users | speed_kmh
+    values: list[float] = field(default_factory=lambda: [0.0, 10.0, 20.0])
+    base: str = ""
+
+    def __post_init__(self) -> None:
+        check(self.name.isidentifier(), "sweeps.name", "an identifier (letters, digits, _)", self.name)
+        check(len(self.tasks) > 0 and all(t in TASKS for t in self.tasks), "sweeps.tasks",
+              f"a non-empty list of task ids from {TASKS}", self.tasks)
+        check(self.param in SWEEP_FIELDS, "sweeps.param", f"one of {SWEEP_FIELDS}", self.param)
+        check(len(self.values) > 0, "sweeps.values", "a non-empty list of numbers", self.values)
+
+
+@dataclass
+class CompareConfig:
+    """Native ICWM vs adapted LLMs vs single-task nets vs classical baselines on seen / unseen / sweep systems."""
+
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    families: list[str] = field(default_factory=lambda: ["seen", "unseen"])
+    systems_dir: str = "configs/systems"
+    task_prefix: dict[str, str] = field(default_factory=dict)   # as EvalConfig.task_prefix
+    max_systems: int = 0            # >0: only the first N systems of each family
+    episodes: int = 128             # evaluation episodes per (task, system): the same for every method
+    batch_size: int = 64            # episodes per evaluation batch (the latency batch)
+    seed: int = 1
+    device: str = "cpu"             # "cpu", "cuda", "cuda:N" or "auto"
+    out_dir: str = "outputs/compare/default"
+    progress: bool = True
+    classical: bool = True
+    native: NativeConfig = field(default_factory=NativeConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    single_task: SingleTaskConfig = field(default_factory=SingleTaskConfig)
+    sweeps: list[SweepConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check(len(self.out_dir) > 0, "out_dir", "a directory path", self.out_dir)
+        names = [s.name for s in self.sweeps]
+        check(len(set(names)) == len(names), "sweeps", "distinct sweep names", names)
+        for s in self.sweeps:
+            check(set(s.tasks) <= set(self.tasks), f"sweeps.{s.name}.tasks", f"tasks among {self.tasks}", s.tasks)
+        self.eval_config()          # validates tasks, families, task_prefix, episodes, batch_size, device
+
+    def eval_config(self) -> EvalConfig:
+        """The ``EvalConfig`` whose families, episodes and seeds every method shares."""
+        return EvalConfig(model=self.native.model, tasks=list(self.tasks), ks=list(self.native.ks),
+                          families=list(self.families), systems_dir=self.systems_dir,
+                          task_prefix=dict(self.task_prefix), max_systems=self.max_systems, episodes=self.episodes,
+                          batch_size=self.batch_size, seed=self.seed, out_dir=self.out_dir, device=self.device)

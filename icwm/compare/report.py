@@ -1,0 +1,173 @@
+"""``report.md`` of a comparison folder, built from ``results.csv`` (+ ``config.yaml`` and ``notes.json``) only.
+
+Tables: per task (main metric, methods x families: native at k = table_k and at its best k, LLMs zero-shot and at
+their best N); LLM4WM-style (ce, cp, pf, bf, de, pe and Avg.); quantisation (lora vs nf4_loftq vs nf4_naive per
+backbone); backbone (gpt2 vs llama vs frozen vs no_llm); cost; then the notes of skipped methods.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from icwm.compare import table as T
+from icwm.eval.report import PRIMARY
+from icwm.eval.runner import MODEL
+
+
+def _cell(r: Optional[dict], n_max: int, tag: str = "") -> str:
+    if r is None:
+        return "-"
+    star = "*" if r["n_eval"] < n_max else ""
+    return f"{T.fmt(r['value'])}{star}" + (f" ({tag}={r[tag]})" if tag and r[tag] is not None else "")
+
+
+def task_lines(rows: list[dict], task: str, fams: list[str], table_k: int) -> list[str]:
+    """Main-metric table of one task: one line per method variant, one column per family."""
+    metric = PRIMARY[task][0]
+    sel = T.select(rows, task=task, metric=metric)
+    n_max = {f: max([r["n_eval"] for r in sel if r["family"] == f] or [0]) for f in fams}
+    lines = [f"### {task} ({metric}, {'higher' if PRIMARY[task][1] > 0 else 'lower'} is better)", "",
+             "| method | kind | " + " | ".join(fams) + " |", "|---|---|" + "---|" * len(fams)]
+
+    def add(label: str, kind: str, pick) -> None:
+        cells = [pick([r for r in sel if r["family"] == f], n_max[f]) for f in fams]
+        if any(c != "-" for c in cells):
+            lines.append(f"| {label} | {kind} | " + " | ".join(cells) + " |")
+
+    add(f"{MODEL} (k={table_k})", "native",
+        lambda rs, n: _cell(next((r for r in rs if r["method"] == MODEL and r["k"] == table_k), None), n))
+    add(f"{MODEL} (best k)", "native", lambda rs, n: _cell(T.best(task, [r for r in rs if r["method"] == MODEL], "k"),
+                                                            n, "k"))
+    for m in T.methods(sel, "llm"):
+        add(f"{m} zero-shot", "llm", lambda rs, n: _cell(next((r for r in rs if r["method"] == m and r["n_shots"] == 0),
+                                                              None), n))
+        add(f"{m} (best N)", "llm", lambda rs, n: _cell(T.best(task, [r for r in rs if r["method"] == m
+                                                                      and (r["n_shots"] or 0) > 0], "n_shots"),
+                                                         n, "n_shots"))
+    for kind in ("single_task", "classical"):
+        for m in T.methods(sel, kind):
+            add(m, kind, lambda rs, n: _cell(T.best(task, [r for r in rs if r["method"] == m], "k"), n, "k"))
+    return lines + [""]
+
+
+def _llm4wm_row(rows: list[dict], fam: str, label: str, pick) -> Optional[str]:
+    vals = {}
+    for t, metric in T.LLM4WM.items():
+        r = pick(T.select(rows, task=t, family=fam, metric=metric), t)
+        vals[t] = r["value"] if r else None
+    if all(v is None for v in vals.values()):
+        return None
+    cells = [T.fmt(None if v is None else T.llm4wm_term(t, v)) for t, v in vals.items()]
+    return f"| {label} | " + " | ".join(cells) + f" | {T.fmt(T.llm4wm_avg(vals))} |"
+
+
+def _by_method(name: str, **eq):
+    def pick(rs: list[dict], task: str) -> Optional[dict]:
+        rs = [r for r in rs if r["method"] == name and all(r[c] == v for c, v in eq.items())]
+        return rs[0] if rs else None
+    return pick
+
+
+def llm4wm_lines(rows: list[dict], fams: list[str], table_k: int) -> list[str]:
+    """LLM4WM-style table per family (lower is better in every column)."""
+    out = ["## LLM4WM-style table", "", "NMSE linear for ce / cp / pf / pe, 1 - top-1 accuracy for bf, relative "
+           "distance error |d_hat - d| / d for de; Avg. = their mean (only when all six are present). LLMs at "
+           "zero-shot; single-task nets and classical methods as trained / without demonstrations (classical k-NN "
+           f"at k={table_k}).", ""]
+    for fam in fams:
+        out += [f"### {fam}", "", "| method | NMSE(ce) | NMSE(cp) | NMSE(pf) | 1-top1(bf) | relMAE(de) | NMSE(pe) | "
+                "Avg. |", "|---|---|---|---|---|---|---|---|"]
+        lines = [_llm4wm_row(rows, fam, f"{MODEL} (k={table_k})", _by_method(MODEL, k=table_k))]
+        lines += [_llm4wm_row(rows, fam, m, _by_method(m, n_shots=0)) for m in T.methods(rows, "llm")]
+        nets = sorted({r["method"][len(r["task"]) + 1:] for r in rows if r["kind"] == "single_task"
+                       and r["task"] in T.LLM4WM})
+        lines += [_llm4wm_row(rows, fam, f"single-task {n}", lambda rs, t, n=n: next(
+            (r for r in rs if r["method"] == f"{t}_{n}"), None)) for n in nets]
+        lines.append(_llm4wm_row(rows, fam, "best classical", lambda rs, t: _best_classical(rs, t, table_k)))
+        out += [ln for ln in lines if ln] + [""]
+    return out
+
+
+def _best_classical(rs: list[dict], task: str, k: int) -> Optional[dict]:
+    cand = [r for r in rs if r["kind"] == "classical" and r["k"] in (None, k)]
+    sign = 1 if task == "bf" else -1
+    return max(cand, key=lambda r: sign * r["value"], default=None)
+
+
+def llm_grid(rows: list[dict], names: list[str], fams: list[str], title: str) -> list[str]:
+    """Zero-shot main metric per task of the given LLM methods (cells ``fam1 / fam2``) plus weights MB."""
+    tasks = [t for t in dict.fromkeys(r["task"] for r in rows) if t in PRIMARY]
+    names = [n for n in names if any(r["method"] == n for r in rows)]
+    if not names:
+        return []
+    out = [f"## {title}", "", f"Zero-shot main metric per task ({' / '.join(fams)}); weights as stored.", "",
+           "| method | quant | weights MB | " + " | ".join(tasks) + " |", "|---|---|---|" + "---|" * len(tasks)]
+    for n in names:
+        mem = next((r for r in rows if r["method"] == n and r["metric"] == "weights_mb"), None)
+        cells = [" / ".join(T.fmt(next((r["value"] for r in T.select(rows, method=n, task=t, family=f,
+                                                                     metric=PRIMARY[t][0]) if r["n_shots"] == 0),
+                                       None)) for f in fams) for t in tasks]
+        quant = next(r["quant"] for r in rows if r["method"] == n)
+        out.append(f"| {n} | {quant} | {T.fmt(mem['value'] if mem else None)} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def cost_lines(rows: list[dict], batch: int, table_k: int) -> list[str]:
+    """Parameters, weights, training wall time and inference latency per method."""
+    out = ["## Cost", "", f"Latency: wall time of one inference call on a batch of {batch} episodes (mean over "
+           f"batches and systems; native at k={table_k}; classical: one call of the task's baselines(), all its "
+           "methods together). Train wall s: training on the seen family (LLMs: zero-shot model; few-shot adds the "
+           "per-system fine-tuning in the CSV rows with n_shots > 0).", "",
+           "| method | kind | backbone | adapter | quant | params trainable | params total | weights MB | "
+           "train wall s | latency ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in dict.fromkeys(r["method"] for r in rows):
+        rs = [r for r in rows if r["method"] == m and r["metric"] != "weights_mb" and r["system"] == T.ALL]
+        rs = [r for r in rs if r["k"] in (None, table_k) and (r["n_shots"] or 0) == 0] or rs
+        if not rs:
+            continue
+        lat = [r["latency_ms"] for r in rs if r["latency_ms"] is not None]
+        mem = next((r["value"] for r in rows if r["method"] == m and r["metric"] == "weights_mb"), None)
+        r0 = rs[0]
+        out.append(f"| {m} | {r0['kind']} | {r0['backbone']} | {r0['adapter']} | {r0['quant']} | "
+                   f"{r0['params_trainable']} | {r0['params_total']} | {T.fmt(mem)} | {T.fmt(r0['train_wall_s'])} | "
+                   f"{T.fmt(sum(lat) / len(lat) if lat else None)} |")
+    return out + [""]
+
+
+def markdown(rows: list[dict], cfg: dict, notes: list[str]) -> str:
+    """The whole report text."""
+    fams, k = T.families(rows), int(cfg["native"]["table_k"])
+    tasks = [t for t in dict.fromkeys(r["task"] for r in rows) if t in PRIMARY]
+    out = ["# ICWM head-to-head comparison", "",
+           f"Native ICWM (k demonstrations, no weight update) vs adapted LLMs (trained on the first family, "
+           f"zero-shot and fine-tuned on N labelled samples of the target system) vs single-task nets vs classical "
+           f"baselines. Every method is scored on the same {cfg['episodes']} episodes per system (seed "
+           f"{cfg['seed']}); family values pool the family's systems. `*`: fewer samples than the other methods "
+           "(some systems do not fit that method's input shapes; see notes). Few-shot LLM samples are other drops of the "
+           "target configuration, while ICWM's k demos come from the query's episode (for det / ce / cp the same "
+           "drop or coherence block).", "", "## Per-task tables", ""]
+    for t in tasks:
+        out += task_lines(rows, t, fams, k)
+    out += llm4wm_lines(rows, fams, k)
+    llms = T.methods(rows, "llm")
+    for bb in dict.fromkeys(n.split("_", 1)[0] for n in llms if n != "no_llm"):
+        out += llm_grid(rows, [f"{bb}_{a}" for a in ("lora", "nf4_loftq", "nf4_naive")], fams,
+                        f"Quantisation ({bb})")
+    out += llm_grid(rows, [n for n in llms if n.endswith(("_lora", "_frozen")) or n == "no_llm"], fams, "Backbones")
+    out += cost_lines(rows, int(cfg["batch_size"]), k)
+    out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(out)
+
+
+def write_report(folder: str | Path) -> Path:
+    """Write ``report.md`` into a comparison folder from its results.csv, config.yaml and notes.json."""
+    folder = Path(folder)
+    rows = T.read(folder / "results.csv")
+    cfg = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
+    notes = json.loads((folder / "notes.json").read_text()) if (folder / "notes.json").is_file() else []
+    path = folder / "report.md"
+    path.write_text(markdown(rows, cfg, notes))
+    return path

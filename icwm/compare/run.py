@@ -1,0 +1,221 @@
+"""Comparison orchestration: train the baselines that need training, score every method on the same episodes of
+every task x family x system (and sweep point), write the output folder.
+
+Output folder (``out_dir``): ``config.yaml`` (resolved), ``provenance.json``, ``results.csv``, ``notes.json``,
+``report.md``, ``plots/*.png`` (report and plots are built from the CSV), ``llm_runs/`` (adapter checkpoints).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from adapters_llm.train import flatten_groups
+from icwm import tasks as task_registry
+from icwm.compare import methods as M
+from icwm.compare.config import CompareConfig
+from icwm.compare.llm import LLMMethod, build_methods, missing_weights, train_base, weights_mb
+from icwm.compare.provenance import provenance
+from icwm.compare.single_task import train_net
+from icwm.compare.sweeps import sweep_units
+from icwm.config import check, to_yaml
+from icwm.data.shards import stable_seed
+from icwm.eval import runner
+from icwm.eval.config import EvalConfig
+from icwm.wireless.sysconfig import SystemConfig
+
+KIND_ORDER = {"native": 0, "llm": 1, "single_task": 2, "classical": 3}
+NA = "-"
+
+
+@dataclass
+class Methods:
+    """Everything scored: the native model, trained nets and LLMs, method metadata, notes of skipped methods."""
+
+    model: Optional[torch.nn.Module] = None
+    model_ks: list[int] = field(default_factory=list)
+    nets: dict[str, dict[str, torch.nn.Module]] = field(default_factory=dict)   # task -> method -> net
+    llms: list[LLMMethod] = field(default_factory=list)
+    info: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _meta(kind: str, backbone=NA, adapter=NA, quant=NA, trainable=0, total=0, train_s=0.0, mb=0.0) -> dict:
+    return {"kind": kind, "backbone": backbone, "adapter": adapter, "quant": quant, "params_trainable": trainable,
+            "params_total": total, "train_wall_s": train_s, "weights_mb": mb}
+
+
+def load_native(cfg: CompareConfig, ms: Methods, device: torch.device) -> None:
+    """The native model (``native.model``), its k values (capped at its k_max) and metadata."""
+    model, desc = runner.load_model(cfg.native.model, device)
+    if model is None:
+        ms.notes.append("native model skipped (native.model=none)")
+        return
+    ms.model, (_, ms.model_ks) = model, runner.eval_ks(cfg.native.ks, model.cfg.k_max)
+    dropped = [k for k in cfg.native.ks if k not in ms.model_ks]
+    ms.notes += [f"native: k={dropped} above the model's k_max={model.cfg.k_max}: not evaluated"] if dropped else []
+    n = sum(p.numel() for p in model.parameters())
+    ms.info[runner.MODEL] = _meta("native", quant="fp32", trainable=n, total=n, train_s=None, mb=weights_mb(model))
+    ms.notes.append(f"native: {desc}; pretrained once (params_trainable = all its weights, none updated here; "
+                    "pretraining time is not re-measured: see its model card)")
+
+
+def train_single_task(cfg: CompareConfig, ms: Methods, seen_of: dict[str, list[SystemConfig]]) -> None:
+    """Per task, every configured net, trained on the seen systems sharing the first seen system's shapes."""
+    c = cfg.single_task
+    for t in cfg.tasks:
+        mod, pools = task_registry.get(t), []
+        for s in seen_of[t]:
+            rng = torch.Generator().manual_seed(stable_seed(cfg.seed, "single-task-data", t, s.name))
+            pools.append(flatten_groups(mod.generate(s, c.train_groups, c.samples_per_group, rng)))
+        shape = {k: v.shape[1:] for k, v in pools[0].items()}
+        same = [p for p in pools if {k: v.shape[1:] for k, v in p.items()} == shape]
+        pool = {k: torch.cat([p[k] for p in same]) for k in pools[0]}
+        for kind in c.nets_for(t):
+            name = f"{t}_{kind}"
+            net, log = train_net(mod, kind, pool, c, stable_seed(cfg.seed, "single-task", name) % 2**31)
+            ms.nets.setdefault(t, {})[name] = net
+            n = sum(p.numel() for p in net.parameters())
+            ms.info[name] = _meta("single_task", quant="fp32", trainable=n, total=n, train_s=log["train_wall_s"],
+                                  mb=weights_mb(net))
+
+
+def train_llms(cfg: CompareConfig, ms: Methods, seen_of: dict[str, list[SystemConfig]], work: Path) -> None:
+    """Build every LLM method, skip (with a note) those whose backbone weights are missing, train the others."""
+    for m in tqdm(build_methods(cfg), desc="llm train", disable=not cfg.progress):
+        why = missing_weights(m)
+        if why:
+            ms.notes.append(f"{m.name} skipped: {why}")
+            continue
+        train_base(m, cfg, seen_of, work)
+        ms.llms.append(m)
+        ms.info[m.name] = _meta("llm", m.backbone, m.adapter, m.quant, m.info["params_trainable"],
+                                m.info["params_total"], m.info["train_wall_s"], m.info["weights_mb"])
+
+
+def score_unit(cfg: CompareConfig, ms: Methods, task: str, system: SystemConfig, family: str, ks: list[int],
+               n_shots: list[int], device: torch.device) -> M.Acc:
+    """Every method on the episodes of one (task, family, system); ``ks``: native / context-baseline k values."""
+    mod, acc = task_registry.get(task), M.Acc()
+    chunks = list(runner.episodes(mod, system, cfg.episodes, max(ks + [0]) + 1, cfg.batch_size,
+                                  (cfg.seed, "compare", family, system.name, task)))
+    if ms.model is not None and task in ms.model.cfg.tasks:
+        M.native(mod, chunks, ms.model, [k for k in ks if k in ms.model_ks], device, acc)
+    if cfg.classical:
+        err = M.classical(mod, chunks, ks, acc)
+        ms.notes += [f"{task}/{family}/{system.name}: classical baselines failed: {err}"] if err else []
+    skipped = [m.name for m in ms.llms if not M.llm(m, cfg, mod, system, chunks, n_shots, acc)]
+    skipped += [name for name, net in ms.nets.get(task, {}).items() if not M.single_task(name, net, mod, chunks, acc)]
+    if skipped:
+        ms.notes.append(f"{task}/{family}/{system.name}: input shapes unlike the training systems' (fixed-size "
+                        f"encoders / nets), not evaluated: {', '.join(skipped)}")
+    return acc
+
+
+def _info(ms: Methods, acc: M.Acc) -> dict[str, dict]:
+    for method, _, _ in acc.values:
+        ms.info.setdefault(method, _meta("classical"))
+    return ms.info
+
+
+def evaluate_all(cfg: CompareConfig, ms: Methods, units: dict, sweeps: list, device: torch.device) -> list[dict]:
+    """Rows of every unit (per system and pooled ``all`` per family) and every sweep point."""
+    ks = ms.model_ks or list(cfg.native.ks)
+    sweep_k = max([k for k in ks if k <= cfg.native.table_k] or [ks[0]])
+    rows: list[dict] = []
+    n_units = sum(len(s) for u in units.values() for _, s in u) + len(sweeps)
+    bar = tqdm(total=n_units, desc="compare", unit="system", disable=not cfg.progress)
+    for task, fams in units.items():
+        for fam, systems in fams:
+            pooled = M.Acc()
+            for s in systems:
+                acc = score_unit(cfg, ms, task, s, fam, ks, cfg.llm.n_shots, device)
+                rows += M.rows(acc, {"task": task, "family": fam, "system": s.name, "sweep_value": None},
+                               _info(ms, acc))
+                pooled.merge(acc)
+                bar.update(1)
+            rows += M.rows(pooled, {"task": task, "family": fam, "system": runner.ALL, "sweep_value": None}, ms.info)
+    for su in sweeps:
+        acc = score_unit(cfg, ms, su.task, su.system, su.family, [sweep_k], [], device)
+        rows += M.rows(acc, {"task": su.task, "family": su.family, "system": su.system.name,
+                             "sweep_value": su.value}, _info(ms, acc))
+        bar.update(1)
+    bar.close()
+    return rows + memory_rows(ms)
+
+
+def memory_rows(ms: Methods) -> list[dict]:
+    """One ``weights_mb`` row per trained / loaded method (task, family, system ``-``)."""
+    return [{**{c: meta.get(c) for c in M.COLUMNS}, "method": name, "task": NA, "family": NA, "system": NA,
+             "metric": "weights_mb", "value": meta["weights_mb"], "n_eval": 1}
+            for name, meta in ms.info.items() if meta["kind"] != "classical"]
+
+
+def sort_key(r: dict) -> tuple:
+    num = lambda v: -1.0 if v is None else float(v)   # noqa: E731
+    return (KIND_ORDER[r["kind"]], r["method"], r["task"], r["family"], r["system"], num(r["sweep_value"]),
+            num(r["k"]), num(r["n_shots"]), r["metric"])
+
+
+def _cell(col: str, v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}" if col in M.TIMING else f"{v:.10g}"
+    return str(v)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """``results.csv``: ``COLUMNS``, rows sorted deterministically, empty cells for None."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(M.COLUMNS)
+        for r in sorted(rows, key=sort_key):
+            w.writerow([_cell(c, r[c]) for c in M.COLUMNS])
+
+
+def run(cfg: CompareConfig, argv: list[str]) -> Path:
+    """Run the comparison of ``cfg``; returns the output folder."""
+    from icwm.compare.plots import plot_all
+    from icwm.compare.report import write_report
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = runner.resolve_device(cfg.device)
+    ecfg = cfg.eval_config()
+    families = runner.load_families(ecfg)
+    units = {t: runner.units(ecfg, families, t) for t in cfg.tasks}
+    seen_name = EvalConfig.family_name(cfg.families[0])       # the first family is the training ("seen") one
+    seen_of = {t: dict(units[t]).get(seen_name, []) for t in cfg.tasks}
+    empty = [t for t, s in seen_of.items() if not s]
+    check(not empty, "families", f"a first (seen) family with systems for every task", empty)
+    ms = Methods()
+    if cfg.native.model != "none":
+        load_native(cfg, ms, device)
+    if cfg.single_task.enabled:
+        train_single_task(cfg, ms, seen_of)
+    if cfg.llm.enabled:
+        train_llms(cfg, ms, seen_of, out / "llm_runs")
+    rows = evaluate_all(cfg, ms, units, sweep_units(cfg.sweeps, seen_of), device)
+    tmp = Path(tempfile.mkdtemp(prefix=".compare-tmp-", dir=out))
+    try:
+        write_csv(rows, tmp / "results.csv")
+        (tmp / "config.yaml").write_text(to_yaml(cfg))
+        (tmp / "notes.json").write_text(json.dumps(list(dict.fromkeys(ms.notes)), indent=1))
+        (tmp / "provenance.json").write_text(json.dumps(provenance(argv, device), indent=1))
+        write_report(tmp)
+        plot_all(tmp / "results.csv", tmp / "plots", cfg.native.table_k)
+        for f in sorted(tmp.iterdir()):
+            if (out / f.name).is_dir():
+                shutil.rmtree(out / f.name)
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
