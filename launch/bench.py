@@ -32,7 +32,9 @@ def table(rows: list[dict]) -> str:
     """Markdown table of the rows' name, value, unit, target and whether it was met."""
     lines = ["| suite | name | value | unit | target | met |", "|---|---|---|---|---|---|"]
     for r in rows:
-        v = r.get("value")
+        v = r.get("value", r.get("figures"))
+        if isinstance(v, dict):   # several figures in one row (e.g. the llm suite)
+            v = ", ".join(f"{k} {x:.4g}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items())
         v = f"{v:.4g}" if isinstance(v, float) else v
         lines.append(f"| {r.get('suite')} | {r.get('name')} | {v} | {r.get('unit', '')} | {r.get('target', '')} "
                      f"| {r.get('met', '')} |")
