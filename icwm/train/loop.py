@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from icwm import tasks as task_registry
-from icwm.config import to_dict, to_yaml
+from icwm.config import check, to_dict, to_yaml
 from icwm.data.episodes import EpisodeDataset, EpisodeLoader
 from icwm.model import build_model, count_parameters
 from icwm.train import checkpoint as ckpt
@@ -134,6 +134,9 @@ class Trainer:
         self.data = EpisodeDataset(cfg.data, self.rank, self.world)
         self.loader = EpisodeLoader(self.data, num_workers=cfg.train.num_workers)
         self.task_ids = list(self.data.source.tasks)
+        lacking = [t for t in self.task_ids if t not in cfg.model.tasks]
+        check(not lacking, "model.tasks", f"every task the data source serves {self.task_ids} (or restrict them "
+              "with data.task_weights)", list(cfg.model.tasks))
         self.reduce = make_all_reduce(self.engine.device)
         self.dwa = DWA(self.task_ids, T=cfg.train.dwa_temperature, window=cfg.train.dwa_window,
                        all_reduce=self.reduce)

@@ -25,3 +25,22 @@ def test_warm_start_rejects_other_shapes(tmp_path):
     save_pretrained(build_model(cfg), cfg, tmp_path / "m")
     with pytest.raises(ValueError, match="train.init_from"):
         init_weights(build_model(ModelConfig.flavour("debug", d_model=48)), tmp_path / "m")
+
+
+def test_model_tasks_must_cover_the_data_tasks(tmp_path):
+    """A shard set with det fed to a pre_sr-only model fails at start-up, naming model.tasks."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
+    from test_shards import fake_get, make_cfg
+
+    from icwm.config import load_config
+    from icwm.data.shards import write_shards
+    from icwm.train.config import PretrainConfig
+    from icwm.train.loop import Trainer
+    write_shards(make_cfg(tmp_path / "shards"), get_task=fake_get, progress=False)
+    cfg = load_config(PretrainConfig, None,        # defaults: shards source, every task the shards hold
+                      [f"data.shards_dir={tmp_path / 'shards'}", "model.tasks=[pre_sr]", "data.k_max=2",
+                       f"train.out_dir={tmp_path / 'run'}", "train.progress=false"])
+    with pytest.raises(ValueError, match="model.tasks"):
+        Trainer(cfg)
