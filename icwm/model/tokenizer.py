@@ -4,7 +4,7 @@ Every embedder maps a batch (tensors ``[batch, pair, ...]``, pair = k + 1) to x-
 y-tokens ``[batch, pair, n_y, d]`` and a context dict the matching head needs. Natural units:
 
 - pre_sr / pre_mm: one token per user, from the Gram matrix G = h h^H (antenna-count agnostic) as a set over users.
-- det: one token per user: LMMSE and matched-filter outputs over the slots, Gram-row set features.
+- det: one token per user: first-guess (LMMSE or EP) and matched-filter outputs over the slots, Gram-row set features.
 - ce / cp / pf: one token per subcarrier group, a DeepSets pool over antennas; time steps padded to ``max_time``.
 - bf / de / pe: one token per sub-6 subcarrier group: angular power over fixed bins, power (dB), lag-1 correlation.
 """
@@ -18,6 +18,7 @@ from torch import nn
 
 from icwm.config import check
 from icwm.model.config import ModelConfig
+from icwm.wireless.detection import ep_detect
 
 GRID_KEYS = {"ce": ("h_ls", "h"), "cp": ("h_hist", "h_fut"), "pf": ("h_ul", "h_dl")}
 SUB6_Y = {"bf": "beam", "de": "distance_m", "pe": "pathloss_db"}
@@ -105,24 +106,32 @@ class PrecodingEmbed(nn.Module):
 
 
 class DetEmbed(nn.Module):
-    """det: x = (h [rx, user], y [slot, rx], snr_db), y = x [slot, user]; one token per user, slots padded."""
+    """det: x = (h [rx, user], y [slot, rx], snr_db), y = x [slot, user]; one token per user, slots padded.
+
+    Features per user and slot: the first guess (``det_anchor``: LMMSE, or EP, the expectation-propagation detector
+    that is close to ML on small arrays) and the matched filter; the head corrects the first guess.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.max_slots = cfg.max_slots
+        self.max_slots, self.anchor = cfg.max_slots, cfg.det_anchor
         self.gram = GramSet(cfg.d_model)
         self.x_lin = nn.Linear(4 * cfg.max_slots + 2, cfg.d_model)
         self.y_lin = mlp(2 * cfg.max_slots, cfg.d_model)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """h: [B, P, R, K], y: [B, P, S, R], x: [B, P, S, K] c64 -> tokens [B, P, K, d]; ctx anchor = LMMSE."""
+        """h: [B, P, R, K], y: [B, P, S, R], x: [B, P, S, K] c64 -> tokens [B, P, K, d]; ctx anchor = LMMSE or EP."""
         h, yr, snr = batch["h"], batch["y"], batch["snr_db"].float()
         n_user, n_slot = h.shape[-1], yr.shape[-2]
         noise = n_user * torch.pow(10.0, -snr / 10.0)  # [B, P] per-receive-antenna SNR, unit-energy symbols
         G = h.mH @ h                                  # [B, P, K, K]
         z = yr @ h.conj()                             # [B, P, S, K] matched filter
         eye = torch.eye(n_user, device=h.device, dtype=h.dtype)
-        x_lmmse = torch.linalg.solve(G + noise[..., None, None].to(h.dtype) * eye, z.transpose(-1, -2))  # [B,P,K,S]
+        if self.anchor == "ep":                       # data-only first guess: no gradient through the iterations
+            with torch.no_grad():
+                x_lmmse = ep_detect(h, yr, noise)[0].transpose(-1, -2)                              # [B,P,K,S]
+        else:
+            x_lmmse = torch.linalg.solve(G + noise[..., None, None].to(h.dtype) * eye, z.transpose(-1, -2))
         la, rho = gram_stats(G, 1.0 / noise)
         mf = z.transpose(-1, -2) / G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)[..., None]  # [B, P, K, S]
         f = pad_dim(torch.cat((c2r(x_lmmse), c2r(mf)), -1), -2, self.max_slots)  # [B, P, K, max_slots, 4]
@@ -178,7 +187,8 @@ class GridEmbed(nn.Module):
         x = self.x_post(F.silu(e_x).mean(3)) + pos
         e_y = self.y_in(self._group(yg, self.gy, n_g, False).to(dt))
         y = self.y_post(F.silu(e_y).mean(3)) + pos
-        return x, y, {"anchor": self._anchor(xg, t_y, s_y), "e_x": e_x, "e_y": e_y, "x": xg, "t_y": t_y, "s_y": s_y}
+        return x, y, {"anchor": self._anchor(xg, t_y, s_y), "e_x": e_x, "e_y": e_y, "x": xg, "y": yg, "t_y": t_y,
+                      "s_y": s_y}
 
 
 class Sub6Embed(nn.Module):

@@ -54,12 +54,12 @@ def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
 
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """ZF, LMMSE, K-best (K = 16) and ML detectors with the true channel: method -> {"x": [.., slot, user]}."""
+    """ZF, LMMSE, EP (10 iterations), K-best (K = 16) and ML detectors with the true channel: method -> {"x": [.., slot, user]}."""
     h, y = flat(sample["h"], 2), flat(sample["y"], 2)
     noise_var = detection.noise_var_from_snr(flat(sample["snr_db"], 0), h.shape[-1])
     lead = sample["x"].shape[:-2]
     out = {}
-    for name, fn in (("zf", detection.zf_detect), ("lmmse", detection.lmmse_detect),
+    for name, fn in (("zf", detection.zf_detect), ("lmmse", detection.lmmse_detect), ("ep", detection.ep_detect),
                      ("kbest", lambda *a: detection.kbest_detect(*a, k=16)), ("ml", detection.ml_detect)):
         x_hat, _ = fn(h, y, noise_var)
         out[name] = {"x": x_hat.reshape(lead + tuple(x_hat.shape[-2:]))}
