@@ -126,20 +126,20 @@ class DetEmbed(nn.Module):
         noise = n_user * torch.pow(10.0, -snr / 10.0)  # [B, P] per-receive-antenna SNR, unit-energy symbols
         G = h.mH @ h                                  # [B, P, K, K]
         z = yr @ h.conj()                             # [B, P, S, K] matched filter
-        eye = torch.eye(n_user, device=h.device, dtype=h.dtype)
         if self.anchor == "ep":                       # data-only first guess: no gradient through the iterations
             with torch.no_grad():
-                x_lmmse = ep_detect(h, yr, noise)[0].transpose(-1, -2)                              # [B,P,K,S]
+                x_first = ep_detect(h, yr, noise)[0].transpose(-1, -2)                              # [B,P,K,S]
         else:
-            x_lmmse = torch.linalg.solve(G + noise[..., None, None].to(h.dtype) * eye, z.transpose(-1, -2))
+            eye = torch.eye(n_user, device=h.device, dtype=h.dtype)
+            x_first = torch.linalg.solve(G + noise[..., None, None].to(h.dtype) * eye, z.transpose(-1, -2))
         la, rho = gram_stats(G, 1.0 / noise)
         mf = z.transpose(-1, -2) / G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)[..., None]  # [B, P, K, S]
-        f = pad_dim(torch.cat((c2r(x_lmmse), c2r(mf)), -1), -2, self.max_slots)  # [B, P, K, max_slots, 4]
+        f = pad_dim(torch.cat((c2r(x_first), c2r(mf)), -1), -2, self.max_slots)  # [B, P, K, max_slots, 4]
         own = torch.stack((la, (snr / 20.0)[..., None].expand(la.shape)), -1)     # [B, P, K, 2]
         dt = self.x_lin.weight.dtype
         x = self.x_lin(torch.cat((f.flatten(-2), own), -1).to(dt)) + self.gram(la, rho)
         yl = pad_dim(c2r(batch["x"].transpose(-1, -2)), -2, self.max_slots).flatten(-2)  # [B, P, K, 2*max_slots]
-        return x, self.y_lin(yl.to(dt)), {"anchor": x_lmmse.transpose(-1, -2), "n_slots": n_slot}
+        return x, self.y_lin(yl.to(dt)), {"anchor": x_first.transpose(-1, -2), "n_slots": n_slot}
 
 
 class GridEmbed(nn.Module):

@@ -54,7 +54,11 @@ def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
 
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """ZF, LMMSE, EP (10 iterations), K-best (K = 16) and ML detectors with the true channel: method -> {"x": [.., slot, user]}."""
+    """ZF, LMMSE, EP (10 iterations), K-best (K = 16) and ML detectors with the true channel.
+
+    Returns:
+        method -> {"x": [.., slot, user]}.
+    """
     h, y = flat(sample["h"], 2), flat(sample["y"], 2)
     noise_var = detection.noise_var_from_snr(flat(sample["snr_db"], 0), h.shape[-1])
     lead = sample["x"].shape[:-2]

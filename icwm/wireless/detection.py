@@ -146,7 +146,6 @@ def lmmse_detect(h: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor | flo
     return x_hat, hard_decision(x_hat)
 
 
-@functools.lru_cache(maxsize=16)
 def _real_system(h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Real-valued equivalent: h [..., rx, user] -> [..., 2 rx, 2 user], y [..., slot, rx] -> [..., slot, 2 rx]."""
     hr = torch.cat((torch.cat((h.real, -h.imag), -1), torch.cat((h.imag, h.real), -1)), -2)
@@ -198,6 +197,7 @@ def ep_detect(h: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor | float,
     return x_hat, hard_decision(x_hat)
 
 
+@functools.lru_cache(maxsize=16)
 def _sionna_detector(kind: str, n_user: int, k: int, device: str):
     """Cached Sionna detector returning hard symbol indices (imported lazily: Sionna import is slow)."""
     from sionna.phy.mimo import KBestDetector, MaximumLikelihoodDetector
