@@ -14,12 +14,18 @@ from torch import nn
 
 from icwm.config import check
 from icwm.model.config import ModelConfig
-from icwm.model.tokenizer import GRID_KEYS, pad_dim
+from icwm.model.fit import prefix_stats, ridge_solve
+from icwm.model.tokenizer import GRID_KEYS, pad_dim, sub6_from_z
 
 FILTER_HALF_WIDTH = 2   # ce: pilots on each side of a group's own pilot in its interpolation filter
 # demo_fit initial (ridge weight n0 in samples at the pair's tap power, weight w of the statistics pooled over units);
 # cp's units are beams, whose predictors differ (measured on the Nt = 128 setup: pooling costs 1.6 dB there).
 DEMO_FIT_INIT = {"ce": (16.0, 1.0), "cp": (1.0, 0.01)}
+SUB6_KEYS = {"de": "distance_m", "pe": "pathloss_db"}
+SUB6_FEATURES = 6       # de / pe: learned regressors of the in-context fit (besides the intercept and the power)
+SUB6_N0 = 1.0           # de / pe: initial ridge of that fit, in samples (regressors are O(1))
+SUB6_PRIOR_W = 0.5      # bf: initial weight of the sub-6 angle-spectrum prior logits
+SUB6_VOTE_W = 1.0       # bf: initial weight of the earlier pairs' beam votes
 
 
 class PrecodingHead(nn.Module):
@@ -89,13 +95,14 @@ class FilterTaps(nn.Module):
     over time), scale-equivariant and antenna-count agnostic. The coefficient projection starts at zero, so the
     head starts as without it.
 
-    With ``demo_fit`` a correction filter ``D`` is fitted in context (ridge regression) to what the earlier pairs
-    left unexplained: the residuals ``label - (other outputs of the head) - C0 taps`` regressed on the taps, with a
-    ridge worth ``n0`` samples at pair p's own tap power (``n0`` learned, adjusted by the trunk). Pair p predicts
-    ``C0 taps + D taps`` and never reads pairs >= p (exclusive prefix sums over pairs). With no earlier pair
-    ``D = 0``; with many, ``C0 + D`` tends to the empirical Wiener filter of the configuration (what LMMSE / AR
-    estimators compute from statistics), so predictions improve with k. The statistics of a fitting unit are its
-    own plus ``w`` times their mean over all units (``w`` learned).
+    With ``demo_fit`` a correction is fitted in context (ridge regression) to what the earlier pairs left
+    unexplained: the residuals ``label - b`` (``b``: the head's prediction without the correction, anchor + learned
+    correction + ``C0`` taps) regressed on the taps and on ``b`` itself, with a ridge worth ``n0`` samples at pair p's
+    own regressor power (``n0`` learned). Pair p predicts ``b + D [taps, b]`` and never reads pairs >= p
+    (exclusive prefix sums over pairs). With no earlier pair ``D = 0``; with many, the prediction tends to the
+    configuration's empirical Wiener filter (what LMMSE / AR estimators compute from statistics) plus as much of the
+    learned non-linear part as the demonstrations show to help, so predictions improve with k. The statistics of a
+    fitting unit are its own plus ``w`` times their mean over all units (``w`` learned).
 
     ce: taps = 2 * ``FILTER_HALF_WIDTH`` + 1 pilots around the group's pilot, outputs = the group's subcarriers;
         fitting units = subcarrier groups, samples = antennas (frequency correlation is stationary in the band).
@@ -118,9 +125,6 @@ class FilterTaps(nn.Module):
             n0, w = DEMO_FIT_INIT[task]                     # [1] shapes: DeepSpeed broadcasts 1-d tensors
             self.log_n0 = nn.Parameter(torch.full((1,), math.log(n0)))
             self.log_pool = nn.Parameter(torch.full((1,), math.log(w)))  # weight of the stats pooled over units
-            self.n0_adj = nn.Linear(cfg.d_model, 1)         # adjustment of log n0 from the trunk, starts at zero
-            nn.init.zeros_(self.n0_adj.weight)
-            nn.init.zeros_(self.n0_adj.bias)
 
     def taps(self, x: torch.Tensor, n_g: int, group: int) -> torch.Tensor:
         """x: the input grid [B, P, Tx, Sx, N] c64 -> taps [B, P, G, sample, n_taps]."""
@@ -147,36 +151,29 @@ class FilterTaps(nn.Module):
         o = o.unflatten(3, (group, n)).permute(0, 1, 5, 2, 3, 4)                     # [B, P, Ty, G, gs, N]
         return o.reshape(b, p, t_y, n_g * group, n)[:, :, :, :s_y]
 
-    def fit(self, taps: torch.Tensor, resid: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        """Ridge correction filters from the earlier pairs.
-
-        taps [B, P, U, sample, T], resid [B, P, U, sample, O] per fitting unit U, adj [B, P, U or 1] the trunk's
-        log-n0 adjustment -> D [B, P, U, O, T]; pair p uses the statistics of pairs < p only.
-        """
-        gram = torch.einsum("bpust,bpusv->bputv", taps, taps.conj())                 # sum_s t t^H  [B, P, U, T, T]
-        cross = torch.einsum("bpuso,bpusv->bpuov", resid, taps.conj())              # sum_s r t^H  [B, P, U, O, T]
-        excl = lambda a: torch.cumsum(F.pad(a, (0,) * (2 * a.dim() - 4) + (1, -1)), 1)  # noqa: E731  pairs < p exactly
-        gram, cross = excl(gram), excl(cross)
+    def fit(self, reg: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+        """Ridge correction from the earlier pairs: reg [B, P, U, sample, F] regressors and resid [B, P, U, sample, O]
+        per fitting unit U -> the correction [B, P, U, sample, O] (pair p uses the statistics of pairs < p only)."""
+        gram, cross = prefix_stats(reg, resid)                                       # [B, P, U, F, F], [.., O, F]
         pool = torch.exp(self.log_pool)
         gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
-        power = taps.abs().pow(2).mean((-1, -2))                                     # [B, P, U] own tap power
-        lam = (torch.exp(self.log_n0 + adj.clamp(-10.0, 10.0)) * power + 1e-12)[..., None, None]
-        eye = torch.eye(self.n_taps, device=taps.device, dtype=taps.dtype)
-        return torch.linalg.solve(gram + lam * eye, cross.mH).mH
+        power = reg.abs().pow(2).mean((-1, -2))                                      # [B, P, U] own regressor power
+        d = ridge_solve(gram, cross, torch.exp(self.log_n0) * power + 1e-12)        # [B, P, U, O, F]
+        return torch.einsum("bpuof,bpusf->bpuso", d, reg)
 
-    def correction(self, hx: torch.Tensor, x: torch.Tensor, resid: torch.Tensor, taps: torch.Tensor,
-                   shape: tuple, group: int) -> torch.Tensor:
-        """The in-context correction grid [B, P, Ty, Sy, N] from the residual grid ``resid`` (same shape)."""
+    def correction(self, x: torch.Tensor, y: torch.Tensor, b: torch.Tensor, taps: torch.Tensor, group: int
+                   ) -> torch.Tensor:
+        """The in-context correction grid [B, P, Ty, Sy, N] from the label grid ``y`` and the prediction ``b``."""
         n_g = taps.shape[2]
-        adj = self.n0_adj(hx).float()[..., 0]                                        # [B, P, G]
         if self.task == "ce":
-            d = self.fit(taps, self.to_samples(resid, n_g, group), adj)
-            return self.from_samples(torch.einsum("bpgot,bpgst->bpgso", d, taps), shape, group)
-        beam = lambda g: torch.fft.fft(g, dim=-1, norm="ortho")                     # noqa: E731  antennas -> beams
-        hist = pad_dim(beam(x), 2, self.max_time, front=True).permute(0, 1, 4, 3, 2)  # [B, P, N, S, T]
-        d = self.fit(hist, beam(resid).permute(0, 1, 4, 3, 2), adj.mean(2, keepdim=True))  # [B, P, N, Ty, T]
-        out = torch.einsum("bpnot,bpnst->bposn", d, hist)                           # [B, P, Ty, S, N]
-        return torch.fft.ifft(out, dim=-1, norm="ortho")
+            b_s = self.to_samples(b, n_g, group)                                     # [B, P, G, N, O]
+            reg = torch.cat((taps, b_s), -1)
+            return self.from_samples(self.fit(reg, self.to_samples(y, n_g, group) - b_s), tuple(b.shape), group)
+        beam = lambda g: torch.fft.fft(g, dim=-1, norm="ortho").permute(0, 1, 4, 3, 2)  # noqa: E731  [B, P, N, S, T]
+        hist = pad_dim(x, 2, self.max_time, front=True)
+        b_b = beam(b)
+        corr = self.fit(torch.cat((beam(hist), b_b), -1), beam(y) - b_b)             # [B, P, N, S, Ty]
+        return torch.fft.ifft(corr.permute(0, 1, 4, 3, 2), dim=-1, norm="ortho")
 
     def forward(self, hx: torch.Tensor, x: torch.Tensor, shape: tuple, group: int, y: torch.Tensor | None = None,
                 base: torch.Tensor | None = None) -> torch.Tensor:
@@ -194,7 +191,7 @@ class FilterTaps(nn.Module):
         out = self.from_samples(torch.einsum("bpgot,bpgst->bpgso", c, taps), shape, group)
         if self.demo_fit and p > 1:
             check(y is not None and base is not None, "FilterTaps(y, base)", "labels and base for demo_fit", None)
-            out = out + self.correction(hx, x, y.to(torch.complex64) - base - out, taps, shape, group)
+            out = out + self.correction(x, y.to(torch.complex64), base + out, taps, group)
         return out
 
 
@@ -231,22 +228,64 @@ class GridHead(nn.Module):
 
 
 class Sub6Head(nn.Module):
-    """bf / de / pe: mean of the pair's x-tokens -> beam logits, distance (m) or path loss (dB)."""
+    """bf / de / pe: mean of the pair's x-tokens -> beam logits, distance (m) or path loss (dB).
+
+    With ``demo_fit`` the earlier pairs of the episode (other UEs of the same cell) enter directly:
+    de / pe: a ridge regression, fitted per pair to the earlier pairs, of what the trunk's estimate ``z0`` missed
+        (in ``sub6_to_z`` space) on ``[1, received power, learned features]``: the cell's own path-loss law and
+        offset, where the trunk only knows the training cells' (ridge ``n0`` learned, in samples).
+    bf: the sub-6 angle spectrum read at the mmWave beams (the classical angle map, soft) as prior logits with a
+        learned weight, plus a vote of the earlier pairs' beams weighted by attention over their tokens (a learned
+        nearest-neighbour fingerprint, with a null slot for "none alike").
+    """
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
-        self.task = task
+        self.task, self.demo_fit = task, cfg.demo_fit
         n_out = cfg.n_beams if task == "bf" else 1
-        self.out = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.SiLU(), nn.Linear(cfg.d_model, n_out))
+        d = cfg.d_model
+        self.out = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, n_out))
+        if not cfg.demo_fit:
+            return
+        if task == "bf":
+            self.prior_w = nn.Parameter(torch.full((1,), SUB6_PRIOR_W))
+            self.q, self.k = nn.Linear(d, d), nn.Linear(d, d)
+            self.null_k = nn.Parameter(torch.zeros(d))
+            self.vote_w = nn.Parameter(torch.full((1,), SUB6_VOTE_W))
+        else:
+            self.feat = nn.Linear(d, SUB6_FEATURES)
+            self.log_n0 = nn.Parameter(torch.full((1,), math.log(SUB6_N0)))
+
+    def vote(self, h: torch.Tensor, label: torch.Tensor, n_beams: int) -> torch.Tensor:
+        """h [B, P, d] pair tokens, label [B, P] beams -> [B, P, n_beams] attention-weighted votes of pairs < p."""
+        b, p, d = h.shape
+        keys = torch.cat((self.null_k.expand(b, 1, d), self.k(h)), 1).float()        # [B, 1 + P, d]
+        vals = torch.cat((torch.zeros(b, 1, n_beams, device=h.device),
+                          F.one_hot(label, n_beams).float()), 1)                    # [B, 1 + P, n_beams]
+        mask = torch.ones(p, p + 1, dtype=torch.bool, device=h.device).tril()       # key j (pair j - 1) < query p
+        return F.scaled_dot_product_attention(self.q(h).float(), keys, vals, attn_mask=mask)
+
+    def regress(self, h: torch.Tensor, z0: torch.Tensor, ctx: dict) -> torch.Tensor:
+        """Ridge correction of z0 [B, P] from the earlier pairs' residuals ``label - z0``: [B, P]."""
+        reg = torch.cat((torch.ones_like(z0)[..., None], ctx["power"].float()[..., None],
+                         torch.tanh(self.feat(h).float())), -1)[:, :, None]          # [B, P, sample 1, F]
+        gram, cross = prefix_stats(reg, (ctx["label"].float() - z0)[..., None, None])
+        coef = ridge_solve(gram, cross, torch.exp(self.log_n0).expand(gram.shape[:2]))  # [B, P, 1, F]
+        return (coef[:, :, 0] * reg[:, :, 0]).sum(-1)
 
     def forward(self, hx: torch.Tensor, ctx: dict) -> dict[str, torch.Tensor]:
         """hx: [B, P, G, d] -> bf {"beam_logits" [B, P, n_beams], "beam" [B, P] int64}; de / pe [B, P] float32."""
-        o = self.out(hx.mean(-2)).float()
+        h = hx.mean(-2)
+        o = self.out(h).float()
+        fit = self.demo_fit and hx.shape[1] > 1
         if self.task == "bf":
+            if self.demo_fit:
+                o = o + self.prior_w * ctx["prior"]
+            if fit:
+                o = o + self.vote_w * self.vote(h, ctx["label"], o.shape[-1])
             return {"beam_logits": o, "beam": o.argmax(-1)}
-        if self.task == "de":
-            return {"distance_m": 100.0 * torch.exp(o[..., 0].clamp(-8.0, 8.0))}
-        return {"pathloss_db": 100.0 + 20.0 * o[..., 0]}
+        z = o[..., 0] + self.regress(h, o[..., 0], ctx) if fit else o[..., 0]
+        return {SUB6_KEYS[self.task]: sub6_from_z(self.task, z)}
 
 
 def build_head(cfg: ModelConfig, task: str) -> nn.Module:

@@ -18,8 +18,10 @@ from torch import nn
 
 from icwm.config import check
 from icwm.model.config import ModelConfig
+from icwm.wireless import beams
 from icwm.wireless.detection import ep_detect
 
+PRIOR_FLOOR = -20.0     # bf: floor of the sub-6 angle-spectrum log-scores used as prior logits
 GRID_KEYS = {"ce": ("h_ls", "h"), "cp": ("h_hist", "h_fut"), "pf": ("h_ul", "h_dl")}
 SUB6_Y = {"bf": "beam", "de": "distance_m", "pe": "pathloss_db"}
 
@@ -191,12 +193,27 @@ class GridEmbed(nn.Module):
                       "s_y": s_y}
 
 
+def sub6_to_z(task: str, value: torch.Tensor) -> torch.Tensor:
+    """de / pe labels in the model's regression space: ``log(d / 100 m)``, ``(PL - 100 dB) / 20``."""
+    if task == "de":
+        return torch.log(value.clamp_min(1e-3) / 100.0)
+    return (value - 100.0) / 20.0
+
+
+def sub6_from_z(task: str, z: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``sub6_to_z`` (de clamped to 100 m * e^[-8, 8])."""
+    if task == "de":
+        return 100.0 * torch.exp(z.clamp(-8.0, 8.0))
+    return 100.0 + 20.0 * z
+
+
 class Sub6Embed(nn.Module):
     """bf / de / pe: x = h_sub6 [sc6, ant6]; one token per subcarrier group; a single y-token."""
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
         self.task, self.group, self.bins, self.d = task, cfg.sub6_group, cfg.n_ang_bins, cfg.d_model
+        self.n_beams = cfg.n_beams
         self.x_lin = mlp(cfg.n_ang_bins + 3, cfg.d_model)
         self.y_emb = nn.Embedding(cfg.n_beams, cfg.d_model) if task == "bf" else nn.Linear(1, cfg.d_model)
 
@@ -222,13 +239,15 @@ class Sub6Embed(nn.Module):
         dt = self.x_lin[0].weight.dtype
         x = self.x_lin(f.to(dt)) + sinusoid(f.shape[2], self.d, f.device).to(dt)
         lab = batch[SUB6_Y[self.task]]
+        ctx = {"power": f[..., self.bins].mean(-1)}                                          # [B, P] mean dB / 20
         if self.task == "bf":
-            y = self.y_emb(lab.long())
-        elif self.task == "de":
-            y = self.y_emb(torch.log(lab.float().clamp_min(1e-3) / 100.0)[..., None].to(dt))
+            ctx["label"] = lab.long()
+            y = self.y_emb(ctx["label"])
+            ctx["prior"] = beams.sub6_beam_scores(batch["h_sub6"], self.n_beams).clamp_min(PRIOR_FLOOR)
         else:
-            y = self.y_emb(((lab.float() - 100.0) / 20.0)[..., None].to(dt))
-        return x, y[:, :, None], {}
+            ctx["label"] = sub6_to_z(self.task, lab.float())
+            y = self.y_emb(ctx["label"][..., None].to(dt))
+        return x, y[:, :, None], ctx
 
 
 def build_embedder(cfg: ModelConfig, task: str) -> nn.Module:

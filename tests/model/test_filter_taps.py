@@ -86,8 +86,9 @@ def _ridge(t_list: list, r_list: list, q: int, u: int, lam: float, w: float) -> 
 
 
 def test_demo_fit_matches_the_closed_form_ridge():
-    """Pair q adds D taps, D the ridge fit of the earlier pairs' residuals (label - base - C0 taps) on their taps:
-    per subcarrier group over antennas (ce), per DFT beam over subcarriers (cp)."""
+    """Pair q adds D [taps, b] (b = base + C0 taps, the head's prediction without the fit), D the ridge fit of the
+    earlier pairs' residuals (label - b) on their [taps, b]: per subcarrier group over antennas (ce), per DFT beam
+    over subcarriers (cp)."""
     g = torch.Generator().manual_seed(2)
     for task in ("ce", "cp"):
         f, cfg = _fit_filter(task)
@@ -103,10 +104,11 @@ def test_demo_fit_matches_the_closed_form_ridge():
             prior.coef.load_state_dict(f.coef.state_dict())
             out0 = prior(hx, x, shape, gs)                                          # C0 taps
         n0, w = float(torch.exp(f.log_n0.detach())), float(torch.exp(f.log_pool.detach()))
-        resid = (y - base - out0).to(torch.complex128)[0]                            # [P, Ty, Sy, N]
+        pred = (base + out0).to(torch.complex128)
+        resid = y.to(torch.complex128)[0] - pred[0]                                   # [P, Ty, Sy, N]
         xx = x.to(torch.complex128)[0]
         if task == "ce":
-            taps = f.taps(x, n_g, gs).to(torch.complex128)[0]                         # [P, G, N, T]
+            taps = torch.cat((f.taps(x, n_g, gs).to(torch.complex128), f.to_samples(pred, n_g, gs)), -1)[0]
             rs = f.to_samples(resid[None], n_g, gs)[0]                                # [P, G, N, O]
             ref = torch.zeros(1, p, n_g, taps.shape[2], f.n_out, dtype=torch.complex128)
             for q in range(p):
@@ -115,8 +117,9 @@ def test_demo_fit_matches_the_closed_form_ridge():
                     ref[0, q, u] = taps[q, u] @ _ridge(taps, rs, q, u, lam, w).T
             ref = f.from_samples(ref, (1,) + shape[1:], gs)[0]
         else:
-            hb = torch.fft.fft(xx, dim=-1, norm="ortho").permute(0, 3, 2, 1)          # [P, N, S, T]
-            rb = torch.fft.fft(resid, dim=-1, norm="ortho").permute(0, 3, 2, 1)       # [P, N, S, Ty]
+            beam = lambda t: torch.fft.fft(t, dim=-1, norm="ortho").permute(0, 3, 2, 1)  # noqa: E731 [P, N, S, T]
+            hb = torch.cat((beam(xx), beam(pred[0])), -1)
+            rb = beam(resid)                                                          # [P, N, S, Ty]
             ref = torch.zeros(p, shape[4], shape[3], shape[2], dtype=torch.complex128)
             for q in range(p):
                 for u in range(shape[4]):
