@@ -15,17 +15,21 @@ from torch import nn
 from icwm.config import check
 from icwm.model.config import ModelConfig
 from icwm.model.fit import prefix_stats, ridge_solve
-from icwm.model.tokenizer import GRID_KEYS, pad_dim, sub6_from_z
+from icwm.model.tokenizer import GRID_KEYS, SUB6_Y, pad_dim, sub6_from_z
 
 FILTER_HALF_WIDTH = 2   # ce: pilots on each side of a group's own pilot in its interpolation filter
 # demo_fit initial (ridge weight n0 in samples at the pair's tap power, weight w of the statistics pooled over units);
 # cp's units are beams, whose predictors differ (measured on the Nt = 128 setup: pooling costs 1.6 dB there).
 DEMO_FIT_INIT = {"ce": (16.0, 1.0), "cp": (1.0, 0.01)}
-SUB6_KEYS = {"de": "distance_m", "pe": "pathloss_db"}
 SUB6_FEATURES = 6       # de / pe: learned regressors of the in-context fit (besides the intercept and the power)
 SUB6_N0 = 1.0           # de / pe: initial ridge of that fit, in samples (regressors are O(1))
 SUB6_PRIOR_W = 0.5      # bf: initial weight of the sub-6 angle-spectrum prior logits
 SUB6_VOTE_W = 1.0       # bf: initial weight of the earlier pairs' beam votes
+
+
+def earlier_pairs_mask(p: int, device: torch.device) -> torch.Tensor:
+    """Attention mask [P, 1 + P] over a null slot then the pairs: query pair p sees the null slot and pairs < p."""
+    return torch.ones(p, p + 1, dtype=torch.bool, device=device).tril()
 
 
 class PrecodingHead(nn.Module):
@@ -81,7 +85,7 @@ class DemoAttention(nn.Module):
         q = heads(self.q(base))                                                     # [BGN, h, P, dh]
         kv_k = torch.cat((self.null_k.expand(b, 1, g, n, d), self.k(base)), 1)      # [B, 1 + P, G, N, d]
         kv_v = torch.cat((self.null_v.expand(b, 1, g, n, d), self.v(torch.cat((e_x, e_y), -1))), 1)
-        mask = torch.ones(p, p + 1, dtype=torch.bool, device=base.device).tril()    # key j (pair j - 1) < query p
+        mask = earlier_pairs_mask(p, base.device)
         a = F.scaled_dot_product_attention(q, heads(kv_k), heads(kv_v), attn_mask=mask)  # [BGN, h, P, dh]
         a = a.transpose(1, 2).reshape(b, g, n, p, d).permute(0, 3, 1, 2, 4)
         return self.o(a)
@@ -262,7 +266,7 @@ class Sub6Head(nn.Module):
         keys = torch.cat((self.null_k.expand(b, 1, d), self.k(h)), 1).float()        # [B, 1 + P, d]
         vals = torch.cat((torch.zeros(b, 1, n_beams, device=h.device),
                           F.one_hot(label, n_beams).float()), 1)                    # [B, 1 + P, n_beams]
-        mask = torch.ones(p, p + 1, dtype=torch.bool, device=h.device).tril()       # key j (pair j - 1) < query p
+        mask = earlier_pairs_mask(p, h.device)
         return F.scaled_dot_product_attention(self.q(h).float(), keys, vals, attn_mask=mask)
 
     def regress(self, h: torch.Tensor, z0: torch.Tensor, ctx: dict) -> torch.Tensor:
@@ -285,7 +289,7 @@ class Sub6Head(nn.Module):
                 o = o + self.vote_w * self.vote(h, ctx["label"], o.shape[-1])
             return {"beam_logits": o, "beam": o.argmax(-1)}
         z = o[..., 0] + self.regress(h, o[..., 0], ctx) if fit else o[..., 0]
-        return {SUB6_KEYS[self.task]: sub6_from_z(self.task, z)}
+        return {SUB6_Y[self.task]: sub6_from_z(self.task, z)}
 
 
 def build_head(cfg: ModelConfig, task: str) -> nn.Module:

@@ -19,7 +19,7 @@ from torch import nn
 from icwm.config import check
 from icwm.model.config import ModelConfig
 from icwm.wireless import beams
-from icwm.wireless.detection import ep_detect
+from icwm.wireless.detection import ep_detect, noise_var_from_snr
 
 PRIOR_FLOOR = -20.0     # bf: floor of the sub-6 angle-spectrum log-scores used as prior logits
 GRID_KEYS = {"ce": ("h_ls", "h"), "cp": ("h_hist", "h_fut"), "pf": ("h_ul", "h_dl")}
@@ -125,7 +125,7 @@ class DetEmbed(nn.Module):
         """h: [B, P, R, K], y: [B, P, S, R], x: [B, P, S, K] c64 -> tokens [B, P, K, d]; ctx anchor = LMMSE or EP."""
         h, yr, snr = batch["h"], batch["y"], batch["snr_db"].float()
         n_user, n_slot = h.shape[-1], yr.shape[-2]
-        noise = n_user * torch.pow(10.0, -snr / 10.0)  # [B, P] per-receive-antenna SNR, unit-energy symbols
+        noise = noise_var_from_snr(snr, n_user).to(snr.device)  # [B, P] per-receive-antenna SNR, unit-energy symbols
         G = h.mH @ h                                  # [B, P, K, K]
         z = yr @ h.conj()                             # [B, P, S, K] matched filter
         if self.anchor == "ep":                       # data-only first guess: no gradient through the iterations
@@ -213,7 +213,7 @@ class Sub6Embed(nn.Module):
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
         self.task, self.group, self.bins, self.d = task, cfg.sub6_group, cfg.n_ang_bins, cfg.d_model
-        self.n_beams = cfg.n_beams
+        self.n_beams, self.prior = cfg.n_beams, cfg.demo_fit and task == "bf"   # bf prior: only its head reads it
         self.x_lin = mlp(cfg.n_ang_bins + 3, cfg.d_model)
         self.y_emb = nn.Embedding(cfg.n_beams, cfg.d_model) if task == "bf" else nn.Linear(1, cfg.d_model)
 
@@ -243,7 +243,8 @@ class Sub6Embed(nn.Module):
         if self.task == "bf":
             ctx["label"] = lab.long()
             y = self.y_emb(ctx["label"])
-            ctx["prior"] = beams.sub6_beam_scores(batch["h_sub6"], self.n_beams).clamp_min(PRIOR_FLOOR)
+            if self.prior:
+                ctx["prior"] = beams.sub6_beam_scores(batch["h_sub6"], self.n_beams).clamp_min(PRIOR_FLOOR)
         else:
             ctx["label"] = sub6_to_z(self.task, lab.float())
             y = self.y_emb(ctx["label"][..., None].to(dt))

@@ -4,7 +4,7 @@ import torch
 
 from icwm.model import ModelConfig
 from icwm.model.heads import Sub6Head
-from icwm.model.tokenizer import sub6_from_z, sub6_to_z
+from icwm.model.tokenizer import SUB6_Y, sub6_from_z, sub6_to_z
 
 
 def _head(task: str, seed: int = 0) -> tuple[Sub6Head, ModelConfig]:
@@ -30,7 +30,7 @@ def test_de_pe_fit_matches_the_closed_form_ridge():
         z = torch.randn(b, p, generator=g)
         ctx = _ctx(b, p, z, g)
         with torch.no_grad():
-            out = sub6_to_z(task, head(hx, ctx)[{"de": "distance_m", "pe": "pathloss_db"}[task]])
+            out = sub6_to_z(task, head(hx, ctx)[SUB6_Y[task]])
             h = hx.mean(-2)
             z0 = head.out(h)[..., 0].double()
             f = torch.cat((torch.ones(b, p, 1), ctx["power"][..., None], torch.tanh(head.feat(h))), -1).double()
@@ -70,7 +70,7 @@ def test_de_pe_fit_is_block_causal_and_absent_without_demos():
     g = torch.Generator().manual_seed(3)
     for task in ("de", "pe"):
         head, cfg = _head(task)
-        key = {"de": "distance_m", "pe": "pathloss_db"}[task]
+        key = SUB6_Y[task]
         b, p, q = 1, 5, 2
         hx = torch.randn(b, p, 3, cfg.d_model, generator=g)
         ctx = _ctx(b, p, torch.randn(b, p, generator=g), g)
