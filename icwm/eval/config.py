@@ -28,6 +28,8 @@ class TargetsConfig:
     unseen_rate_loss: float = 0.02   # pre_sr: seen - unseen fraction of WMMSE sum rate <= this
     unseen_nmse_loss_db: float = 1.0  # NMSE tasks: unseen - seen NMSE (dB) <= this
     monotone_tol: float = 0.1        # "improves with k": a step may worsen by <= this x |metric(k_max) - metric(0)|
+    flat_tol: float = 0.02           # full-CSI tasks, "no worse with k": by <= this x |metric(0)| ...
+    flat_tol_db: float = 0.1         # ... or, for metrics in dB, by <= this many dB
 
     def __post_init__(self) -> None:
         check(0.0 < self.rate_ratio <= 1.5, "targets.rate_ratio", "a ratio in (0, 1.5]", self.rate_ratio)
@@ -37,6 +39,8 @@ class TargetsConfig:
         check(self.unseen_rate_loss >= 0, "targets.unseen_rate_loss", "a fraction >= 0", self.unseen_rate_loss)
         check(self.unseen_nmse_loss_db >= 0, "targets.unseen_nmse_loss_db", "a loss >= 0 dB", self.unseen_nmse_loss_db)
         check(self.monotone_tol >= 0, "targets.monotone_tol", "a tolerance >= 0", self.monotone_tol)
+        check(self.flat_tol >= 0, "targets.flat_tol", "a tolerance >= 0", self.flat_tol)
+        check(self.flat_tol_db >= 0, "targets.flat_tol_db", "a tolerance >= 0 dB", self.flat_tol_db)
 
 
 @dataclass

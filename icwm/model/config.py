@@ -59,8 +59,8 @@ class ModelConfig:
     n_beams: int = 256              # bf: mmWave codebook size
     demo_attn: bool = False         # ce / cp / pf heads: per-antenna attention over the earlier pairs' labels
     grid_filter: bool = False       # ce / cp heads: context-generated linear filters on each antenna's inputs
-    demo_fit: bool = False          # in-context fits to the earlier pairs: ce/cp filters (with grid_filter), de/pe
-                                    # ridge law, bf angle prior + beam votes
+    demo_fit: bool = False          # in-context fits to the earlier pairs: ce/cp filters (with grid_filter), pf band
+                                    # map, de/pe ridge law, bf angle prior + beam votes
     det_anchor: str = "lmmse"       # det: first guess the head corrects, "lmmse" or "ep" (expectation propagation)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 

@@ -14,13 +14,17 @@ from torch import nn
 
 from icwm.config import check
 from icwm.model.config import ModelConfig
-from icwm.model.fit import prefix_stats, ridge_solve
+from icwm.model.band import BandMap
+from icwm.model.fit import prefix_stats, ridge_prior, ridge_solve, unit_ridge
 from icwm.model.tokenizer import GRID_KEYS, SUB6_Y, pad_dim, sub6_from_z
 
 FILTER_HALF_WIDTH = 2   # ce: pilots on each side of a group's own pilot in its interpolation filter
-# demo_fit initial (ridge weight n0 in samples at the pair's tap power, weight w of the statistics pooled over units);
-# cp's units are beams, whose predictors differ (measured on the Nt = 128 setup: pooling costs 1.6 dB there).
-DEMO_FIT_INIT = {"ce": (16.0, 1.0), "cp": (1.0, 0.01)}
+# demo_fit initial (ridge weight n0 in samples at the pair's tap power, its extra log-weight at one earlier pair
+# (``fit.ridge_prior``), weight w of the statistics pooled over units). cp's units are beams, whose predictors differ
+# (measured on the Nt = 128 setup: pooling costs 1.6 dB there); cp's 17-regressor fit from one pair needs a ~30x
+# stronger ridge than from 16 (measured on the seen link family with the v4 weights: k = 1 -5.98 dB at n0 = 1,
+# -7.27 dB at n0 = 30; k = 0 -6.45 dB).
+DEMO_FIT_INIT = {"ce": (16.0, 0.0, 1.0), "cp": (1.0, 3.0, 0.01)}
 SUB6_FEATURES = 6       # de / pe: learned regressors of the in-context fit (besides the intercept and the power)
 SUB6_N0 = 1.0           # de / pe: initial ridge of that fit, in samples (regressors are O(1))
 SUB6_PRIOR_W = 0.5      # bf: initial weight of the sub-6 angle-spectrum prior logits
@@ -102,7 +106,7 @@ class FilterTaps(nn.Module):
     With ``demo_fit`` a correction is fitted in context (ridge regression) to what the earlier pairs left
     unexplained: the residuals ``label - b`` (``b``: the head's prediction without the correction, anchor + learned
     correction + ``C0`` taps) regressed on the taps and on ``b`` itself, with a ridge worth ``n0`` samples at pair p's
-    own regressor power (``n0`` learned). Pair p predicts ``b + D [taps, b]`` and never reads pairs >= p
+    own regressor power (``n0`` learned, larger with fewer earlier pairs: ``fit.ridge_prior``). Pair p predicts ``b + D [taps, b]`` and never reads pairs >= p
     (exclusive prefix sums over pairs). With no earlier pair ``D = 0``; with many, the prediction tends to the
     configuration's empirical Wiener filter (what LMMSE / AR estimators compute from statistics) plus as much of the
     learned non-linear part as the demonstrations show to help, so predictions improve with k. The statistics of a
@@ -126,8 +130,9 @@ class FilterTaps(nn.Module):
         nn.init.zeros_(self.coef.bias)
         self.demo_fit = cfg.demo_fit
         if cfg.demo_fit:
-            n0, w = DEMO_FIT_INIT[task]                     # [1] shapes: DeepSpeed broadcasts 1-d tensors
+            n0, slope, w = DEMO_FIT_INIT[task]              # [1] shapes: DeepSpeed broadcasts 1-d tensors
             self.log_n0 = nn.Parameter(torch.full((1,), math.log(n0)))
+            self.n0_slope = nn.Parameter(torch.full((1,), slope))
             self.log_pool = nn.Parameter(torch.full((1,), math.log(w)))  # weight of the stats pooled over units
 
     def taps(self, x: torch.Tensor, n_g: int, group: int) -> torch.Tensor:
@@ -158,12 +163,8 @@ class FilterTaps(nn.Module):
     def fit(self, reg: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
         """Ridge correction from the earlier pairs: reg [B, P, U, sample, F] regressors and resid [B, P, U, sample, O]
         per fitting unit U -> the correction [B, P, U, sample, O] (pair p uses the statistics of pairs < p only)."""
-        gram, cross = prefix_stats(reg, resid)                                       # [B, P, U, F, F], [.., O, F]
-        pool = torch.exp(self.log_pool)
-        gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
-        power = reg.abs().pow(2).mean((-1, -2))                                      # [B, P, U] own regressor power
-        d = ridge_solve(gram, cross, torch.exp(self.log_n0) * power + 1e-12)        # [B, P, U, O, F]
-        return torch.einsum("bpuof,bpusf->bpuso", d, reg)
+        n0 = ridge_prior(self.log_n0, self.n0_slope, reg.shape[1])
+        return unit_ridge(reg, resid, n0, torch.exp(self.log_pool))
 
     def correction(self, x: torch.Tensor, y: torch.Tensor, b: torch.Tensor, taps: torch.Tensor, group: int
                    ) -> torch.Tensor:
@@ -203,7 +204,9 @@ class GridHead(nn.Module):
     """ce / cp / pf: every antenna decoded from its own input lift ``e_n`` and its group's output token.
 
     out_n = anchor_n + W_o silu(e_n + W_c token [+ demo attention]): corrections [time, group size] per antenna,
-    unfolded to [time, sc]. With ``cfg.demo_attn`` each antenna also reads its own earlier pairs (``DemoAttention``).
+    unfolded to [time, sc]. With ``cfg.demo_attn`` each antenna also reads its own earlier pairs (``DemoAttention``);
+    ce / cp add ``FilterTaps`` (with ``cfg.grid_filter``), pf the in-context band map ``BandMap`` (with
+    ``cfg.demo_fit``).
     """
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
@@ -214,6 +217,7 @@ class GridHead(nn.Module):
         self.ctx = nn.Linear(cfg.d_model, cfg.d_model)
         self.demo = DemoAttention(cfg) if cfg.demo_attn else None
         self.filter = FilterTaps(cfg, task) if cfg.grid_filter and task in ("ce", "cp") else None
+        self.band = BandMap() if cfg.demo_fit and task == "pf" else None
         self.out = nn.Linear(cfg.d_model, 2 * cfg.max_time * self.gy)
 
     def forward(self, hx: torch.Tensor, ctx: dict) -> dict[str, torch.Tensor]:
@@ -228,6 +232,8 @@ class GridHead(nn.Module):
         out = ctx["anchor"].to(torch.complex64) + torch.view_as_complex(o.contiguous())
         if self.filter is not None:
             out = out + self.filter(hx, ctx["x"], tuple(out.shape), self.gy, ctx["y"], out)
+        if self.band is not None and p > 1:
+            out = out + self.band(ctx["x"].to(torch.complex64), ctx["y"].to(torch.complex64), out)
         return {self.key: out}
 
 
@@ -259,6 +265,7 @@ class Sub6Head(nn.Module):
         else:
             self.feat = nn.Linear(d, SUB6_FEATURES)
             self.log_n0 = nn.Parameter(torch.full((1,), math.log(SUB6_N0)))
+            self.n0_slope = nn.Parameter(torch.zeros(1))
 
     def vote(self, h: torch.Tensor, label: torch.Tensor, n_beams: int) -> torch.Tensor:
         """h [B, P, d] pair tokens, label [B, P] beams -> [B, P, n_beams] attention-weighted votes of pairs < p."""
@@ -274,7 +281,8 @@ class Sub6Head(nn.Module):
         reg = torch.cat((torch.ones_like(z0)[..., None], ctx["power"].float()[..., None],
                          torch.tanh(self.feat(h).float())), -1)[:, :, None]          # [B, P, sample 1, F]
         gram, cross = prefix_stats(reg, (ctx["label"].float() - z0)[..., None, None])
-        coef = ridge_solve(gram, cross, torch.exp(self.log_n0).expand(gram.shape[:2]))  # [B, P, 1, F]
+        n0 = ridge_prior(self.log_n0, self.n0_slope, reg.shape[1])
+        coef = ridge_solve(gram, cross, n0.expand(gram.shape[:2]))                  # [B, P, 1, F]
         return (coef[:, :, 0] * reg[:, :, 0]).sum(-1)
 
     def forward(self, hx: torch.Tensor, ctx: dict) -> dict[str, torch.Tensor]:

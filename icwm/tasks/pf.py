@@ -10,6 +10,7 @@ import torch
 
 from icwm.tasks.common import add_noise, channel_nmse, check_counts, nmse_report, uniform
 from icwm.tasks.link_common import SNAPSHOT_GAP_S, link_series
+from icwm.wireless import duplex
 from icwm.wireless.sysconfig import SystemConfig
 
 ID = "pf"
@@ -40,7 +41,10 @@ def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
     """``nearest``: DL = UL (same link, channel reused across the duplex gap); ``linear``: per time/antenna, a
-    least-squares line through the UL band's response extrapolated to the DL subcarriers (noisy, for reference)."""
+    least-squares line through the UL band's response extrapolated to the DL subcarriers (noisy, for reference);
+    with demonstrations (``sample`` tensors [..., pair, time, sc, ant], the query last, more than one pair)
+    ``band_ls``: the per-(delay, beam) least-squares band map fitted to the demos' (UL, DL) snapshots of the link
+    (``icwm.wireless.duplex.band_map_ls``). The query's label never enters it."""
     ul = sample["h_ul"]
     m = ul.shape[-2]
     f_ul = torch.arange(m, dtype=torch.float32)
@@ -48,4 +52,11 @@ def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
     A = torch.stack([torch.ones(m), f_ul], -1).to(ul.dtype)           # [sc, 2]
     coef = torch.linalg.pinv(A) @ ul                                    # [..., 2, ant]
     lin = torch.stack([torch.ones(m), f_dl], -1).to(ul.dtype) @ coef  # [..., sc, ant]
-    return {"nearest": {"h_dl": ul.clone()}, "linear": {"h_dl": lin}}
+    out = {"nearest": {"h_dl": ul.clone()}, "linear": {"h_dl": lin}}
+    if ul.shape[-4] >= 2:
+        demo = lambda t: t[..., :-1, :, :, :].flatten(-4, -3)[..., None, :, :, :]   # noqa: E731 [..., 1, k T, sc, ant]
+        q = ul[..., -1, :, :, :]                                                      # [..., T, sc, ant]
+        ul_d, dl_d = (demo(t).expand(q.shape[:-2] + demo(t).shape[-3:]) for t in (ul, sample["h_dl"]))
+        band = duplex.band_map_ls(ul_d, dl_d, q)                                     # [..., T, sc, ant]
+        out["band_ls"] = {"h_dl": torch.cat((ul[..., :-1, :, :, :], band[..., None, :, :, :]), -4)}
+    return out

@@ -22,14 +22,15 @@ DEBUG = ROOT / "configs" / "eval" / "debug.yaml"
 
 
 def fake_task(task_id: str, seen: list) -> types.ModuleType:
-    """Scalar task y = c x (c fixed per episode); ``seen`` records (method, k, query x) of every evaluation."""
+    """Scalar task y = c x (1 + 1e-3 noise), c fixed per episode; ``seen`` records (method, k, query x) of every
+    evaluation. The noise keeps the model's errors finite (an exact fit would give NMSE -inf dB)."""
     m = types.ModuleType(f"fake_{task_id}")
     m.ID, m.X_KEYS, m.Y_KEYS = task_id, ("x",), ("y",)
 
     def generate(cfg, n_groups, n_per_group, rng):
         x = torch.randn(n_groups, n_per_group, generator=rng) + 3.0
         c = torch.rand(n_groups, 1, generator=rng) + 0.5 * cfg.num_users
-        return {"x": x, "y": c * x}
+        return {"x": x, "y": c * x * (1.0 + 1e-3 * torch.randn(n_groups, n_per_group, generator=rng))}
 
     def metric(pred, sample):
         err = (pred["y"] - sample["y"]).abs()
@@ -63,7 +64,7 @@ FAMILIES = {"seen": [SystemConfig(name="s1", num_users=2), SystemConfig(name="s2
             "unseen": [SystemConfig(name="u1", num_users=4)]}
 
 
-def _run(monkeypatch, task_id="pf", seed=1, k_max=4):
+def _run(monkeypatch, task_id="cp", seed=1, k_max=4):
     seen: list = []
     monkeypatch.setattr(icwm.tasks, "get", lambda t: fake_task(t, seen))
     cfg = EvalConfig(model="none", tasks=[task_id], ks=[0, 1, 2, 4, 8], families=["seen", "unseen"], episodes=5,
@@ -85,10 +86,10 @@ def test_runner_bookkeeping(monkeypatch):
         assert r["n"] == (10 if r["family"] == "seen" and r["system"] == ALL else 5)
     assert {r["k"] for r in res.rows if r["method"] == MODEL} == {0, 1, 2, 4}
     assert {r["k"] for r in res.rows if r["method"] != MODEL} == {None}     # no demos used
-    # k = 0 predicts 0 (error = |y|, as the "zero" baseline), k >= 1 recovers y exactly (as the oracle)
+    # k = 0 predicts 0 (error = |y|, as the "zero" baseline), k >= 1 recovers y up to the noise (the oracle exactly)
     zero, model0 = _value(res, "zero", None, "err")[0], _value(res, MODEL, 0, "err")[0]
     assert model0["value"] == pytest.approx(zero["value"]) and zero["value"] > 1.0
-    assert _value(res, MODEL, 4, "err")[0]["value"] < 1e-5 and _value(res, "oracle", None, "err")[0]["value"] == 0
+    assert _value(res, MODEL, 4, "err")[0]["value"] < 0.05 and _value(res, "oracle", None, "err")[0]["value"] == 0
     assert _value(res, "oracle", None, "nmse_mean_db")[0]["value"] == -math.inf
     # pooled rows are the n-weighted means of the systems
     per = [_value(res, MODEL, 0, "err", system=s)[0]["value"] for s in ("s1", "s2")]
@@ -123,7 +124,7 @@ def test_same_seed_same_csv(monkeypatch, tmp_path):
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert paths[0].read_bytes() != paths[2].read_bytes()
     header, first = paths[0].read_text().splitlines()[:2]
-    assert header == ",".join(COLUMNS) and first.startswith("pf,seen,s1,")
+    assert header == ",".join(COLUMNS) and first.startswith("cp,seen,s1,")
 
 
 def test_report_and_plots_written(monkeypatch, tmp_path):
@@ -131,19 +132,33 @@ def test_report_and_plots_written(monkeypatch, tmp_path):
     res.model = "fake"
     tgts = rep.targets(res, EvalConfig().targets)
     md = rep.markdown(res, tgts)
-    assert "## pf" in md and "### unseen" in md and "| icwm | err |" in md and "## Targets" in md
+    assert "## cp" in md and "### unseen" in md and "| icwm | err |" in md and "## Targets" in md
     assert "| oracle (no demos) | err | 0 | 0 | 0 | 0 |" in md
     names = [t["target"] for t in tgts]
-    assert "pf unseen loss (NMSE dB)" in names and "pre_sr sum rate / WMMSE-20" in names
+    assert "cp unseen loss (NMSE dB)" in names and "pre_sr sum rate / WMMSE-20" in names
     assert [t["status"] for t in tgts if t["target"].startswith("pre_sr")] == ["not evaluated"]
     mono = [t for t in tgts if "improves with k" in t["target"]]
     assert len(mono) == 2 and all(t["status"] == "PASS" and t["value"] > 0 for t in mono)
     (png,) = plot_all(res, tmp_path)
-    assert png.name == "pf.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert png.name == "cp.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
 def _row(task, family, method, k, metric, value, system="x", n=10):
     return dict(zip(COLUMNS, (task, family, system, method, k, metric, value, n)))
+
+
+def test_full_csi_tasks_are_checked_flat_in_k():
+    """pre_sr / pre_mm / det: demonstrations carry no information on the query; the check is 'no worse with k'."""
+    cfg = EvalConfig().targets
+    flat = [_row("det", "seen", MODEL, k, "ser", v) for k, v in ((0, 0.100), (1, 0.101), (16, 0.0995))]
+    worse = [_row("det", "unseen", MODEL, k, "ser", v) for k, v in ((0, 0.100), (1, 0.100), (16, 0.105))]
+    db = [_row("pre_mm", "seen", MODEL, k, "min_sinr_db", v) for k, v in ((0, 20.0), (1, 19.95), (16, 19.8))]
+    res = EvalResult(flat + worse + db, {"seen": [], "unseen": []}, [0, 1, 16], [0, 1, 16])
+    t = {(x["target"].split()[0], x["scope"].split(",")[0]): x for x in rep.monotone_targets(res, cfg)}
+    assert t["det", "seen"]["status"] == "PASS" and t["det", "seen"]["value"] == pytest.approx(-0.001)
+    assert t["det", "unseen"]["status"] == "FAIL" and t["det", "unseen"]["threshold"] == pytest.approx(-0.002)
+    assert t["pre_mm", "seen"]["status"] == "FAIL" and t["pre_mm", "seen"]["value"] == pytest.approx(-0.2)
+    assert all("does not degrade" in x["target"] for x in t.values())
 
 
 def test_targets_computed_from_rows():

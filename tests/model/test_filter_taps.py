@@ -1,5 +1,7 @@
 """FilterTaps: the context-generated linear filters of the ce / cp heads apply the classical structures exactly,
 and with demo_fit they are the Bayesian ridge fit to the earlier pairs."""
+import math
+
 import torch
 
 from icwm.model import ModelConfig
@@ -67,6 +69,7 @@ def _fit_filter(task: str) -> tuple[FilterTaps, ModelConfig]:
     with torch.no_grad():                            # a non-zero trunk filter, so the prior matters
         f.coef.bias.normal_(generator=torch.Generator().manual_seed(5))
         f.log_pool.fill_(0.3)
+        f.n0_slope.fill_(0.7)                        # the ridge of pair q: exp(log_n0 + 0.7 / max(q, 1)) samples
     return f, cfg
 
 
@@ -103,7 +106,8 @@ def test_demo_fit_matches_the_closed_form_ridge():
             prior = FilterTaps(ModelConfig.flavour("debug", demo_fit=False), task)
             prior.coef.load_state_dict(f.coef.state_dict())
             out0 = prior(hx, x, shape, gs)                                          # C0 taps
-        n0, w = float(torch.exp(f.log_n0.detach())), float(torch.exp(f.log_pool.detach()))
+        w = float(torch.exp(f.log_pool.detach()))
+        n0 = lambda q: math.exp(float(f.log_n0) + float(f.n0_slope) / max(q, 1))  # noqa: E731
         pred = (base + out0).to(torch.complex128)
         resid = y.to(torch.complex128)[0] - pred[0]                                   # [P, Ty, Sy, N]
         xx = x.to(torch.complex128)[0]
@@ -113,7 +117,7 @@ def test_demo_fit_matches_the_closed_form_ridge():
             ref = torch.zeros(1, p, n_g, taps.shape[2], f.n_out, dtype=torch.complex128)
             for q in range(p):
                 for u in range(n_g):
-                    lam = n0 * taps[q, u].abs().pow(2).mean()
+                    lam = n0(q) * taps[q, u].abs().pow(2).mean()
                     ref[0, q, u] = taps[q, u] @ _ridge(taps, rs, q, u, lam, w).T
             ref = f.from_samples(ref, (1,) + shape[1:], gs)[0]
         else:
@@ -123,7 +127,7 @@ def test_demo_fit_matches_the_closed_form_ridge():
             ref = torch.zeros(p, shape[4], shape[3], shape[2], dtype=torch.complex128)
             for q in range(p):
                 for u in range(shape[4]):
-                    lam = n0 * hb[q, u].abs().pow(2).mean()
+                    lam = n0(q) * hb[q, u].abs().pow(2).mean()
                     ref[q, u] = hb[q, u] @ _ridge(hb, rb, q, u, lam, w).T
             ref = torch.fft.ifft(ref.permute(0, 3, 2, 1), dim=-1, norm="ortho")        # [P, Ty, S, N]
         torch.testing.assert_close(out[0], (out0[0] + ref).to(torch.complex64), rtol=2e-3, atol=2e-4)
@@ -136,6 +140,7 @@ def test_demo_fit_recovers_a_linear_filter_from_demonstrations():
         f, cfg = _fit_filter(task)
         with torch.no_grad():
             f.log_n0.fill_(-4.0)                     # a weak prior: the demonstrations decide
+            f.n0_slope.zero_()
             f.log_pool.fill_(-20.0)                  # per-unit statistics: ce edge groups have their own filter
         b, p = 1, 12
         x, shape = _grids(task, cfg, b, p, g)

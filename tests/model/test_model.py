@@ -136,8 +136,8 @@ def test_channel_grid_antenna_permutation_equivariance(task: str):
     model = _model()
     b = random_batch(task, N=5, M=8, k=2)
     x_key, y_key = KEYS[task][0][0], KEYS[task][1][0]
-    # cp fits its in-context predictor per DFT beam of the antenna index: equivariant to cyclic shifts of the array
-    perm = torch.tensor([1, 2, 3, 4, 0]) if task == "cp" else torch.tensor([4, 2, 0, 1, 3])
+    # cp and pf fit their in-context maps per DFT beam of the antenna index: equivariant to cyclic shifts of the array
+    perm = torch.tensor([1, 2, 3, 4, 0]) if task in ("cp", "pf") else torch.tensor([4, 2, 0, 1, 3])
     with torch.no_grad():
         ref = model(b)[y_key]
         out = model({**b, x_key: b[x_key][..., perm], y_key: b[y_key][..., perm]})[y_key]

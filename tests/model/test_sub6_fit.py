@@ -1,5 +1,7 @@
 """Sub6Head demo_fit: de / pe add the ridge regression of the earlier pairs' residuals (closed form), recover a cell's
 path-loss law from demonstrations; bf adds the sub-6 angle prior and the earlier pairs' beam votes."""
+import math
+
 import torch
 
 from icwm.model import ModelConfig
@@ -30,15 +32,16 @@ def test_de_pe_fit_matches_the_closed_form_ridge():
         z = torch.randn(b, p, generator=g)
         ctx = _ctx(b, p, z, g)
         with torch.no_grad():
+            head.n0_slope.fill_(0.5)
             out = sub6_to_z(task, head(hx, ctx)[SUB6_Y[task]])
             h = hx.mean(-2)
             z0 = head.out(h)[..., 0].double()
             f = torch.cat((torch.ones(b, p, 1), ctx["power"][..., None], torch.tanh(head.feat(h))), -1).double()
-        n0 = float(torch.exp(head.log_n0.detach()))
+        n0 = lambda q: math.exp(float(head.log_n0) + 0.5 / max(q, 1))  # noqa: E731  ridge of pair q
         ref = torch.zeros(b, p, dtype=torch.float64)
         for i in range(b):
             for q in range(p):
-                a = n0 * torch.eye(f.shape[-1], dtype=torch.float64)
+                a = n0(q) * torch.eye(f.shape[-1], dtype=torch.float64)
                 c = torch.zeros(f.shape[-1], dtype=torch.float64)
                 for j in range(q):
                     a += torch.outer(f[i, j], f[i, j])
