@@ -3,8 +3,8 @@
 For each task x system, ``episodes`` episodes of ``k_top + 1`` pairs are generated once (``task.generate``: one
 group = one episode, demos first, the query last). The model is evaluated at each ``k`` on the first ``k`` demos
 plus the query; the baselines on the same queries. Baselines that read the episode's other pairs (ce LMMSE, the
-pf band map, the de / pe k-NN fingerprinting of docs/contracts.md: ``CONTEXT_TASKS``) run at each ``k >= 1`` on
-the same truncated episodes as the model; all others see the query alone and have no ``k`` (``None``).
+pf band map, the bf / de / pe k-NN fingerprinting of docs/contracts.md: ``CONTEXT_TASKS``) run at each ``k >= 1``
+on the same truncated episodes as the model; all others see the query alone and have no ``k`` (``None``).
 
 A row is ``{"task", "family", "system", "method", "k", "metric", "value", "n"}``: the mean of the task's
 ``metric()`` over the ``n`` finite query values; ``system == "all"`` pools a family's systems; a metric ``nmse``
@@ -28,7 +28,7 @@ from icwm.wireless.sysconfig import SystemConfig
 
 MODEL = "icwm"                   # method name of the native model in the results
 ALL = "all"                      # system name of the pooled rows of a family
-CONTEXT_TASKS = ("ce", "pf", "de", "pe")   # baselines using the episode's demos (LMMSE covariance, band map, k-NN)
+CONTEXT_TASKS = ("ce", "pf", "bf", "de", "pe")   # baselines using the episode's demos (LMMSE, band map, k-NN)
 COLUMNS = ("task", "family", "system", "method", "k", "metric", "value", "n")
 GetTask = Callable[[str], ModuleType]
 Values = dict[tuple[str, Optional[int]], dict[str, list[torch.Tensor]]]   # (method, k) -> metric -> [chunks]

@@ -106,8 +106,8 @@ class FilterTaps(nn.Module):
     With ``demo_fit`` a correction is fitted in context (ridge regression) to what the earlier pairs left
     unexplained: the residuals ``label - b`` (``b``: the head's prediction without the correction, anchor + learned
     correction + ``C0`` taps) regressed on the taps and on ``b`` itself, with a ridge worth ``n0`` samples at pair p's
-    own regressor power (``n0`` learned, larger with fewer earlier pairs: ``fit.ridge_prior``). Pair p predicts ``b + D [taps, b]`` and never reads pairs >= p
-    (exclusive prefix sums over pairs). With no earlier pair ``D = 0``; with many, the prediction tends to the
+    own regressor power (``n0`` learned, larger with fewer earlier pairs: ``fit.ridge_prior``). Pair p predicts
+    ``b + D [taps, b]`` and never reads pairs >= p (exclusive prefix sums over pairs). With no earlier pair ``D = 0``; with many, the prediction tends to the
     configuration's empirical Wiener filter (what LMMSE / AR estimators compute from statistics) plus as much of the
     learned non-linear part as the demonstrations show to help, so predictions improve with k. The statistics of a
     fitting unit are its own plus ``w`` times their mean over all units (``w`` learned).

@@ -48,8 +48,16 @@ def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
 
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """Sub-6 angle estimate mapped to the nearest mmWave beam (classical sub-6-aided selection)."""
+    """``angle_map``: the sub-6 angle estimate mapped to the nearest mmWave beam (classical sub-6-aided selection).
+    With demonstrations (``sample`` tensors [..., pair, ...], the query last, more than one pair) also ``knn``: the
+    beam of the demo whose sub-6 fingerprint is nearest (``dual_common.knn_loo`` with k = 1; a position with no other
+    demo falls back to its angle-map beam). The query's label never enters it."""
     n_beams = sample["beam_gain"].shape[-1]
     h6 = sample["h_sub6"]
     beam = beams.sub6_angle_map(h6, n_beams)
-    return {"angle_map": {"beam": beam}}
+    out = {"angle_map": {"beam": beam}}
+    if beam.shape[-1] >= 2:
+        labels = {"h_sub6": h6, "beam": sample["beam"].float()}
+        nn_beam = dc.knn_loo(labels, "beam", k=1)                      # [..., pair] float, NaN without neighbours
+        out["knn"] = {"beam": torch.where(nn_beam.isnan(), beam.float(), nn_beam).round().long()}
+    return out

@@ -165,3 +165,15 @@ def test_baselines_never_read_the_query_label(samples, task_id):
         for key in a[method]:
             pa, pb = a[method][key][:, -1], b[method][key][:, -1]
             assert torch.equal(torch.nan_to_num(pa), torch.nan_to_num(pb)), (method, key)
+
+
+def test_bf_knn_takes_the_beam_of_the_most_similar_demo(samples):
+    """A query whose sub-6 channel repeats demo j's gets demo j's beam; a lone pair falls back to the angle map."""
+    s = {key: v.clone() for key, v in samples["bf"].items()}
+    j = 1
+    s["h_sub6"][:, -1] = s["h_sub6"][:, j]
+    s["beam"][:, j] = torch.arange(s["beam"].shape[0]) + 7                 # distinct, recognisable beams
+    out = tasks.get("bf").baselines(s)
+    assert torch.equal(out["knn"]["beam"][:, -1], s["beam"][:, j])
+    lone = tasks.get("bf").baselines({key: v[:, -1:] for key, v in s.items()})
+    assert "knn" not in lone and "angle_map" in lone
