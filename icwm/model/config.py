@@ -19,13 +19,13 @@ DET_ANCHORS = ("lmmse", "ep")
 # base / large for GPUs.
 FLAVOURS: dict[str, dict] = {
     "debug": dict(d_model=32, n_layers=2, n_heads=2, ffn_mult=2.0, k_max=16, grid_filter=True, demo_fit=True,
-                  det_anchor="ep"),
+                  fit_half_width=8, det_anchor="ep"),
     "small": dict(d_model=160, n_layers=6, n_heads=5, ffn_mult=3.0, k_max=16, grid_filter=True, demo_fit=True,
-                  det_anchor="ep"),
+                  fit_half_width=8, det_anchor="ep"),
     "base": dict(d_model=512, n_layers=12, n_heads=8, ffn_mult=4.0, k_max=32, grid_filter=True, demo_fit=True,
-                  det_anchor="ep"),
+                  fit_half_width=8, det_anchor="ep"),
     "large": dict(d_model=1024, n_layers=24, n_heads=16, ffn_mult=4.0, k_max=32, grid_filter=True, demo_fit=True,
-                  det_anchor="ep"),
+                  fit_half_width=8, det_anchor="ep"),
 }
 
 
@@ -61,6 +61,7 @@ class ModelConfig:
     grid_filter: bool = False       # ce / cp heads: context-generated linear filters on each antenna's inputs
     demo_fit: bool = False          # in-context fits to the earlier pairs: ce/cp filters (with grid_filter), pf band
                                     # map, de/pe ridge law, bf angle prior + beam votes
+    fit_half_width: int = 2         # ce demo_fit: pilots on each side of a group's pilot among the fit's regressors
     det_anchor: str = "lmmse"       # det: first guess the head corrects, "lmmse" or "ep" (expectation propagation)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
@@ -74,6 +75,7 @@ class ModelConfig:
         check(self.ffn_mult > 0, "model.ffn_mult", "a positive float", self.ffn_mult)
         check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
         check(self.pos in POS_KINDS, "model.pos", f"one of {POS_KINDS}", self.pos)
+        check(self.fit_half_width >= 0, "model.fit_half_width", "an integer >= 0", self.fit_half_width)
         check(self.det_anchor in DET_ANCHORS, "model.det_anchor", f"one of {DET_ANCHORS}", self.det_anchor)
         for name in ("k_max", "max_users", "max_ant", "max_sc", "max_slots", "max_time", "sc_group",
                      "pilot_spacing", "sub6_group", "n_ang_bins", "n_beams"):

@@ -107,13 +107,16 @@ class FilterTaps(nn.Module):
     unexplained: the residuals ``label - b`` (``b``: the head's prediction without the correction, anchor + learned
     correction + ``C0`` taps) regressed on the taps and on ``b`` itself, with a ridge worth ``n0`` samples at pair p's
     own regressor power (``n0`` learned, larger with fewer earlier pairs: ``fit.ridge_prior``). Pair p predicts
-    ``b + D [taps, b]`` and never reads pairs >= p (exclusive prefix sums over pairs). With no earlier pair ``D = 0``; with many, the prediction tends to the
-    configuration's empirical Wiener filter (what LMMSE / AR estimators compute from statistics) plus as much of the
-    learned non-linear part as the demonstrations show to help, so predictions improve with k. The statistics of a
-    fitting unit are its own plus ``w`` times their mean over all units (``w`` learned).
+    ``b + D [taps, b]`` and never reads pairs >= p (exclusive prefix sums over pairs). With no earlier pair
+    ``D = 0``; with many, the prediction tends to the configuration's empirical Wiener filter (what LMMSE / AR
+    estimators compute from statistics) plus as much of the learned non-linear part as the demonstrations show to
+    help, so predictions improve with k. The statistics of a fitting unit are its own plus ``w`` times their mean
+    over all units (``w`` learned).
 
-    ce: taps = 2 * ``FILTER_HALF_WIDTH`` + 1 pilots around the group's pilot, outputs = the group's subcarriers;
-        fitting units = subcarrier groups, samples = antennas (frequency correlation is stationary in the band).
+    ce: taps = 2 * ``FILTER_HALF_WIDTH`` + 1 pilots around the group's pilot (the fit's taps: 2 *
+        ``cfg.fit_half_width`` + 1, a wider window: it has no parameters, the demonstrations pin it down), outputs =
+        the group's subcarriers; fitting units = subcarrier groups, samples = antennas (frequency correlation is
+        stationary in the band).
     cp: taps = the history (``max_time`` slots, front padded) per subcarrier, outputs = the future slots;
         fitting units = beams (unitary DFT over the antenna index), samples = subcarriers. A beam sees few paths,
         so its own temporal predictor is much sharper than one shared by all antennas (Doppler differs per path);
@@ -123,6 +126,7 @@ class FilterTaps(nn.Module):
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
         self.task, self.max_time, self.half = task, cfg.max_time, FILTER_HALF_WIDTH
+        self.fit_half = cfg.fit_half_width
         self.n_out = cfg.pilot_spacing if task == "ce" else cfg.max_time
         self.n_taps = 2 * self.half + 1 if task == "ce" else cfg.max_time
         self.coef = nn.Linear(cfg.d_model, 2 * self.n_out * self.n_taps)
@@ -135,11 +139,16 @@ class FilterTaps(nn.Module):
             self.n0_slope = nn.Parameter(torch.full((1,), slope))
             self.log_pool = nn.Parameter(torch.full((1,), math.log(w)))  # weight of the stats pooled over units
 
+    @staticmethod
+    def pilot_window(x: torch.Tensor, half: int, n_g: int) -> torch.Tensor:
+        """ce input [B, P, 1, pilots, N] -> [B, P, G, N, 2 half + 1]: pilots g - half .. g + half (zero padded)."""
+        xp = F.pad(x[:, :, 0].transpose(-1, -2), (half, half))                    # [B, P, N, pilots + 2 half]
+        return xp.unfold(-1, 2 * half + 1, 1)[:, :, :, :n_g].transpose(2, 3)
+
     def taps(self, x: torch.Tensor, n_g: int, group: int) -> torch.Tensor:
         """x: the input grid [B, P, Tx, Sx, N] c64 -> taps [B, P, G, sample, n_taps]."""
         if self.task == "ce":                                    # x: [B, P, 1, pilots, N]; groups = pilots
-            xp = F.pad(x[:, :, 0].transpose(-1, -2), (self.half, self.half))        # [B, P, N, pilots + 2 half]
-            return xp.unfold(-1, self.n_taps, 1)[:, :, :, :n_g].transpose(2, 3)    # [B, P, G, N, taps]
+            return self.pilot_window(x, self.half, n_g)
         hist = pad_dim(x, 2, self.max_time, front=True)                              # [B, P, T, S, N]
         hist = pad_dim(hist, 3, n_g * group).unflatten(3, (n_g, group))              # [B, P, T, G, gs, N]
         return hist.permute(0, 1, 3, 4, 5, 2).flatten(3, 4)                          # [B, P, G, gs N, T]
@@ -172,7 +181,7 @@ class FilterTaps(nn.Module):
         n_g = taps.shape[2]
         if self.task == "ce":
             b_s = self.to_samples(b, n_g, group)                                     # [B, P, G, N, O]
-            reg = torch.cat((taps, b_s), -1)
+            reg = torch.cat((self.pilot_window(x, self.fit_half, n_g), b_s), -1)
             return self.from_samples(self.fit(reg, self.to_samples(y, n_g, group) - b_s), tuple(b.shape), group)
         beam = lambda g: torch.fft.fft(g, dim=-1, norm="ortho").permute(0, 1, 4, 3, 2)  # noqa: E731  [B, P, N, S, T]
         hist = pad_dim(x, 2, self.max_time, front=True)

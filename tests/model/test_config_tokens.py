@@ -36,6 +36,8 @@ def test_yaml_round_trip_and_validation(tmp_path):
         ModelConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="model.tasks"):
         ModelConfig(tasks=("pre_sr", "xx"))
+    with pytest.raises(ValueError, match="model.fit_half_width"):
+        ModelConfig(fit_half_width=-1)
 
 
 def test_c2r_is_the_real_imag_split():

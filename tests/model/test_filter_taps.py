@@ -112,7 +112,13 @@ def test_demo_fit_matches_the_closed_form_ridge():
         resid = y.to(torch.complex128)[0] - pred[0]                                   # [P, Ty, Sy, N]
         xx = x.to(torch.complex128)[0]
         if task == "ce":
-            taps = torch.cat((f.taps(x, n_g, gs).to(torch.complex128), f.to_samples(pred, n_g, gs)), -1)[0]
+            h = cfg.fit_half_width                                                   # the fit's own wide window
+            win = torch.zeros(p, n_g, xx.shape[-1], 2 * h + 1, dtype=torch.complex128)
+            for t in range(2 * h + 1):
+                for u in range(n_g):
+                    if 0 <= u - h + t < xx.shape[2]:
+                        win[:, u, :, t] = xx[:, 0, u - h + t]
+            taps = torch.cat((win, f.to_samples(pred, n_g, gs)[0]), -1)
             rs = f.to_samples(resid[None], n_g, gs)[0]                                # [P, G, N, O]
             ref = torch.zeros(1, p, n_g, taps.shape[2], f.n_out, dtype=torch.complex128)
             for q in range(p):
