@@ -68,7 +68,7 @@ def native(task: ModuleType, chunks: list[Chunk], model, ks: list[int], device: 
 
 
 def classical(task: ModuleType, chunks: list[Chunk], ks: list[int], acc: Acc) -> Optional[str]:
-    """Classical baselines (context baselines of ce / pf / bf / de / pe at each k >= 1). Latency: one call of the task's
+    """Classical baselines (those of ``runner.CONTEXT_TASKS`` at each k >= 1). Latency: one call of the task's
     ``baselines()`` (all its methods together). Returns the error message of failed baselines, if any."""
     for sample in chunks:
         vals: runner.Values = {}

@@ -57,5 +57,4 @@ class BandMap(nn.Module):
         resid = (to_delay_beam(dl) - b_t).permute(0, 1, 3, 4, 2).flatten(2, 3)[..., None]   # [B, P, U, T, 1]
         n0 = ridge_prior(self.log_n0, self.n0_slope, reg.shape[1])
         corr = unit_ridge(reg, resid, n0, torch.exp(self.log_pool))[..., 0]         # [B, P, U, T]
-        bsz, p, t, d, n = base.shape
-        return from_delay_beam(corr.unflatten(2, (d, n)).permute(0, 1, 4, 2, 3))
+        return from_delay_beam(corr.unflatten(2, base.shape[-2:]).permute(0, 1, 4, 2, 3))

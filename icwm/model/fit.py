@@ -52,5 +52,5 @@ def unit_ridge(reg: torch.Tensor, resid: torch.Tensor, n0: torch.Tensor, pool: t
     gram, cross = prefix_stats(reg, resid)                                       # [B, P, U, F, F], [.., O, F]
     gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
     power = reg.abs().pow(2).mean((-1, -2))                                      # [B, P, U]
-    d = ridge_solve(gram, cross, n0[:, None] * power + 1e-12)                             # [B, P, U, O, F]
+    d = ridge_solve(gram, cross, n0[:, None] * power + 1e-12)                   # [B, P, U, O, F]
     return torch.einsum("bpuof,bpusf->bpuso", d, reg)

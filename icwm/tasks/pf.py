@@ -54,9 +54,9 @@ def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
     lin = torch.stack([torch.ones(m), f_dl], -1).to(ul.dtype) @ coef  # [..., sc, ant]
     out = {"nearest": {"h_dl": ul.clone()}, "linear": {"h_dl": lin}}
     if ul.shape[-4] >= 2:
-        demo = lambda t: t[..., :-1, :, :, :].flatten(-4, -3)[..., None, :, :, :]   # noqa: E731 [..., 1, k T, sc, ant]
         q = ul[..., -1, :, :, :]                                                      # [..., T, sc, ant]
-        ul_d, dl_d = (demo(t).expand(q.shape[:-2] + demo(t).shape[-3:]) for t in (ul, sample["h_dl"]))
+        ul_d, dl_d = (t[..., :-1, :, :, :].flatten(-4, -3)[..., None, :, :, :].expand(q.shape[:-2] + (-1,) * 3)
+                      for t in (ul, sample["h_dl"]))                                 # [..., T, k T, sc, ant]
         band = duplex.band_map_ls(ul_d, dl_d, q)                                     # [..., T, sc, ant]
         out["band_ls"] = {"h_dl": torch.cat((ul[..., :-1, :, :, :], band[..., None, :, :, :]), -4)}
     return out
