@@ -30,6 +30,7 @@ class TargetsConfig:
     monotone_tol: float = 0.1        # "improves with k": a step may worsen by <= this x |metric(k_max) - metric(0)|
     flat_tol: float = 0.02           # full-CSI tasks, "no worse with k": by <= this x |metric(0)| ...
     flat_tol_db: float = 0.1         # ... or, for metrics in dB, by <= this many dB
+    step_z: float = 2.0              # a change within this many paired standard errors is not counted against k
 
     def __post_init__(self) -> None:
         check(0.0 < self.rate_ratio <= 1.5, "targets.rate_ratio", "a ratio in (0, 1.5]", self.rate_ratio)
@@ -41,6 +42,7 @@ class TargetsConfig:
         check(self.monotone_tol >= 0, "targets.monotone_tol", "a tolerance >= 0", self.monotone_tol)
         check(self.flat_tol >= 0, "targets.flat_tol", "a tolerance >= 0", self.flat_tol)
         check(self.flat_tol_db >= 0, "targets.flat_tol_db", "a tolerance >= 0 dB", self.flat_tol_db)
+        check(self.step_z >= 0, "targets.step_z", "a number of standard errors >= 0", self.step_z)
 
 
 @dataclass

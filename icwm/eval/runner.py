@@ -3,15 +3,19 @@
 For each task x system, ``episodes`` episodes of ``k_top + 1`` pairs are generated once (``task.generate``: one
 group = one episode, demos first, the query last). The model is evaluated at each ``k`` on the first ``k`` demos
 plus the query; the baselines on the same queries. Baselines that read the episode's other pairs (ce LMMSE, the
-pf band map, the bf / de / pe k-NN fingerprinting of docs/contracts.md: ``CONTEXT_TASKS``) run at each ``k >= 1``
-on the same truncated episodes as the model; all others see the query alone and have no ``k`` (``None``).
+pf band map, the bf / de / pe k-NN fingerprinting and pe's RSRP calibration of docs/contracts.md: ``CONTEXT_TASKS``)
+run at each ``k >= 1`` on the same truncated episodes as the model; all others see the query alone and have no ``k``
+(``None``).
 
 A row is ``{"task", "family", "system", "method", "k", "metric", "value", "n"}``: the mean of the task's
 ``metric()`` over the ``n`` finite query values; ``system == "all"`` pools a family's systems; a metric ``nmse``
-also yields ``nmse_mean_db`` = 10 log10 of the mean NMSE.
+also yields ``nmse_mean_db`` = 10 log10 of the mean NMSE. As the model answers the same queries at every k, its
+rows at each k after the first add, per metric ``m``, the standard error of its paired change from the previous k
+(``m_se_step``) and from the first k (``m_se_k0``): the sampling error the "improves with k" checks allow for.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Callable, Iterator, Optional
@@ -30,6 +34,8 @@ MODEL = "icwm"                   # method name of the native model in the result
 ALL = "all"                      # system name of the pooled rows of a family
 CONTEXT_TASKS = ("ce", "pf", "bf", "de", "pe")   # baselines using the episode's demos (LMMSE, band map, k-NN)
 COLUMNS = ("task", "family", "system", "method", "k", "metric", "value", "n")
+SE_STEP, SE_K0 = "_se_step", "_se_k0"   # suffixes of the model's paired standard-error rows
+DB_PER_LN = 10.0 / math.log(10.0)
 GetTask = Callable[[str], ModuleType]
 Values = dict[tuple[str, Optional[int]], dict[str, list[torch.Tensor]]]   # (method, k) -> metric -> [chunks]
 
@@ -180,13 +186,37 @@ def summarise(metrics: dict[str, torch.Tensor]) -> list[tuple[str, float, int]]:
     return out
 
 
+def paired_se(cur: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> list[tuple[str, float, int]]:
+    """Standard error of the mean change ``cur - ref`` over queries finite in both: (metric, se, count).
+
+    ``cur`` and ``ref`` hold per-query values of the same queries in the same order. ``nmse`` also gives
+    ``nmse_mean_db`` (the change of 10 log10 of the mean, to first order: 10 / ln 10 * (x / mean x - x' / mean x')).
+    """
+    out = []
+    for name, a in cur.items():
+        b = ref[name]
+        ok = torch.isfinite(a) & torch.isfinite(b)
+        a, b, n = a[ok].double(), b[ok].double(), int(ok.sum())
+        se = lambda d: float(d.std() / math.sqrt(n)) if n > 1 else float("nan")   # noqa: E731
+        out.append((name, se(a - b), n))
+        if name == "nmse" and n > 1:
+            out.append(("nmse_mean_db", DB_PER_LN * se(a / a.mean() - b / b.mean()), n))
+    return out
+
+
 def to_rows(task: str, family: str, system: str, values: Values) -> list[dict]:
-    """Result rows of one (task, family, system) from collected per-query values."""
+    """Result rows of one (task, family, system) from collected per-query values (plus the model's paired
+    standard errors, module docstring)."""
     rows = []
-    for (method, k), metrics in values.items():
-        cat = {name: torch.cat(chunks) for name, chunks in metrics.items()}
+    cats = {key: {name: torch.cat(chunks) for name, chunks in metrics.items()} for key, metrics in values.items()}
+    for (method, k), cat in cats.items():
         for name, value, n in summarise(cat):
             rows.append(dict(zip(COLUMNS, (task, family, system, method, k, name, value, n))))
+    ks = sorted(k for method, k in cats if method == MODEL)
+    for prev, k in zip(ks, ks[1:]):
+        for suffix, ref in ((SE_STEP, prev), (SE_K0, ks[0])):
+            for name, se, n in paired_se(cats[MODEL, k], cats[MODEL, ref]):
+                rows.append(dict(zip(COLUMNS, (task, family, system, MODEL, k, name + suffix, se, n))))
     return rows
 
 

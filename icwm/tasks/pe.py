@@ -8,6 +8,7 @@ import torch
 
 from icwm.tasks import dual_common as dc
 from icwm.tasks.common import flat
+from icwm.wireless import fingerprint
 from icwm.wireless.sysconfig import SystemConfig
 
 ID = "pe"
@@ -34,5 +35,9 @@ def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
 
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """k-NN fingerprinting against the other pairs of each episode (leave-one-out)."""
-    return {"knn": {"pathloss_db": dc.knn_loo(sample, "pathloss_db")}}
+    """From the other pairs of each episode (leave-one-out): k-NN fingerprinting, and ``rsrp_cal``, the received power
+    (``-10 log10 mean |h|^2``, which is the path loss up to the transmit power and antenna gains) plus that offset
+    averaged over the demos (a classical calibration of the cell from labelled UEs)."""
+    raw = -fingerprint.rx_power_db(sample["h_sub6"])
+    cal = raw + fingerprint.calibrated_offset(raw, sample["pathloss_db"].float())
+    return {"knn": {"pathloss_db": dc.knn_loo(sample, "pathloss_db")}, "rsrp_cal": {"pathloss_db": cal}}

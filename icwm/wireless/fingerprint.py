@@ -29,6 +29,26 @@ def features(h: torch.Tensor, n_delay: int = 8, power_weight: float = 1.0) -> to
     return torch.cat([(power_weight * p_db / 10.0)[..., None], adp.sqrt().flatten(-2)], -1).float()
 
 
+def rx_power_db(h: torch.Tensor) -> torch.Tensor:
+    """Mean received power per resource element and antenna, ``10 log10(mean |h|^2)`` dB: h [..., sc, ant] -> [...]."""
+    check(h.dim() >= 2 and h.is_complex(), "h", "a complex tensor [..., sc, ant]", tuple(h.shape))
+    return 10.0 * torch.log10(h.abs().pow(2).mean((-2, -1)).clamp_min(1e-30)).float()
+
+
+def calibrated_offset(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Leave-one-out mean of ``y - x`` over the demos of each episode: x, y [..., pair] -> [..., pair].
+
+    The last pair is the query: its label never enters. Pair i < last gets the mean over the other demos, the query
+    the mean over all demos; NaN where there is none (a lone demo, or no demo).
+    """
+    d = (y - x)[..., :-1]
+    n = d.shape[-1]
+    total = d.sum(-1, keepdim=True)
+    loo = (total - d) / (n - 1) if n > 1 else torch.full_like(d, float("nan"))
+    query = total / n if n > 0 else torch.full_like(total, float("nan"))
+    return torch.cat((loo, query), -1)
+
+
 def knn_regress(train_x: torch.Tensor, train_y: torch.Tensor, query_x: torch.Tensor, k: int = 3,
                 weighted: bool = False, eps: float = 1e-12) -> torch.Tensor:
     """k-nearest-neighbour regression (Euclidean), batched over leading dims.

@@ -39,3 +39,16 @@ KEYS = {  # task -> (X_KEYS, Y_KEYS), as in docs/contracts.md
     "cp": (("h_hist", "snr_db"), ("h_fut",)), "pf": (("h_ul", "snr_db"), ("h_dl",)),
     "bf": (("h_sub6",), ("beam",)), "de": (("h_sub6",), ("distance_m",)), "pe": (("h_sub6",), ("pathloss_db",)),
 }
+
+
+def wake_bf_head(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give a fresh model's bf head the dependencies training gives it: its confidence layer starts at zero (the
+    untrained head is the angle map, blind to the trunk) and its vote weight at 0 (shipped off); tests of the trunk's
+    wiring (masking, gradients) need both live. Returns ``model``."""
+    head = model.heads["bf"] if "bf" in model.heads else None
+    if head is not None and hasattr(head, "vote_w"):
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            head.out[-1].weight.copy_(0.1 * torch.randn(head.out[-1].weight.shape, generator=g))
+            head.vote_w.fill_(1.0)
+    return model

@@ -9,7 +9,7 @@ import torch
 from icwm.model import ModelConfig, build_model
 from icwm.tasks import TASKS
 from icwm.train import objective
-from model_batches import random_batch
+from model_batches import random_batch, wake_bf_head
 
 
 def _fake_task(monkeypatch) -> None:
@@ -45,7 +45,7 @@ def _with_metadata(b: dict) -> dict:
 @pytest.mark.parametrize("task", TASKS)
 def test_real_task_losses_are_finite_and_differentiable(task: str):
     torch.manual_seed(0)
-    model = build_model(ModelConfig.flavour("debug"))
+    model = wake_bf_head(build_model(ModelConfig.flavour("debug")))
     loss = objective.task_losses(model, _with_metadata(random_batch(task, B=2, k=2)))
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()

@@ -1,5 +1,6 @@
 """Sub6Head demo_fit: de / pe add the ridge regression of the earlier pairs' residuals (closed form), recover a cell's
-path-loss law from demonstrations; bf adds the sub-6 angle prior and the earlier pairs' beam votes."""
+path-loss law from demonstrations; bf scales the sub-6 angle prior by a learned confidence and adds the earlier
+pairs' beam votes."""
 import math
 
 import torch
@@ -89,7 +90,8 @@ def test_de_pe_fit_is_block_causal_and_absent_without_demos():
 
 
 def test_bf_prior_and_votes():
-    """k = 0: logits = MLP + w_prior prior; demonstrations that all chose one beam pull the query to it."""
+    """k = 0: logits = exp(confidence) w_prior prior, so the decision is the prior's peak whatever the confidence;
+    demonstrations that all chose one beam pull the query to it."""
     g = torch.Generator().manual_seed(4)
     head, cfg = _head("bf")
     b, p, n_beams = 2, 8, cfg.n_beams
@@ -97,8 +99,13 @@ def test_bf_prior_and_votes():
     ctx = _ctx(b, p, torch.full((b, p), 37, dtype=torch.long), g, n_beams)
     with torch.no_grad():
         alone = head(hx[:, :1], {k: v[:, :1] for k, v in ctx.items()})["beam_logits"][:, 0]
-        mlp = head.out(hx[:, 0].mean(-2))
-        torch.testing.assert_close(alone, mlp + head.prior_w * ctx["prior"][:, 0])
+        torch.testing.assert_close(alone, head.prior_w * ctx["prior"][:, 0])      # untrained: the angle map
+        head.out[-1].weight.normal_(generator=g)
+        out = head(hx[:, :1], {k: v[:, :1] for k, v in ctx.items()})
+        conf = torch.exp(head.out(hx[:, 0].mean(-2)).clamp(-5.0, 5.0))
+        assert not torch.allclose(conf, torch.ones_like(conf))
+        torch.testing.assert_close(out["beam_logits"][:, 0], conf * head.prior_w * ctx["prior"][:, 0])
+        assert torch.equal(out["beam"][:, 0], ctx["prior"][:, 0].argmax(-1))
         head.vote_w.fill_(1e3)
         beam = head(hx, ctx)["beam"]
     assert (beam[:, 1:] == 37).all() and not (beam[:, 0] == 37).all()

@@ -60,3 +60,30 @@ def test_knn_fingerprint_learns_distance_from_pathloss(rng):
     f = fp.features(h.to(torch.complex64))
     pred = fp.knn_regress(f[:300], d[:300], f[300:], k=3)
     assert (pred - d[300:]).abs().mean() < 5.0
+
+
+def test_calibrated_offset_is_the_leave_one_out_demo_mean(rng):
+    x, y = torch.randn(3, 5, generator=rng), torch.randn(3, 5, generator=rng)
+    got = fp.calibrated_offset(x, y)
+    d = y - x
+    for i in range(4):                                   # demos: the other demos; never the query (pair 4)
+        others = [j for j in range(4) if j != i]
+        assert torch.allclose(got[:, i], d[:, others].mean(-1), atol=1e-6)
+    assert torch.allclose(got[:, 4], d[:, :4].mean(-1), atol=1e-6)
+    y2 = y.clone()
+    y2[:, 4] += 100.0
+    assert torch.equal(fp.calibrated_offset(x, y2), got)
+    assert fp.calibrated_offset(x[:, -2:], y[:, -2:])[:, 0].isnan().all()   # a lone demo has no other demo
+    assert fp.calibrated_offset(x[:, -1:], y[:, -1:]).isnan().all()          # no demo: no calibration
+
+
+def test_rsrp_calibration_recovers_path_loss_under_an_unknown_gain(rng):
+    """Constant-modulus channels at power G - PL (G unknown, per episode): rsrp_cal returns PL exactly."""
+    from icwm import tasks
+    pl = 80.0 + 60.0 * torch.rand(2, 4, generator=rng)
+    gain = torch.tensor([[95.0], [107.0]])
+    phase = torch.exp(2j * math.pi * torch.rand(2, 4, 8, 3, generator=rng))
+    h = (10 ** ((gain - pl) / 20))[..., None, None] * phase
+    out = tasks.get("pe").baselines({"h_sub6": h.to(torch.complex64), "pathloss_db": pl})
+    assert torch.allclose(out["rsrp_cal"]["pathloss_db"], pl, atol=1e-3)
+    assert torch.allclose(fp.rx_power_db(h), gain - pl, atol=1e-3)
