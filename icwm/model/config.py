@@ -19,13 +19,13 @@ DET_ANCHORS = ("lmmse", "ep")
 # base / large for GPUs.
 FLAVOURS: dict[str, dict] = {
     "debug": dict(d_model=32, n_layers=2, n_heads=2, ffn_mult=2.0, k_max=16, grid_filter=True, demo_fit=True,
-                  fit_half_width=8, det_anchor="ep"),
+                  fit_half_width=8, det_anchor="ep", ce_handover=True),
     "small": dict(d_model=160, n_layers=6, n_heads=5, ffn_mult=3.0, k_max=16, grid_filter=True, demo_fit=True,
-                  fit_half_width=8, det_anchor="ep"),
+                  fit_half_width=8, det_anchor="ep", ce_handover=True),
     "base": dict(d_model=512, n_layers=12, n_heads=8, ffn_mult=4.0, k_max=32, grid_filter=True, demo_fit=True,
-                  fit_half_width=8, det_anchor="ep"),
+                  fit_half_width=8, det_anchor="ep", ce_handover=True),
     "large": dict(d_model=1024, n_layers=24, n_heads=16, ffn_mult=4.0, k_max=32, grid_filter=True, demo_fit=True,
-                  fit_half_width=8, det_anchor="ep"),
+                  fit_half_width=8, det_anchor="ep", ce_handover=True),
 }
 
 
@@ -62,6 +62,7 @@ class ModelConfig:
     demo_fit: bool = False          # in-context fits to the earlier pairs: ce/cp filters (with grid_filter), pf band
                                     # map, de/pe ridge law, bf angle prior + beam votes
     fit_half_width: int = 2         # ce demo_fit: pilots on each side of a group's pilot among the fit's regressors
+    ce_handover: bool = False       # ce: blend in LMMSE from the earlier pairs' covariance as k grows (handover.py)
     det_anchor: str = "lmmse"       # det: first guess the head corrects, "lmmse" or "ep" (expectation propagation)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 

@@ -15,6 +15,7 @@ from torch import nn
 from icwm.config import check
 from icwm.model.config import ModelConfig
 from icwm.model.band import BandMap
+from icwm.model.handover import LmmseHandover
 from icwm.model.fit import prefix_stats, ridge_prior, ridge_solve, unit_ridge
 from icwm.model.tokenizer import GRID_KEYS, SUB6_Y, pad_dim, sub6_from_z
 
@@ -236,6 +237,7 @@ class GridHead(nn.Module):
         self.demo = DemoAttention(cfg) if cfg.demo_attn else None
         self.filter = FilterTaps(cfg, task) if cfg.grid_filter and task in ("ce", "cp") else None
         self.band = BandMap() if cfg.demo_fit and task == "pf" else None
+        self.handover = LmmseHandover(cfg.pilot_spacing) if cfg.ce_handover and task == "ce" else None
         self.out = nn.Linear(cfg.d_model, 2 * cfg.max_time * self.gy)
 
     def forward(self, hx: torch.Tensor, ctx: dict) -> dict[str, torch.Tensor]:
@@ -252,6 +254,8 @@ class GridHead(nn.Module):
             out = out + self.filter(hx, ctx["x"], tuple(out.shape), self.gy, ctx["y"], out)
         if self.band is not None and p > 1:
             out = out + self.band(ctx["x"].to(torch.complex64), ctx["y"].to(torch.complex64), out)
+        if self.handover is not None and p > 1:
+            out = self.handover(ctx["x"].to(torch.complex64), ctx["y"].to(torch.complex64), ctx["snr_db"], out)
         return {self.key: out}
 
 

@@ -189,8 +189,8 @@ class GridEmbed(nn.Module):
         x = self.x_post(F.silu(e_x).mean(3)) + pos
         e_y = self.y_in(self._group(yg, self.gy, n_g, False).to(dt))
         y = self.y_post(F.silu(e_y).mean(3)) + pos
-        return x, y, {"anchor": self._anchor(xg, t_y, s_y), "e_x": e_x, "e_y": e_y, "x": xg, "y": yg, "t_y": t_y,
-                      "s_y": s_y}
+        return x, y, {"anchor": self._anchor(xg, t_y, s_y), "e_x": e_x, "e_y": e_y, "x": xg, "y": yg, "snr_db": snr,
+                      "t_y": t_y, "s_y": s_y}
 
 
 def sub6_to_z(task: str, value: torch.Tensor) -> torch.Tensor:
