@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from icwm.wireless.estimation import ridge_solve   # re-exported: the heads' fits and the classical ones share it
+
 
 def exclusive_cumsum(a: torch.Tensor) -> torch.Tensor:
     """Sums over pairs ``< p`` along dim 1: [B, P, ...] -> [B, P, ...] (pair 0 gets zeros)."""
@@ -23,12 +25,6 @@ def prefix_stats(feat: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
     gram = torch.einsum("...sf,...sg->...fg", feat, feat.conj())
     cross = torch.einsum("...so,...sf->...of", target, feat.conj())
     return exclusive_cumsum(gram), exclusive_cumsum(cross)
-
-
-def ridge_solve(gram: torch.Tensor, cross: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """Coefficients ``D = cross (gram + lam I)^-1``: gram [..., F, F], cross [..., O, F], lam [...] -> [..., O, F]."""
-    eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
-    return torch.linalg.solve(gram + lam[..., None, None] * eye, cross.mH).mH
 
 
 def ridge_prior(log_n0: torch.Tensor, slope: torch.Tensor, p: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from icwm.config import check
+from icwm.wireless.estimation import ridge_solve
 
 
 def to_delay_beam(g: torch.Tensor) -> torch.Tensor:
@@ -50,6 +51,5 @@ def band_map_ls(ul_demo: torch.Tensor, dl_demo: torch.Tensor, ul: torch.Tensor, 
     gram = torch.einsum("...kdnf,...kdng->...dnfg", x, x.conj())
     cross = torch.einsum("...kdn,...kdnf->...dnf", y, x.conj())
     lam = n0 * xq.abs().pow(2).mean(-1) + 1e-12                                    # [..., D, N]
-    eye = torch.eye(x.shape[-1], dtype=gram.dtype, device=gram.device)
-    coef = torch.linalg.solve(gram + lam[..., None, None] * eye, cross[..., None].conj())[..., 0].conj()
+    coef = ridge_solve(gram, cross[..., None, :], lam)[..., 0, :]                  # [..., D, N, F]
     return from_delay_beam((coef * xq).sum(-1))

@@ -71,6 +71,13 @@ def ls_interp(h_ls: torch.Tensor, pilot_idx: torch.Tensor, n_sc: int, edge: str 
     return w @ h_ls                                                          # [sc, p] @ [..., p, ant]
 
 
+def ridge_solve(gram: torch.Tensor, cross: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Ridge regression coefficients ``D = cross (gram + lam I)^-1`` from the normal-equation statistics
+    (``gram = sum x x^H``, ``cross = sum y x^H``): gram [..., F, F], cross [..., O, F], lam [...] -> [..., O, F]."""
+    eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
+    return torch.linalg.solve(gram + lam[..., None, None] * eye, cross.mH).mH
+
+
 def freq_covariance(h: torch.Tensor, loading: float = 0.0) -> torch.Tensor:
     """Sample frequency covariance ``R[i, j] = mean_n h[n, i] conj(h[n, j])`` (zero-mean channel).
 

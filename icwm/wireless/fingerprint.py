@@ -25,14 +25,13 @@ def features(h: torch.Tensor, n_delay: int = 8, power_weight: float = 1.0) -> to
     power = h.abs().pow(2).sum((-2, -1))                                    # [...]
     adp = torch.fft.fft(torch.fft.ifft(h, dim=-2, norm="ortho"), dim=-1, norm="ortho")
     adp = adp[..., :n_delay, :].abs().pow(2) / power.clamp_min(1e-30)[..., None, None]
-    p_db = 10.0 * torch.log10((power / (h.shape[-2] * h.shape[-1])).clamp_min(1e-30))
-    return torch.cat([(power_weight * p_db / 10.0)[..., None], adp.sqrt().flatten(-2)], -1).float()
+    return torch.cat([(power_weight * rx_power_db(h) / 10.0)[..., None], adp.sqrt().flatten(-2)], -1).float()
 
 
 def rx_power_db(h: torch.Tensor) -> torch.Tensor:
     """Mean received power per resource element and antenna, ``10 log10(mean |h|^2)`` dB: h [..., sc, ant] -> [...]."""
     check(h.dim() >= 2 and h.is_complex(), "h", "a complex tensor [..., sc, ant]", tuple(h.shape))
-    return 10.0 * torch.log10(h.abs().pow(2).mean((-2, -1)).clamp_min(1e-30)).float()
+    return 10.0 * torch.log10(h.abs().pow(2).mean((-2, -1)).clamp_min(1e-30))
 
 
 def calibrated_offset(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
