@@ -40,6 +40,8 @@ def calibrated_offset(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     The last pair is the query: its label never enters. Pair i < last gets the mean over the other demos, the query
     the mean over all demos; NaN where there is none (a lone demo, or no demo).
     """
+    check(x.shape == y.shape and x.dim() >= 1 and x.shape[-1] >= 1, "calibrated_offset(x, y)",
+          "two tensors of one shape [..., pair] with pair >= 1", (tuple(x.shape), tuple(y.shape)))
     d = (y - x)[..., :-1]
     n = d.shape[-1]
     total = d.sum(-1, keepdim=True)

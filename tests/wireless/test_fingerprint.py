@@ -75,6 +75,10 @@ def test_calibrated_offset_is_the_leave_one_out_demo_mean(rng):
     assert torch.equal(fp.calibrated_offset(x, y2), got)
     assert fp.calibrated_offset(x[:, -2:], y[:, -2:])[:, 0].isnan().all()   # a lone demo has no other demo
     assert fp.calibrated_offset(x[:, -1:], y[:, -1:]).isnan().all()          # no demo: no calibration
+    with pytest.raises(ValueError, match="calibrated_offset"):
+        fp.calibrated_offset(x, y[:, :-1])                                    # pairs disagree
+    with pytest.raises(ValueError, match="calibrated_offset"):
+        fp.calibrated_offset(x[:, :0], y[:, :0])                              # no pair at all
 
 
 def test_rsrp_calibration_recovers_path_loss_under_an_unknown_gain(rng):
