@@ -14,12 +14,15 @@ from __future__ import annotations
 import math
 import os
 import socket
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from icwm.train.config import OptimConfig, PretrainConfig
+
+SHM_DIR = "/dev/shm"
 
 
 def _free_port() -> int:
@@ -44,7 +47,29 @@ def init_distributed() -> tuple[int, int]:
                          ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(_free_port()))):
             os.environ.setdefault(key, val)
     deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(), verbose=False)
+    release_shm_buffer()
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def shm_buffer_path(rank: int) -> Path:
+    """Name under /dev/shm of the all-reduce buffer DeepSpeed's CPU ``shm_comm`` op makes for ``rank``.
+
+    The op (``deepspeed/ops/csrc/cpu/comm/shm.cpp``) creates one 66 MB segment per rank when every rank is local
+    (``LOCAL_SIZE`` = world size) and never unlinks it, so each run would leave 66 MB of RAM per rank behind.
+    """
+    return Path(SHM_DIR) / (f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR', '')}_"
+                            f"{os.environ.get('MASTER_PORT', '')}_{rank}")
+
+
+def release_shm_buffer() -> None:
+    """Unlink this rank's DeepSpeed shm buffer name once every rank has mapped its peers' buffers.
+
+    Every rank opens all its peers' segments inside ``deepspeed.init_distributed``; after a barrier, removing the
+    names keeps the mappings valid (POSIX shm semantics) and frees the memory when the processes end, killed ones
+    included. A no-op where the op made no buffer (another accelerator, ranks on several hosts).
+    """
+    torch.distributed.barrier()
+    shm_buffer_path(torch.distributed.get_rank()).unlink(missing_ok=True)
 
 
 def on_gpu() -> bool:
