@@ -15,7 +15,7 @@ import torch
 
 from icwm import tasks as task_registry
 from icwm.config import check, to_dict, to_yaml
-from icwm.data.episodes import EpisodeDataset, EpisodeLoader
+from icwm.data.episodes import EpisodeDataset, EpisodeLoader, make_source
 from icwm.model import build_model, count_parameters
 from icwm.train import checkpoint as ckpt
 from icwm.train.config import PretrainConfig
@@ -119,6 +119,11 @@ class Trainer:
 
     def __init__(self, cfg: PretrainConfig) -> None:
         self.cfg = cfg
+        source = make_source(cfg.data)                          # checked before the (slow) DeepSpeed start-up
+        self.task_ids = list(source.tasks)
+        lacking = [t for t in self.task_ids if t not in cfg.model.tasks]
+        check(not lacking, "model.tasks", f"every task the data source serves {self.task_ids} (or restrict them "
+              "with data.task_weights)", list(cfg.model.tasks))
         self.rank, self.world = init_distributed()
         torch.manual_seed(cfg.train.seed)                       # model init: identical on every rank
         model = build_model(cfg.model)
@@ -131,12 +136,8 @@ class Trainer:
         self.tokens = TokenCounter(model)
         self.engine, self.precision = build_engine(model, cfg)
         torch.manual_seed(cfg.train.seed + 1 + self.rank)       # dropout etc.: distinct per rank
-        self.data = EpisodeDataset(cfg.data, self.rank, self.world)
+        self.data = EpisodeDataset(cfg.data, self.rank, self.world, source=source)
         self.loader = EpisodeLoader(self.data, num_workers=cfg.train.num_workers)
-        self.task_ids = list(self.data.source.tasks)
-        lacking = [t for t in self.task_ids if t not in cfg.model.tasks]
-        check(not lacking, "model.tasks", f"every task the data source serves {self.task_ids} (or restrict them "
-              "with data.task_weights)", list(cfg.model.tasks))
         self.reduce = make_all_reduce(self.engine.device)
         self.dwa = DWA(self.task_ids, T=cfg.train.dwa_temperature, window=cfg.train.dwa_window,
                        all_reduce=self.reduce)
