@@ -318,7 +318,8 @@ class Sub6Head(nn.Module):
         fit = self.demo_fit and hx.shape[1] > 1
         if self.task == "bf":
             if self.demo_fit:
-                o = torch.exp(o.clamp(-5.0, 5.0)) * self.prior_w * ctx["prior"]
+                w = self.prior_w.clamp_min(0.0)                          # w >= 0: the prior's argmax is kept
+                o = torch.exp(o.clamp(-5.0, 5.0)) * w * ctx["prior"]
             if fit:
                 o = o + self.vote_w * self.vote(h, ctx["label"], o.shape[-1])
             return {"beam_logits": o, "beam": o.argmax(-1)}

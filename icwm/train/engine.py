@@ -66,8 +66,10 @@ def release_shm_buffer() -> None:
 
     Every rank opens all its peers' segments inside ``deepspeed.init_distributed``; after a barrier, removing the
     names keeps the mappings valid (POSIX shm semantics) and frees the memory when the processes end, killed ones
-    included. A no-op where the op made no buffer (another accelerator, ranks on several hosts).
+    included. Returns at once on a GPU accelerator; a no-op where the op made no buffer (ranks on several hosts).
     """
+    if on_gpu():            # the op is DeepSpeed's CPU accelerator's; no collective before a GPU is bound
+        return
     torch.distributed.barrier()
     shm_buffer_path(torch.distributed.get_rank()).unlink(missing_ok=True)
 

@@ -136,24 +136,35 @@ def _free_port() -> int:
 
 
 SHM_PROBE = """
-import deepspeed, torch
+import sys
+from pathlib import Path
+import torch
 from icwm.train import engine
-release, engine.release_shm_buffer = engine.release_shm_buffer, lambda: None   # keep the buffer to look at it
+release, engine.release_shm_buffer = engine.release_shm_buffer, lambda: None   # keep the buffers to look at them
 engine.init_distributed()
-path = engine.shm_buffer_path(torch.distributed.get_rank())
-made = path.exists()
+paths = [engine.shm_buffer_path(i) for i in range(torch.distributed.get_world_size())]
+made = all(p.exists() for p in paths)
 release()
-print(made, path.exists())
+torch.distributed.barrier()
+Path(sys.argv[-1], f"rank_{torch.distributed.get_rank()}").write_text(f"{made} {not any(p.exists() for p in paths)}")
 """
 
 
 @pytest.mark.skipif(not Path(SHM_DIR).is_dir(), reason="no /dev/shm on this OS")
-def test_init_distributed_leaves_no_shm_buffer():
-    """DeepSpeed's CPU shm op makes a 66 MB /dev/shm segment per rank and never unlinks it; init_distributed does."""
-    r = subprocess.run([sys.executable, "-c", SHM_PROBE], env=clean_env(), cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_init_distributed_leaves_no_shm_buffer(tmp_path, ranks):
+    """DeepSpeed's CPU shm op makes a 66 MB /dev/shm segment per rank and never unlinks it; init_distributed does
+    (on one process, and on two ranks under the launcher, where every rank maps its peer's segment first)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(SHM_PROBE)
+    argv = [sys.executable, str(probe), str(tmp_path)]
+    if ranks > 1:
+        launcher = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or "deepspeed"
+        argv = [launcher, "--num_gpus", str(ranks), "--master_port", str(_free_port()), str(probe), str(tmp_path)]
+    r = subprocess.run(argv, env=clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.split()[-2:] == ["True", "False"], r.stdout[-2000:]    # the name is DeepSpeed's, and it is gone
+    seen = [(tmp_path / f"rank_{i}").read_text() for i in range(ranks)]
+    assert seen == ["True True"] * ranks     # made (the names are DeepSpeed's), then gone
 
 
 def test_pretrain_one_process_end_to_end(tmp_path):
