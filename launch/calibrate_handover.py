@@ -1,0 +1,67 @@
+"""Calibrate the ce LMMSE handover gate of a model on the seen link family (icwm.eval.handover_gate).
+
+    python launch/calibrate_handover.py [--config YAML] [key=value ...]
+    (keys of icwm.eval.handover_gate.GateConfig: model=shipped|DIR family=... episodes=96 out=... apply_to=DIR)
+
+Prints the pooled NMSE (dB) of the blends per pair position, the fitted (a, b) and its cost beside the model's
+own gate; writes them to ``out`` (JSON); with ``apply_to=DIR`` saves the model with the fitted gate there.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from icwm.config import load_cli  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    from icwm.eval.handover_gate import (BLENDS, GateConfig, blend_errors, fit_gate, gate_cost, handover_of,
+                                         pooled_db)
+    try:
+        cfg = load_cli(GateConfig, argv)
+    except ValueError as err:
+        print(f"calibrate_handover: {err}", file=sys.stderr)
+        return 2
+    from icwm.data.config import load_family
+    from icwm.infer import METADATA, SHIPPED, FewShotModel, save_pretrained
+    fsm = FewShotModel.from_pretrained(None if cfg.model == "shipped" else cfg.model)
+    model = fsm.model.eval()
+    ho = handover_of(model)
+    systems = load_family(cfg.family)
+    db = pooled_db(blend_errors(model, systems, cfg))
+    own = (float(ho.gate_a.detach()), float(ho.gate_b.detach()))
+    a, b = fit_gate(db)
+    print("j   " + " ".join(f"g={g:<5.3g}" for g in BLENDS))
+    for j in sorted({j for j, _ in db}):
+        print(f"{j:<3d} " + " ".join(f"{db[(j, g)]:7.2f}" for g in BLENDS))
+    res = {"fitted": {"a": a, "b": b, "cost_db": gate_cost(db, a, b)},
+           "model": {"a": own[0], "b": own[1], "cost_db": gate_cost(db, *own)},
+           "family": cfg.family, "systems": [s.name for s in systems], "episodes_per_system": cfg.episodes,
+           "pairs": cfg.pairs, "seed": cfg.seed, "model_path": cfg.model,
+           "pooled_db": {f"{j},{g}": v for (j, g), v in db.items()}}
+    print(f"fitted a = {a}, b = {b}: summed {res['fitted']['cost_db']:.2f} dB; the model's a = {own[0]:.3g}, "
+          f"b = {own[1]:.3g}: {res['model']['cost_db']:.2f} dB")
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg.out).write_text(json.dumps(res, indent=1))
+    if cfg.apply_to:
+        ho.gate_a.data.fill_(a)
+        ho.gate_b.data.fill_(b)
+        src = Path(SHIPPED if cfg.model == "shipped" else cfg.model) / METADATA
+        meta = {k: v for k, v in (json.loads(src.read_text()) if src.is_file() else {}).items()
+                if k not in ("parameters", "torch")}
+        note = (f"ce handover gate set to a = {a}, b = {b} by launch/calibrate_handover.py ({cfg.family}, "
+                f"{cfg.episodes} episodes per system, seed {cfg.seed!r})")
+        meta["post_training"] = "; ".join(x for x in (meta.get("post_training"), note) if x)
+        print(f"saved {save_pretrained(model, fsm.cfg, cfg.apply_to, meta)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
