@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -10,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_measure_bf_votes_smoke(capsys):
     spec = importlib.util.spec_from_file_location("votes", ROOT / "scripts" / "measure_bf_votes.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod          # the script's dataclass looks its module up there
     spec.loader.exec_module(mod)
     assert mod.main(["episodes=1", "chunk=1"]) == 0
     rows = [ln for ln in capsys.readouterr().out.splitlines() if "paired change" in ln]
