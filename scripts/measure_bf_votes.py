@@ -26,6 +26,8 @@ JS = (1, 2, 4, 8, 16)
 
 @dataclass
 class VoteCheck:
+    """What to measure: model, family, sample sizes, the vote weight to compare with 0, seed prefix."""
+
     model: str = "shipped"                           # "shipped" or a save_pretrained directory
     family: str = "configs/systems/dual_seen.yaml"
     episodes: int = 96                               # per system
@@ -34,7 +36,8 @@ class VoteCheck:
     seed: str = "vote-seen"
 
     def __post_init__(self) -> None:
-        check(self.episodes >= 1 and self.chunk >= 1, "episodes", "episodes and chunk >= 1", self.episodes)
+        for name in ("episodes", "chunk"):
+            check(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
 
 
 def main(argv: list[str]) -> int:

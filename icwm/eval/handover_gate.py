@@ -55,8 +55,12 @@ def handover_of(model: torch.nn.Module) -> LmmseHandover:
 def blend_errors(model: torch.nn.Module, systems: Iterable[SystemConfig], cfg: GateConfig) -> dict:
     """Per-episode NMSE (linear) of each blend at each pair position.
 
+    Args:
+        model: an ``ICWM`` with the ce handover (its gate is restored on return).
+        systems: link systems to draw ce episodes from.  cfg: sample sizes and seed prefix.
     Returns:
-        ``{(j, g): tensor [episodes x systems]}`` for j = 1 .. pairs - 1 and g in ``BLENDS``.
+        ``{(j, g): tensor [N]}``, N = systems x episodes (all systems' episodes in order), for j = 1 .. pairs - 1
+        and g in ``BLENDS``.
     """
     ce, ho = task_registry.get("ce"), handover_of(model)
     saved = (ho.gate_a.detach().clone(), ho.gate_b.detach().clone())
@@ -84,7 +88,7 @@ def blend_errors(model: torch.nn.Module, systems: Iterable[SystemConfig], cfg: G
 
 
 def pooled_db(errs: dict) -> dict:
-    """``{(j, g): NMSE dB of the mean}`` of ``blend_errors``' output."""
+    """``{(j, g): NMSE dB of the mean}`` (j: earlier pairs, g: LMMSE weight) of ``blend_errors``' output."""
     return {key: 10.0 * math.log10(float(v.mean())) for key, v in errs.items()}
 
 
@@ -94,13 +98,17 @@ def gate_value(a: float, b: float, j: int) -> float:
 
 
 def gate_cost(db: dict, a: float, b: float) -> float:
-    """Summed dB over j of the blend at g(j), linear in g between the grid's points."""
+    """Summed dB over j of the blend at g(j), linear in g between the grid's points (held at the end points outside).
+
+    Args:
+        db: ``{(j, g): dB}`` as from ``pooled_db``: every j with the same g grid.  a, b: the gate's constants.
+    """
     gs = sorted({g for _, g in db})
     js = sorted({j for j, _ in db})
     total = 0.0
     for j in js:
-        g = gate_value(a, b, j)
-        hi = next((i for i, x in enumerate(gs) if x >= g), len(gs) - 1)
+        g = min(max(gate_value(a, b, j), gs[0]), gs[-1])
+        hi = next(i for i, x in enumerate(gs) if x >= g)
         lo = max(hi - 1, 0)
         w = 0.0 if hi == lo else (g - gs[lo]) / (gs[hi] - gs[lo])
         total += (1 - w) * db[(j, gs[lo])] + w * db[(j, gs[hi])]

@@ -318,7 +318,7 @@ class Sub6Head(nn.Module):
         fit = self.demo_fit and hx.shape[1] > 1
         if self.task == "bf":
             if self.demo_fit:
-                w = self.prior_w.clamp_min(0.0)                          # w >= 0: the prior's argmax is kept
+                w = self.prior_w.clamp_min(1e-3)                         # w > 0: the prior's argmax is kept
                 o = torch.exp(o.clamp(-5.0, 5.0)) * w * ctx["prior"]
             if fit:
                 o = o + self.vote_w * self.vote(h, ctx["label"], o.shape[-1])
