@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from icwm import tasks as task_registry  # noqa: E402
 from icwm.config import check, load_cli  # noqa: E402
 from icwm.data.config import load_family  # noqa: E402
-from icwm.data.shards import stable_seed  # noqa: E402
+from icwm.eval.runner import episodes  # noqa: E402
 from icwm.infer import FewShotModel  # noqa: E402
 
 JS = (1, 2, 4, 8, 16)
@@ -47,9 +47,7 @@ def main(argv: list[str]) -> int:
     res: dict[tuple, list[torch.Tensor]] = {}
     with torch.inference_mode():
         for s in load_family(cfg.family):
-            for c, start in enumerate(range(0, cfg.episodes, cfg.chunk)):
-                rng = torch.Generator().manual_seed(stable_seed(cfg.seed, s.name, c))
-                smp = bf.generate(s, min(cfg.chunk, cfg.episodes - start), max(JS) + 1, rng)
+            for smp in episodes(bf, s, cfg.episodes, max(JS) + 1, cfg.chunk, (cfg.seed, s.name)):
                 batch = {"task": "bf", "k": max(JS), **{k: smp[k] for k in (*bf.X_KEYS, *bf.Y_KEYS)}}
                 for w in (0.0, cfg.weight):
                     head.vote_w.fill_(w)

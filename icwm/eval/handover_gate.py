@@ -16,7 +16,7 @@ import torch
 
 from icwm import tasks as task_registry
 from icwm.config import check
-from icwm.data.shards import stable_seed
+from icwm.eval.runner import episodes
 from icwm.model.handover import LmmseHandover
 from icwm.wireless.sysconfig import SystemConfig
 
@@ -67,9 +67,7 @@ def blend_errors(model: torch.nn.Module, systems: Iterable[SystemConfig], cfg: G
     errs: dict[tuple[int, float], list[torch.Tensor]] = {}
     try:
         for system in systems:
-            for c, start in enumerate(range(0, cfg.episodes, cfg.chunk)):
-                rng = torch.Generator().manual_seed(stable_seed(cfg.seed, system.name, c))
-                smp = ce.generate(system, min(cfg.chunk, cfg.episodes - start), cfg.pairs, rng)
+            for smp in episodes(ce, system, cfg.episodes, cfg.pairs, cfg.chunk, (cfg.seed, system.name)):
                 batch = {"task": "ce", "k": cfg.pairs - 1, **{k: smp[k] for k in (*ce.X_KEYS, *ce.Y_KEYS)}}
                 ests = []
                 for a in (-60.0, 60.0):                 # gate 0 (head) and gate 1 (LMMSE) at every j >= 1
