@@ -6,8 +6,9 @@ naming the offending field, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -85,6 +86,22 @@ def load_cli(cls: type[T], argv: Sequence[str]) -> T:
     """``--config PATH key=value ...`` (as entry points receive them) -> a ``cls`` instance (see ``load_config``)."""
     path, overrides = split_cli(argv)
     return load_config(cls, path, overrides)
+
+
+def entry_config(argv: Sequence[str], doc: str, prog: str, config_class: Callable[[], type[T]]) -> T | int:
+    """An entry point's config from its command line, or the exit code when there is nothing to run.
+
+    ``-h`` / ``--help`` prints ``doc`` and gives 0; a bad value prints ``prog: <the ValueError naming the field>`` to
+    stderr and gives 2. ``config_class`` returns the config dataclass (a callable, so that ``--help`` imports nothing).
+    """
+    if any(a in ("-h", "--help") for a in argv):
+        print(doc)
+        return 0
+    try:
+        return load_cli(config_class(), argv)
+    except ValueError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
 
 
 def check(cond: bool, field: str, expected: str, got: Any) -> None:

@@ -14,21 +14,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from icwm.config import load_cli  # noqa: E402
+from icwm.config import entry_config  # noqa: E402
+
+
+def config_class() -> type:
+    from icwm.eval.handover_gate import GateConfig
+    return GateConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    from icwm.eval.handover_gate import (BLENDS, GateConfig, blend_errors, fit_gate, gate_cost, handover_of,
-                                         pooled_db)
-    try:
-        cfg = load_cli(GateConfig, argv)
-    except ValueError as err:
-        print(f"calibrate_handover: {err}", file=sys.stderr)
-        return 2
+    cfg = entry_config(sys.argv[1:] if argv is None else argv, __doc__, "calibrate_handover", config_class)
+    if isinstance(cfg, int):
+        return cfg
+    from icwm.eval.handover_gate import BLENDS, blend_errors, fit_gate, gate_cost, handover_of, pooled_db
     from icwm.data.config import load_family
     from icwm.infer import METADATA, SHIPPED, FewShotModel, save_pretrained
     fsm = FewShotModel.from_pretrained(None if cfg.model == "shipped" else cfg.model)

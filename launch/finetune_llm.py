@@ -18,21 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from icwm.config import load_cli  # noqa: E402
+from icwm.config import entry_config  # noqa: E402
+
+
+def config_class() -> type:
+    from adapters_llm.config import FinetuneConfig
+    return FinetuneConfig
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``--config PATH key=value ...``, fine-tune, print the summary line."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    try:
-        from adapters_llm.config import FinetuneConfig
-        cfg = load_cli(FinetuneConfig, argv)
-    except ValueError as err:
-        print(f"finetune_llm: {err}", file=sys.stderr)
-        return 2
+    cfg = entry_config(sys.argv[1:] if argv is None else argv, __doc__, "finetune_llm", config_class)
+    if isinstance(cfg, int):
+        return cfg
     from adapters_llm.run import finetune
     try:
         s = finetune(cfg)

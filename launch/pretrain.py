@@ -17,21 +17,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from icwm.config import load_cli  # noqa: E402
+from icwm.config import entry_config  # noqa: E402
+
+
+def config_class() -> type:
+    from icwm.train.config import PretrainConfig
+    return PretrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``--config PATH key=value ...``, train, and print where the results are."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    try:
-        from icwm.train.config import PretrainConfig
-        cfg = load_cli(PretrainConfig, argv)
-    except ValueError as err:
-        print(f"pretrain: {err}", file=sys.stderr)
-        return 2
+    cfg = entry_config(sys.argv[1:] if argv is None else argv, __doc__, "pretrain", config_class)
+    if isinstance(cfg, int):
+        return cfg
     from icwm.train.loop import pretrain
     summary = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) == 0:

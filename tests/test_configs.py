@@ -94,3 +94,14 @@ def test_pretrain_cross_field_checks_name_the_field():
     assert cfg.global_batch(world_size=2) == 30
     assert cfg.deepspeed.resolved_precision(on_gpu=False) == "fp32"
     assert cfg.deepspeed.resolved_precision(on_gpu=True) == "bf16"
+
+
+def test_entry_config_help_bad_value_and_good_value(capsys):
+    from icwm.config import entry_config
+    from icwm.eval.handover_gate import GateConfig
+    assert entry_config(["--help"], "the doc", "prog", lambda: GateConfig) == 0
+    assert capsys.readouterr().out == "the doc\n"
+    assert entry_config(["episodes=0"], "the doc", "prog", lambda: GateConfig) == 2
+    assert capsys.readouterr().err.startswith("prog: episodes: expected an integer >= 1")
+    cfg = entry_config(["episodes=3"], "the doc", "prog", lambda: GateConfig)
+    assert isinstance(cfg, GateConfig) and cfg.episodes == 3
