@@ -113,18 +113,21 @@ def test_engine_steps_equal_a_plain_torch_loop(stage):
 
 def run_pretrain(out: Path, *overrides: str, ranks: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python launch/pretrain.py`` (1 rank) or ``deepspeed --num_gpus N launch/pretrain.py`` on CPU."""
-    args = [str(ROOT / "launch" / "pretrain.py"), "--config", str(DEBUG), f"train.out_dir={out}",
-            "train.progress=false", *overrides]
-    if ranks == 1:
-        argv = [sys.executable, *args]
-    else:
-        launcher = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or "deepspeed"
-        argv = [launcher, "--num_gpus", str(ranks), "--master_port", str(_free_port()), *args]
+    argv = launch_argv(ranks, str(ROOT / "launch" / "pretrain.py"), "--config", str(DEBUG), f"train.out_dir={out}",
+                       "train.progress=false", *overrides)
     before = shm_buffers()
     r = subprocess.run(argv, env=clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     assert shm_buffers() <= before      # DeepSpeed's per-rank shm all-reduce buffers are released, not left in RAM
     return r
+
+
+def launch_argv(ranks: int, script: str, *args: str) -> list[str]:
+    """``python SCRIPT ARGS`` (1 rank) or ``deepspeed --num_gpus N --master_port FREE SCRIPT ARGS`` (CPU ranks)."""
+    if ranks == 1:
+        return [sys.executable, script, *args]
+    launcher = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or "deepspeed"
+    return [launcher, "--num_gpus", str(ranks), "--master_port", str(_free_port()), script, *args]
 
 
 def shm_buffers() -> set[str]:
@@ -165,11 +168,7 @@ def test_init_distributed_leaves_no_shm_buffer(tmp_path, ranks):
         pytest.skip("DeepSpeed's CPU shm op is not in use here")
     probe = tmp_path / "probe.py"
     probe.write_text(SHM_PROBE)
-    argv = [sys.executable, str(probe), str(tmp_path)]
-    if ranks > 1:
-        launcher = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or "deepspeed"
-        argv = [launcher, "--num_gpus", str(ranks), "--master_port", str(_free_port()), str(probe), str(tmp_path)]
-    r = subprocess.run(argv, env=clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(launch_argv(ranks, str(probe), str(tmp_path)), env=clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     seen = [(tmp_path / f"rank_{i}").read_text() for i in range(ranks)]
     assert seen == ["True True"] * ranks     # made (the names are DeepSpeed's), then gone
