@@ -26,9 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = entry_config(sys.argv[1:] if argv is None else argv, __doc__, "calibrate_handover", config_class)
     if isinstance(cfg, int):
         return cfg
-    from icwm.eval.handover_gate import BLENDS, blend_errors, fit_gate, gate_cost, handover_of, pooled_db
+    try:
+        calibrate(cfg)
+    except (ValueError, FileNotFoundError) as err:       # no such model / family, a model without the handover
+        print(f"calibrate_handover: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def calibrate(cfg) -> None:
+    """Fit the gate, print and write the table, and save the model with it when ``cfg.apply_to`` is set."""
     from icwm.data.config import load_family
-    from icwm.infer import METADATA, SHIPPED, FewShotModel, save_pretrained
+    from icwm.eval.handover_gate import BLENDS, blend_errors, fit_gate, gate_cost, handover_of, pooled_db
+    from icwm.infer import FewShotModel
     fsm = FewShotModel.from_pretrained(None if cfg.model == "shipped" else cfg.model)
     model = fsm.model.eval()
     ho = handover_of(model)
@@ -51,14 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.apply_to:
         ho.gate_a.data.fill_(a)
         ho.gate_b.data.fill_(b)
-        src = Path(SHIPPED if cfg.model == "shipped" else cfg.model) / METADATA
-        meta = {k: v for k, v in (json.loads(src.read_text()) if src.is_file() else {}).items()
-                if k not in ("parameters", "torch")}
-        note = (f"ce handover gate set to a = {a}, b = {b} by launch/calibrate_handover.py ({cfg.family}, "
-                f"{cfg.episodes} episodes per system, seed {cfg.seed!r})")
-        meta["post_training"] = "; ".join(x for x in (meta.get("post_training"), note) if x)
-        print(f"saved {save_pretrained(model, fsm.cfg, cfg.apply_to, meta)}")
-    return 0
+        print(f"saved {save_with_gate(fsm, cfg, a, b)}")
+
+
+def save_with_gate(fsm, cfg, a: float, b: float) -> Path:
+    """``save_pretrained`` to ``cfg.apply_to``, the source's metadata carried over with a note of the new gate."""
+    from icwm.infer import METADATA, SHIPPED, save_pretrained
+    src = Path(SHIPPED if cfg.model == "shipped" else cfg.model) / METADATA
+    meta = {k: v for k, v in (json.loads(src.read_text()) if src.is_file() else {}).items()
+            if k not in ("parameters", "torch")}
+    note = (f"ce handover gate set to a = {a}, b = {b} by launch/calibrate_handover.py ({cfg.family}, "
+            f"{cfg.episodes} episodes per system, seed {cfg.seed!r})")
+    meta["post_training"] = "; ".join(x for x in (meta.get("post_training"), note) if x)
+    return save_pretrained(fsm.model, fsm.cfg, cfg.apply_to, meta)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,9 @@ def test_launch_calibrate_handover_end_to_end(tmp_path):
     meta = json.loads((tmp_path / "m2" / "metadata.json").read_text())
     assert meta["post_training"].startswith("earlier note; ce handover gate set to")
     assert mod.main([f"model={tmp_path / 'm'}", "episodes=0"]) == 2                # bad input: exit 2
+    assert mod.main([f"model={tmp_path / 'm'}", f"family={tmp_path / 'none.yaml'}", f"out={tmp_path / 'x.json'}"]) == 2
+    assert mod.main([f"model={tmp_path / 'none'}", f"out={tmp_path / 'x.json'}"]) == 2
+    assert not (tmp_path / "x.json").exists()                                   # nothing written on a failed run
 
 
 def test_model_without_handover_is_refused():
