@@ -117,7 +117,8 @@ def _npy_bytes(x: torch.Tensor, key: str) -> bytes:
 
 def _check_output(out: dict[str, torch.Tensor], module: ModuleType, spec: ShardSpec) -> None:
     lead = (spec.n_groups, spec.samples_per_group)
-    for key in tuple(getattr(module, "X_KEYS", ())) + tuple(getattr(module, "Y_KEYS", ())):
+    xk = task_registry.x_keys(module, out) if hasattr(module, "X_KEYS") else ()
+    for key in tuple(xk) + tuple(getattr(module, "Y_KEYS", ())):
         check(key in out, f"{spec.task}.generate", f"output with key {key!r}", sorted(out))
     for key, x in out.items():
         check("." not in key and key not in ("meta", "__key__"), f"{spec.task}.generate key", "a name without '.', "
@@ -136,7 +137,7 @@ def encode_records(out: dict[str, torch.Tensor], spec: ShardSpec, module: Module
                 "system_name": spec.system.name, "system_index": spec.system_index, "base_seed": spec.base_seed,
                 "seed": spec.seed, "shard": spec.file, "shard_index": spec.shard_index, "group": spec.first_group + g,
                 "group_in_shard": g, "samples": spec.samples_per_group, "keys": keys,
-                "x_keys": list(getattr(module, "X_KEYS", ())), "y_keys": list(getattr(module, "Y_KEYS", ())),
+                "x_keys": list(task_registry.x_keys(module, out) if hasattr(module, "X_KEYS") else ()), "y_keys": list(getattr(module, "Y_KEYS", ())),
                 "versions": versions}
         rec = {"__key__": f"{spec.first_group + g:06d}", META_MEMBER: json.dumps(meta, sort_keys=True).encode()}
         rec.update({f"{k}.npy": _npy_bytes(v[g], k) for k, v in out.items()})

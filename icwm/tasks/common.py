@@ -68,3 +68,38 @@ def channel_nmse(pred: dict, sample: dict, key: str) -> torch.Tensor:
 def nmse_report(e: torch.Tensor) -> dict[str, torch.Tensor]:
     """``nmse`` [N] (linear) and ``nmse_db`` [N] of per-sample NMSE values."""
     return {"nmse": e, "nmse_db": 10.0 * torch.log10(e.clamp_min(1e-12))}
+
+
+# ---- latent form (docs/contracts.md "Latent form"; ../shared/ICL.md) --------------------------------------------
+LATENT_PREFIX = "latent_"    # theta: read only by the oracle and by metrics (physics), never by other methods
+PRIOR_PREFIX = "prior_"      # centre of a scalar latent's range: the value a blind method assumes
+ORACLE_PREFIX = "oracle_"    # oracle prediction computed at generation from statistics too large to store
+LATENT_METHODS = ("oracle", "blind", "in_context")   # the three baselines every task returns in the latent form
+
+
+def is_latent(sample: dict) -> bool:
+    """True for samples of the latent form (they carry ``latent_*`` fields)."""
+    return any(key.startswith(LATENT_PREFIX) for key in sample)
+
+
+def episode_scalar(rng_range: list[float], n_groups: int, n_per_group: int, rng: torch.Generator) -> torch.Tensor:
+    """One uniform draw per group (episode) in ``rng_range``, shared by its samples: [group, sample] float32."""
+    v = uniform(rng_range[0], rng_range[1], (n_groups,), rng)
+    return v[:, None].expand(n_groups, n_per_group).contiguous()
+
+
+def latent_fields(name: str, value: torch.Tensor, rng_range: list[float] | None = None) -> dict[str, torch.Tensor]:
+    """``latent_<name>`` = ``value`` [group, sample, ...] and, for a scalar latent with a range,
+    ``prior_<name>`` [group, sample] = the centre of the range."""
+    out = {LATENT_PREFIX + name: value}
+    if rng_range is not None:
+        out[PRIOR_PREFIX + name] = torch.full(tuple(value.shape[:2]), 0.5 * (rng_range[0] + rng_range[1]))
+    return out
+
+
+def given_or_latent(sample: dict, name: str) -> torch.Tensor:
+    """The true value of a parameter: the x field ``name`` (given form) or ``latent_<name>`` (latent form).
+
+    For metrics (physics, e.g. the noise level an SINR is measured at) and oracles only.
+    """
+    return sample[name] if name in sample else sample[LATENT_PREFIX + name]

@@ -12,6 +12,7 @@ from icwm.config import check
 
 SCENARIOS = ("uma", "umi", "rma")
 ARRAY_KINDS = ("upa", "ula")
+FORMS = ("given", "latent")
 
 
 @dataclass
@@ -60,6 +61,28 @@ class DualBandConfig:
 
 
 @dataclass
+class LatentConfig:
+    """Ranges of the latent parameters theta of the latent form (docs/contracts.md, ../shared/ICL.md section 2).
+
+    theta is drawn once per episode (one group), uniformly in these ranges; the SNR latent of pre_sr, pre_mm, det,
+    ce, cp and pf is drawn from ``SystemConfig.snr_db``.
+    """
+
+    panel_offset_deg: list[float] = field(default_factory=lambda: [-20.0, 20.0])   # bf: mmWave panel rotation
+    power_offset_db: list[float] = field(default_factory=lambda: [-10.0, 10.0])    # de / pe: cell transmit power
+    oracle_snapshots: int = 512      # ce / cp / pf: further snapshots of the same link the oracle's statistics use
+
+    def __post_init__(self) -> None:
+        for name in ("panel_offset_deg", "power_offset_db"):
+            rng = getattr(self, name)
+            check(len(rng) == 2 and rng[0] <= rng[1], f"latent.{name}", "a range [low, high] with low <= high", rng)
+        check(-90.0 < self.panel_offset_deg[0] and self.panel_offset_deg[1] < 90.0, "latent.panel_offset_deg",
+              "offsets inside (-90, 90) degrees", self.panel_offset_deg)
+        check(self.oracle_snapshots >= 0, "latent.oracle_snapshots", "an integer >= 0 (0: no oracle)",
+              self.oracle_snapshots)
+
+
+@dataclass
 class SystemConfig:
     """One system configuration. Ranges are ``[low, high]`` and sampled uniformly per drop/sample."""
 
@@ -79,8 +102,11 @@ class SystemConfig:
     bs_height_m: float = 25.0
     ue_height_m: float = 1.5
     dual_band: DualBandConfig = field(default_factory=DualBandConfig)
+    form: str = "given"                     # "given": the query carries every system parameter; "latent": theta
+    latent: LatentConfig = field(default_factory=LatentConfig)   # is drawn per episode and omitted from x
 
     def __post_init__(self) -> None:
+        check(self.form in FORMS, "form", f"one of {FORMS}", self.form)
         check(self.scenario in SCENARIOS, "scenario", f"one of {SCENARIOS}", self.scenario)
         check(self.carrier_hz > 0, "carrier_hz", "a positive frequency in Hz", self.carrier_hz)
         check(self.num_users >= 1, "num_users", "an integer >= 1", self.num_users)
