@@ -1,4 +1,4 @@
-"""Benchmarks: ``python launch/bench.py [--suite data,solvers,train,infer,llm] [--quick] [--out bench.json]``.
+"""Benchmarks: ``python launch/bench.py [--suite data,latent,solvers,train,infer,llm] [--quick] [--out bench.json]``.
 
 Each suite is a module ``icwm.bench.<suite>`` with ``run(quick) -> list[dict]``; ratios are measured side by side in
 one process. Writes one JSON (rows + machine facts) and the same table as Markdown beside it (``--out`` with ``.md``).
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-SUITES = {"data": ("channels", "data"), "solvers": ("solvers",), "train": ("train",), "infer": ("infer",),
-          "llm": ("llm",)}
+SUITES = {"data": ("channels", "data"), "latent": ("latent",), "solvers": ("solvers",), "train": ("train",),
+          "infer": ("infer",), "llm": ("llm",)}
 
 
 def machine() -> dict:

@@ -1,7 +1,9 @@
 """Evaluation plots (matplotlib, Agg backend, PNG): per task, the primary metric vs k, one panel per family.
 
 The model is a curve over k; baselines without demonstrations are horizontal lines; baselines that use the
-episode's demos (de / pe k-NN) are dashed curves.
+episode's demos (de / pe k-NN) are dashed curves. On latent-form families (scored against oracle and blind) the
+oracle and blind are horizontal lines and a second row of panels shows the ICL efficiency eta(k) of every method
+with its paired standard error (``icwm.eval.eta``).
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from icwm.eval.report import PRIMARY  # noqa: E402
+from icwm.eval.report import PRIMARY, has_eta  # noqa: E402
 from icwm.eval.runner import ALL, MODEL, EvalResult  # noqa: E402
+
+
+FLAT = {"oracle": {"color": "k", "ls": "--"}, "blind": {"color": "0.5", "ls": ":"}}   # latent references
 
 
 def _series(res: EvalResult, task: str, family: str, metric: str) -> dict[str, dict]:
@@ -29,27 +34,52 @@ def _panel(ax, res: EvalResult, task: str, family: str, metric: str) -> None:
     series = _series(res, task, family, metric)
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"][1:] * 4)
     for method, vals in sorted(series.items(), key=lambda kv: (kv[0] != MODEL, kv[0])):
-        if None in vals:
-            ax.axhline(vals[None], ls=":", lw=1.2, color=next(colors), label=method)
+        if None in vals or method in FLAT:
+            ref = FLAT.get(method, {})
+            ax.axhline(vals.get(None, vals.get(min(vals))), ls=ref.get("ls", ":"), lw=1.4,
+                       color=ref.get("color", next(colors)), label=method)
             continue
         ks = sorted(vals)
         style = dict(color="C0", lw=2.0, marker="o") if method == MODEL else dict(color=next(colors), ls="--", marker=".")
         ax.plot(ks, [vals[k] for k in ks], label=method, **style)
+    _k_axis(ax, res)
+    ax.set_title(family)
+
+
+def _k_axis(ax, res: EvalResult) -> None:
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xticks(res.ks)
     ax.set_xticklabels([str(k) for k in res.ks])
-    ax.set_title(family)
     ax.set_xlabel("demonstrations k")
     ax.grid(True, alpha=0.3)
 
 
+def _eta_panel(ax, res: EvalResult, task: str, family: str) -> None:
+    """eta(k) +- one paired standard error per method (no panel content when the family teaches nothing)."""
+    eta, se = _series(res, task, family, "eta"), _series(res, task, family, "eta_se")
+    for i, (method, vals) in enumerate(sorted(eta.items(), key=lambda kv: (kv[0] != MODEL, kv[0]))):
+        ks = [k for k in sorted(vals) if vals[k] == vals[k]]
+        if not ks:
+            continue
+        style = dict(color="C0", lw=2.0, marker="o") if method == MODEL else dict(color=f"C{i + 1}", ls="--", marker=".")
+        ax.errorbar(ks, [vals[k] for k in ks], yerr=[se[method].get(k, 0.0) for k in ks], label=method, capsize=2,
+                    **style)
+    ax.axhline(1.0, color="k", ls="--", lw=1.0)
+    ax.axhline(0.0, color="0.5", ls=":", lw=1.0)
+    _k_axis(ax, res)
+    ax.set_ylabel("ICL efficiency eta")
+
+
 def plot_task(res: EvalResult, task: str, path: Path) -> Path:
-    """Write the PNG of ``task`` (primary metric vs k, one panel per family) to ``path``."""
+    """Write the PNG of ``task`` (primary metric vs k, one panel per family; eta below on latent families)."""
     metric = PRIMARY[task][0]
     fams = [f for f in res.systems if any(r["task"] == task and r["family"] == f for r in res.rows)]
-    fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.4), squeeze=False)
-    for ax, fam in zip(axes[0], fams):
-        _panel(ax, res, task, fam, metric)
+    with_eta = any(has_eta(res, task, f) for f in fams)
+    fig, axes = plt.subplots(1 + with_eta, len(fams), figsize=(4.2 * len(fams), 3.4 * (1 + with_eta)), squeeze=False)
+    for i, fam in enumerate(fams):
+        _panel(axes[0][i], res, task, fam, metric)
+        if with_eta:
+            _eta_panel(axes[1][i], res, task, fam) if has_eta(res, task, fam) else axes[1][i].axis("off")
     axes[0][0].set_ylabel(metric)
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle(f"{task}: {metric} vs k ({res.model})", fontsize=10)

@@ -10,14 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 from icwm.eval.config import TargetsConfig
+from icwm.eval.eta import PRIMARY  # noqa: F401  (re-exported: compare and plots read it here)
 from icwm.eval.runner import ALL, COLUMNS, MODEL, SE_K0, SE_STEP, EvalResult
-
-# task -> (primary metric, +1 if larger is better else -1): the metric plotted and checked for "improves with k".
-PRIMARY: dict[str, tuple[str, int]] = {
-    "pre_sr": ("sum_rate", 1), "pre_mm": ("min_sinr_db", 1), "det": ("ser", -1), "ce": ("nmse_mean_db", -1),
-    "cp": ("nmse_mean_db", -1), "pf": ("nmse_mean_db", -1), "bf": ("top1", 1), "de": ("mae_m", -1),
-    "pe": ("nmse_mean_db", -1),
-}
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -161,7 +155,7 @@ def monotone_targets(res: EvalResult, t: TargetsConfig) -> list[dict]:
             if len(vals) < 2 or any(v is None or not math.isfinite(v) for v in vals):
                 continue
             s = [sign * v for v in vals]
-            if task in QUERY_COMPLETE:
+            if task in QUERY_COMPLETE and not has_eta(res, task, fam):
                 out.append(_flat_target(res, task, metric, fam, s, t))
                 continue
             total = s[-1] - s[0]
@@ -181,8 +175,43 @@ def targets(res: EvalResult, t: TargetsConfig) -> list[dict]:
 
 
 def is_se(metric: str) -> bool:
-    """A paired standard-error row (kept in results.csv, left out of the tables)."""
-    return metric.endswith((SE_STEP, SE_K0))
+    """A paired standard-error or ICL-efficiency row (kept in results.csv, left out of the metric tables)."""
+    return metric.endswith((SE_STEP, SE_K0)) or metric in ETA_METRICS
+
+
+ETA_METRICS = ("eta", "eta_se", "gap", "gap_se")
+
+
+def has_eta(res: EvalResult, task: str, family: str) -> bool:
+    """True when the family's episodes of ``task`` were scored against oracle and blind (the latent form)."""
+    return any(r["task"] == task and r["family"] == family and r["metric"] == "gap" for r in res.rows)
+
+
+def _pooled_value(res: EvalResult, task: str, family: str, method: str, k: int, metric: str) -> Optional[float]:
+    r = next((r for r in res.rows if (r["task"], r["family"], r["system"], r["method"], r["k"], r["metric"])
+              == (task, family, ALL, method, k, metric)), None)
+    return None if r is None else r["value"]
+
+
+def eta_table(res: EvalResult, task: str, family: str) -> list[str]:
+    """Markdown ICL-efficiency table of one task and latent family: oracle and blind (primary metric), their gap
+    with its standard error, then eta +- its paired standard error per method and k (``icwm.eval.eta``)."""
+    metric = PRIMARY[task][0]
+    k0 = res.ks[0]
+    val = lambda m, k, x: _pooled_value(res, task, family, m, k, x)   # noqa: E731
+    gap, gap_se = val("oracle", k0, "gap"), val("oracle", k0, "gap_se")
+    head = (f"oracle {_fmt(pooled(res.rows, task, family, 'oracle', k0, metric))}, blind "
+            f"{_fmt(pooled(res.rows, task, family, 'blind', k0, metric))} ({metric}); gap {_fmt(gap)} +- {_fmt(gap_se)}")
+    if gap is None or gap_se is None or not abs(gap) > 2 * gap_se:
+        return [head + ": within two standard errors, this family teaches nothing for this task (no eta)."]
+    methods = sorted({r["method"] for r in res.rows if r["task"] == task and r["family"] == family
+                      and r["metric"] == "eta"}, key=lambda m: (m != MODEL, m))
+    lines = [head + ".", "", "| eta | " + " | ".join(f"k={k}" for k in res.ks) + " |", "|---|" + "---|" * len(res.ks)]
+    for m in methods:
+        cells = [f"{_fmt(val(m, k, 'eta'))} +- {_fmt(val(m, k, 'eta_se'))}" if val(m, k, "eta") is not None else "-"
+                 for k in res.ks]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmt(v: Optional[float]) -> str:
@@ -215,6 +244,9 @@ def markdown(res: EvalResult, tgts: list[dict], title: str = "ICWM evaluation") 
         for fam in res.systems:
             if any(r["task"] == task and r["family"] == fam for r in res.rows):
                 out += [f"### {fam}", ""] + task_table(res, task, fam) + [""]
+                if has_eta(res, task, fam):
+                    table = eta_table(res, task, fam)
+                    out += [f"ICL efficiency, {fam}: {table[0]}", *table[1:], ""]
     out += ["## Targets", "", "| target | scope | value | threshold | gap | status |", "|---|---|---|---|---|---|"]
     for t in tgts:
         out.append(f"| {t['target']} | {t['scope']} | {_fmt(t['value'])} | {t['threshold']:g} | {_fmt(t['gap'])} "

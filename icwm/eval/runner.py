@@ -28,6 +28,8 @@ from icwm.config import check
 from icwm.data.config import load_family
 from icwm.data.shards import stable_seed
 from icwm.eval.config import EvalConfig
+from icwm.eval.eta import eta, per_query_metric
+from icwm.tasks.common import PRIOR_PREFIX, is_latent
 from icwm.wireless.sysconfig import SystemConfig
 
 MODEL = "icwm"                   # method name of the native model in the results
@@ -123,13 +125,30 @@ def episodes(task: ModuleType, system: SystemConfig, n: int, n_pairs: int, chunk
         yield task.generate(system, min(chunk, n - start), n_pairs, rng)
 
 
+def model_inputs(task: ModuleType, sample: dict) -> Optional[dict[str, torch.Tensor]]:
+    """The model's x and y tensors of episodes ``[E, pair, ...]``; on latent-form samples each omitted scalar input
+    is fed its ``prior_<key>`` (the centre of the system's latent range: a model trained on the given form sees the
+    nominal value). None when an omitted input has no prior (e.g. det's channel): the model cannot run."""
+    keys = task_registry.x_keys(task, sample)
+    out = {key: sample[key] for key in (*keys, *task.Y_KEYS)}
+    for key in (k for k in task.X_KEYS if k not in keys):
+        if PRIOR_PREFIX + key not in sample:
+            return None
+        out[key] = sample[PRIOR_PREFIX + key]
+    return out
+
+
 def model_query_pred(model: torch.nn.Module, task: ModuleType, sample: dict, k: int,
-                     device: torch.device) -> dict[str, torch.Tensor]:
-    """The model's prediction of the query from the first ``k`` demos: Y_KEYS form ``[E, ...]`` on CPU.
+                     device: torch.device) -> Optional[dict[str, torch.Tensor]]:
+    """The model's prediction of the query from the first ``k`` demos: Y_KEYS form ``[E, ...]`` on CPU (None when
+    the model cannot read the episodes, ``model_inputs``).
 
     The query's labels are replaced by zeros before the forward pass (block-causal: they cannot leak anyway).
     """
-    sub = take({key: sample[key] for key in (*task.X_KEYS, *task.Y_KEYS)}, k)
+    inputs = model_inputs(task, sample)
+    if inputs is None:
+        return None
+    sub = take(inputs, k)
     for key in task.Y_KEYS:
         sub[key] = sub[key].clone()
         sub[key][:, -1] = 0
@@ -150,22 +169,33 @@ def evaluate_chunk(task: ModuleType, sample: dict, ks: list[int], model: Optiona
     """Add the query metrics of the model (each k) and of every baseline on the episodes ``sample`` to ``values``.
 
     Returns:
-        None, or the message of a ``ValueError`` the task's baselines raised (e.g. exhaustive ML detection beyond
-        its user limit): the model's metrics are kept and the caller reports the failure.
+        None, or a note: the message of a ``ValueError`` the task's baselines raised (e.g. exhaustive ML detection
+        beyond its user limit; the model's metrics are kept), or that the model cannot read latent episodes.
     """
     q = query(sample)
+    note = None
     for k in model_ks if model is not None else []:
-        _add(values, MODEL, k, task.metric(model_query_pred(model, task, sample, k, device), q))
+        pred = model_query_pred(model, task, sample, k, device)
+        if pred is None:
+            note = f"model not run: the latent form omits inputs {task.LATENT_X} it needs and has no prior for"
+            break
+        _add(values, MODEL, k, task.metric(pred, q))
     try:
         _baselines(task, sample, ks, q, values)
     except ValueError as err:
-        return str(err)
-    return None
+        return f"baselines failed: {err}"
+    return note
 
 
 def _baselines(task: ModuleType, sample: dict, ks: list[int], q: dict, values: Values) -> None:
-    """Baseline metrics: context baselines at each k >= 1, the others on the query alone (k None)."""
-    if task.ID in CONTEXT_TASKS:
+    """Baseline metrics: on latent episodes every method at every k (oracle and blind read no demos; in_context
+    with k = 0 is blind); on given-form ones context baselines at each k >= 1, the others on the query alone
+    (k None)."""
+    if is_latent(sample):
+        for k in ks:
+            for method, pred in task.baselines(take(sample, k)).items():
+                _add(values, method, k, task.metric(query(pred), q))
+    elif task.ID in CONTEXT_TASKS:
         for k in (k for k in ks if k >= 1):
             for method, pred in task.baselines(take(sample, k)).items():
                 _add(values, method, k, task.metric(query(pred), q))
@@ -220,6 +250,28 @@ def to_rows(task: str, family: str, system: str, values: Values) -> list[dict]:
     return rows
 
 
+def eta_rows(task: str, family: str, system: str, values: Values) -> list[dict]:
+    """ICL efficiency rows (icwm.eval.eta) of every method evaluated at each k, on families whose baselines include
+    ``oracle`` and ``blind`` (the latent form): metrics ``eta`` and ``eta_se`` per (method, k) and, under method
+    ``oracle``, ``gap`` and ``gap_se`` (oracle - blind in the primary metric's scale; eta is NaN when the gap is
+    within two standard errors: the family teaches nothing for this task)."""
+    name, scale = per_query_metric(task)
+    cat = lambda key: torch.cat(values[key][name]) if key in values and name in values[key] else None  # noqa: E731
+    rows = []
+    for k in sorted({k for _, k in values if k is not None}):
+        b, o = cat(("blind", k)), cat(("oracle", k))
+        if b is None or o is None:
+            continue
+        for method in sorted({m for m, kk in values if kk == k and m not in ("oracle", "blind")}):
+            e = eta(cat((method, k)), b, o, scale)
+            rows += [dict(zip(COLUMNS, (task, family, system, method, k, m, v, e.n)))
+                     for m, v in (("eta", e.eta), ("eta_se", e.eta_se))]
+        e = eta(o, b, o, scale)
+        rows += [dict(zip(COLUMNS, (task, family, system, "oracle", k, m, v, e.n)))
+                 for m, v in (("gap", e.gap), ("gap_se", e.gap_se))]
+    return rows
+
+
 def _merge(into: Values, part: Values) -> None:
     for key, metrics in part.items():
         for name, chunks in metrics.items():
@@ -257,11 +309,12 @@ def run(cfg: EvalConfig, model: Optional[torch.nn.Module], families: dict[str, l
                 for sample in episodes(task, system, cfg.episodes, ks[-1] + 1, cfg.batch_size,
                                        (cfg.seed, "eval", fam, system.name, t)):
                     err = evaluate_chunk(task, sample, ks, use, model_ks, device, values)
-                    notes += [f"{t}/{fam}/{system.name}: baselines failed: {err}"] if err else []
+                    notes += [f"{t}/{fam}/{system.name}: {err}"] if err else []
                     bar.update(next(iter(sample.values())).shape[0])
-                rows += to_rows(t, fam, system.name, values)
+                rows += to_rows(t, fam, system.name, values) + eta_rows(t, fam, system.name, values)
                 _merge(pooled, values)
             rows += to_rows(t, fam, ALL, pooled)
+            rows += eta_rows(t, fam, ALL, pooled)
     bar.close()
     return EvalResult(rows, families, ks, model_ks, notes=list(dict.fromkeys(notes)))
 
