@@ -78,8 +78,10 @@ def plot_task(res: EvalResult, task: str, path: Path) -> Path:
     fig, axes = plt.subplots(1 + with_eta, len(fams), figsize=(4.2 * len(fams), 3.4 * (1 + with_eta)), squeeze=False)
     for i, fam in enumerate(fams):
         _panel(axes[0][i], res, task, fam, metric)
-        if with_eta:
-            _eta_panel(axes[1][i], res, task, fam) if has_eta(res, task, fam) else axes[1][i].axis("off")
+        if with_eta and has_eta(res, task, fam):
+            _eta_panel(axes[1][i], res, task, fam)
+        elif with_eta:
+            axes[1][i].axis("off")
     axes[0][0].set_ylabel(metric)
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle(f"{task}: {metric} vs k ({res.model})", fontsize=10)
