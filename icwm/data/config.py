@@ -90,6 +90,7 @@ class DataConfig:
     task_families: dict[str, list[str]] = field(default_factory=dict)  # task -> families used instead of the above
     workers: int = 1                       # generation processes (spawn); 1 = in this process
     verify_existing: bool = True           # resume: re-hash existing shards before skipping them
+    rank_timeout_s: float = 21600.0        # several ranks (torchrun): longest wait for the other ranks, then fail
 
     def __post_init__(self) -> None:
         check(self.split in SPLITS, "split", f"one of {SPLITS}", self.split)
@@ -104,6 +105,7 @@ class DataConfig:
         check(self.groups_per_shard >= 1, "groups_per_shard", "an integer >= 1", self.groups_per_shard)
         check(self.samples_per_group >= 1, "samples_per_group", "an integer >= 1", self.samples_per_group)
         check(self.workers >= 1, "workers", "an integer >= 1", self.workers)
+        check(self.rank_timeout_s > 0, "rank_timeout_s", "a number of seconds > 0", self.rank_timeout_s)
 
     def groups_for(self, task: str) -> int:
         """Groups per system for ``task`` (``task_groups`` override, else ``groups_per_system``)."""

@@ -4,6 +4,10 @@ A shard is a plain tar of records, one record per group of ONE task and ONE syst
 shapes are homogeneous inside a shard. Record ``000012`` holds ``000012.<key>.npy`` per tensor
 (``[sample, ...]``, dtype kept, complex stays complex) and ``000012.meta.json``. Same config and seed give
 byte-identical shards: fixed member order, mtime 0, uid/gid 0, mode 0444, no timestamps in the metadata.
+
+Several ranks (``launch/make_data.py`` under torchrun) split the shards round robin (``rank_share``); each keeps
+its progress in a ``.index.rank-NNNNN.json`` file, and rank 0 merges them into ``index.json`` at the end, so the
+directory is byte-identical to a single-process run's.
 """
 from __future__ import annotations
 
@@ -16,10 +20,10 @@ import multiprocessing
 import os
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -35,11 +39,18 @@ FORMAT = "icwm-shards-v1"
 INDEX_NAME = "index.json"
 META_MEMBER = "meta.json"
 INDEX_EVERY_S = 5.0     # index.json refresh period while writing (resume loses at most this much work)
+PART_GLOB = ".index.rank-*.json"     # per-rank progress of a multi-rank run (merged into index.json, then removed)
 GetTask = Callable[[str], ModuleType]
+Gather = Callable[[object], list]   # all-gather of a picklable object over the ranks: one item per rank, rank order
+T = TypeVar("T")
 
 
 class ShardError(ValueError):
     """A shard is missing, truncated, corrupted or inconsistent with ``index.json``."""
+
+
+class RankError(RuntimeError):
+    """Writing failed on some rank of a multi-rank run; every rank raises it (none waits for a dead one)."""
 
 
 def stable_seed(*parts: object) -> int:
@@ -106,6 +117,17 @@ def plan_shards(cfg: DataConfig, systems: dict[str, list[SystemConfig]]) -> list
                     n_groups=min(cfg.groups_per_shard, total - first), samples_per_group=cfg.samples_per_group,
                     base_seed=cfg.seed))
     return specs
+
+
+def rank_share(items: Sequence[T], rank: int, world_size: int) -> list[T]:
+    """Round-robin share of ``rank`` among ``world_size`` ranks: items ``rank, rank + W, rank + 2W, ...``.
+
+    Over the ranks every item appears exactly once and share sizes differ by at most one; on a plan ordered by
+    task, system, shard each rank gets about 1/W of every (task, system) pair, hence of the cost.
+    """
+    check(world_size >= 1, "world_size", "an integer >= 1", world_size)
+    check(0 <= rank < world_size, "rank", f"an integer in [0, {world_size})", rank)
+    return list(items[rank::world_size])
 
 
 def _npy_bytes(x: torch.Tensor, key: str) -> bytes:
@@ -222,15 +244,43 @@ def load_index(out_dir: str | Path) -> dict:
     return index
 
 
-def _write_index(out_dir: Path, head: dict, entries: list[dict]) -> Path:
-    """Atomically write ``index.json`` = ``head`` (format, config, systems) + shard entries and totals."""
+def _write_index(out_dir: Path, head: dict, entries: list[dict], name: str = INDEX_NAME) -> Path:
+    """Atomically write ``index.json`` (or a rank's progress file ``name``) = ``head`` (format, config, systems)
+    + shard entries and totals."""
     index = {**head, "shards": entries, "total_groups": sum(e["groups"] for e in entries),
              "total_samples": sum(e["samples"] for e in entries)}
-    path = out_dir / INDEX_NAME
-    tmp = out_dir / f".{INDEX_NAME}.{os.getpid()}.tmp"
+    path = out_dir / name
+    tmp = out_dir / f".{name}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
     os.replace(tmp, path)
     return path
+
+
+def _part_name(rank: int) -> str:
+    return PART_GLOB.replace("*", f"{rank:05d}")
+
+
+def _old_entries(out_dir: Path) -> dict[str, dict]:
+    """Shard entries of earlier runs: ``index.json``, updated by the ranks' progress files (newer than it)."""
+    old = {}
+    if (out_dir / INDEX_NAME).is_file():
+        old = {e["file"]: e for e in load_index(out_dir)["shards"]}
+    for part in sorted(out_dir.glob(PART_GLOB)):
+        try:                                  # written atomically; an unreadable one only costs rewrites
+            old.update({e["file"]: e for e in json.loads(part.read_text())["shards"]})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return old
+
+
+def _remove_parts(out_dir: Path) -> None:
+    for part in out_dir.glob(PART_GLOB):
+        part.unlink(missing_ok=True)
+
+
+def _ordered(specs: list[ShardSpec], entries: dict[str, dict]) -> list[dict]:
+    """Entries in plan order (task, system, shard): the index never depends on who wrote what when."""
+    return [entries[s.file] for s in specs if s.file in entries]
 
 
 def _is_complete(spec: ShardSpec, entry: dict | None, out_dir: Path, verify_hash: bool) -> bool:
@@ -253,55 +303,114 @@ class WriteSummary:
     bytes: int
     seconds: float
     index_path: str
+    written_by_rank: list[int] = field(default_factory=list)   # shards written by rank 0, 1, ...
 
 
-def write_shards(cfg: DataConfig, get_task: GetTask | None = None, progress: bool = True) -> WriteSummary:
-    """Write every shard of ``cfg`` (resumable, parallel) and ``index.json``.
+def write_shards(cfg: DataConfig, get_task: GetTask | None = None, progress: bool = True, rank: int = 0,
+                 world_size: int = 1, gather: Gather | None = None) -> WriteSummary:
+    """Write every shard of ``cfg`` (resumable, parallel, optionally over several ranks) and ``index.json``.
 
     Complete shards (listed in an existing index with the same spec fingerprint and, with
     ``cfg.verify_existing``, the same sha256) are skipped; everything else is (re)written atomically.
     The index is refreshed every ``INDEX_EVERY_S`` seconds and at the end, so an interrupted run resumes
-    close to where it stopped (unlisted shard files are rewritten).
+    close to where it stopped (unlisted shard files are rewritten). With ``world_size > 1`` every rank calls
+    this with the same ``cfg``: the remaining shards are split by ``rank_share``, each rank refreshes its own
+    progress file, and rank 0 merges them into ``index.json`` (the same bytes as a single process writes).
 
     Args:
         cfg: the data configuration.
         get_task: task id -> module with ``generate``; default ``icwm.tasks.get``. Must be picklable
             (a module-level function) when ``cfg.workers > 1``.
         progress: show a tqdm bar.
+        rank, world_size: this process among the ranks sharing the work (``cfg.out_dir`` must be shared).
+        gather: all-gather over the ranks (e.g. ``torch.distributed.all_gather_object``); needed when
+            ``world_size > 1``.
+
+    Raises:
+        RankError: on every rank when writing failed on some rank (the others' finished shards stay indexed).
     """
     get_task = get_task or task_registry.get
     for task in cfg.tasks:
         check(hasattr(get_task(task), "generate"), f"tasks[{task!r}]", "a task module with generate()", task)
+    check(world_size == 1 or gather is not None, "gather", "an all-gather function when world_size > 1", gather)
+    gather = gather or (lambda obj: [obj])
     t0, systems = time.perf_counter(), {t: cfg.systems_for(t) for t in cfg.tasks}
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = plan_shards(cfg, systems)
-    old = {}
-    if (out_dir / INDEX_NAME).is_file():
-        old = {e["file"]: e for e in load_index(out_dir)["shards"]}
-    done = {s.file: old[s.file] for s in specs if _is_complete(s, old.get(s.file), out_dir, cfg.verify_existing)}
-    todo = [s for s in specs if s.file not in done]
-    n_skipped = len(done)
-
     head = {"format": FORMAT, "config": to_dict(cfg), "systems": {t: [dataclasses.asdict(s) for s in v] for t, v in systems.items()}}
-    last_index = [-INDEX_EVERY_S]
+    done = _complete_entries(specs, out_dir, cfg.verify_existing, rank, world_size, gather)
+    if rank == 0:                             # earlier runs' progress files are merged into ``done``: drop them
+        _write_index(out_dir, head, _ordered(specs, done))
+        _remove_parts(out_dir)
+    gather(None)                              # barrier: no rank writes its progress file before that
+    todo = rank_share([s for s in specs if s.file not in done], rank, world_size)
+    name = INDEX_NAME if world_size == 1 else _part_name(rank)
+
+    def save(written: dict[str, dict]) -> Path:   # single process: index.json; several ranks: own progress file
+        return _write_index(out_dir, head, _ordered(specs, {**done, **written}), name)
+
+    bar = tqdm(total=len(done) + len(todo), initial=len(done), unit="shard", disable=not progress,
+               desc="shards" if world_size == 1 else f"shards (rank {rank} of {world_size})")
+    written, error = _write_todo(todo, out_dir, get_task, cfg.workers, save, bar, world_size == 1)
+    outcomes = gather((written, None if error is None else f"{type(error).__name__}: {error}"))
+    entries = {**done, **{f: e for w, _ in outcomes for f, e in w.items()}}
+    index_path = out_dir / INDEX_NAME
+    if rank == 0 and world_size > 1:          # the merge step: one index.json, no progress files left
+        _write_index(out_dir, head, _ordered(specs, entries))
+        _remove_parts(out_dir)
+    _raise_if_failed([msg for _, msg in outcomes], error)
+    by_rank = [len(w) for w, _ in outcomes]
+    return WriteSummary(written=sum(by_rank), skipped=len(done), groups=sum(e["groups"] for e in entries.values()),
+                        samples=sum(e["samples"] for e in entries.values()),
+                        bytes=sum(e["bytes"] for e in entries.values()), seconds=time.perf_counter() - t0,
+                        index_path=str(index_path), written_by_rank=by_rank)
+
+
+def _complete_entries(specs: list[ShardSpec], out_dir: Path, verify_hash: bool, rank: int, world_size: int,
+                      gather: Gather) -> dict[str, dict]:
+    """Index entries of the shards already complete on disk; each rank checks (re-hashes) its share of them."""
+    old = _old_entries(out_dir)
+    mine = {s.file: old[s.file] for s in rank_share(specs, rank, world_size)
+            if _is_complete(s, old.get(s.file), out_dir, verify_hash)}
+    return {f: e for part in gather(mine) for f, e in part.items()}
+
+
+def _write_todo(todo: list[ShardSpec], out_dir: Path, get_task: GetTask, workers: int, save: Callable[[dict], Path],
+                bar: tqdm, reraise: bool) -> tuple[dict[str, dict], Exception | None]:
+    """Write this rank's shards; ``save(written)`` every ``INDEX_EVERY_S`` seconds and at the end, also on error.
+
+    Returns:
+        (file -> index entry of each shard written, the exception that stopped the rank or None). With
+        ``reraise`` (a single process) the exception propagates instead; interrupts always do.
+    """
+    written, last = {}, [-INDEX_EVERY_S]
 
     def finish(entry: dict) -> None:          # record a finished shard; refresh the index every few seconds
-        done[entry["file"]] = entry
-        if time.perf_counter() - last_index[0] >= INDEX_EVERY_S:
-            _write_index(out_dir, head, [done[s.file] for s in specs if s.file in done])
-            last_index[0] = time.perf_counter()
+        written[entry["file"]] = entry
+        bar.update()
+        if time.perf_counter() - last[0] >= INDEX_EVERY_S:
+            save(written)
+            last[0] = time.perf_counter()
 
-    bar = tqdm(total=len(specs), initial=n_skipped, desc="shards", unit="shard", disable=not progress)
     try:
-        _run_jobs([(s, str(out_dir), get_task) for s in todo], cfg.workers, lambda e: (finish(e), bar.update()))
+        _run_jobs([(s, str(out_dir), get_task) for s in todo], workers, finish)
+    except Exception as err:                  # several ranks: reported to all of them by the caller
+        if reraise:
+            raise
+        return written, err
     finally:                                  # also on error / interrupt: keep the finished shards listed
         bar.close()
-        index_path = _write_index(out_dir, head, [done[s.file] for s in specs if s.file in done])
-    entries = list(done.values())
-    return WriteSummary(written=len(todo), skipped=n_skipped, groups=sum(e["groups"] for e in entries),
-                        samples=sum(e["samples"] for e in entries), bytes=sum(e["bytes"] for e in entries),
-                        seconds=time.perf_counter() - t0, index_path=str(index_path))
+        save(written)
+    return written, None
+
+
+def _raise_if_failed(errors: list[str | None], error: Exception | None) -> None:
+    """``RankError`` naming each failed rank's error (chained to this rank's own, if it failed)."""
+    failed = [f"rank {r}: {msg}" for r, msg in enumerate(errors) if msg]
+    if failed:
+        raise RankError(f"shard writing failed on {len(failed)} of {len(errors)} rank(s): {'; '.join(failed)}. "
+                        "The finished shards are listed in index.json: rerun the same command to resume.") from error
 
 
 def _decode_npy(data: bytes) -> torch.Tensor:
