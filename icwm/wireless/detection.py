@@ -293,3 +293,32 @@ def ml_detect(h: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor | float 
     idx = _ml_torch(hf, yf, chunk or max(1, 2 ** 23 // (16 ** n_user * n_slot)))
     idx = idx.reshape(lead + (n_slot, n_user))
     return map_symbols(idx).to(h.dtype), idx
+
+
+def estimate_channel(y_pilots: torch.Tensor, x_pilots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares channel and unbiased noise-variance estimates from known pilot slots of one coherence block.
+
+    With ``Y = X h^T + N`` over ``n`` pilot slots: ``h_hat^T = (X^H X)^-1 X^H Y`` and
+    ``noise_var_hat = ||Y - X h_hat^T||^2 / (rx (n - user))`` (each receive antenna's residual has ``n - user``
+    complex degrees of freedom, so the estimate is unbiased). The LS error of every row of ``h_hat`` has covariance
+    ``noise_var (X^H X)^-1`` (about ``noise_var / (n - user)`` per entry for i.i.d. unit-energy symbols).
+
+    Args:
+        y_pilots: [..., pilot, rx] complex received pilot slots.
+        x_pilots: [..., pilot, user] complex known symbols, ``pilot > user`` and full column rank.
+
+    Returns:
+        h_hat [..., rx, user] (dtype of ``y_pilots``), noise_var_hat [...] float32.
+    """
+    check(x_pilots.dim() >= 2 and x_pilots.is_complex(), "x_pilots", "a complex tensor [..., pilot, user]",
+          tuple(x_pilots.shape))
+    check(y_pilots.dim() >= 2 and y_pilots.shape[-2] == x_pilots.shape[-2], "y_pilots",
+          f"[..., pilot={x_pilots.shape[-2]}, rx]", tuple(y_pilots.shape))
+    n, k = x_pilots.shape[-2:]
+    check(n > k, "x_pilots", f"more pilot slots than users ({k})", n)
+    x, y = x_pilots.to(torch.complex128), y_pilots.to(torch.complex128)
+    h_t = torch.linalg.solve(x.mH @ x, x.mH @ y)                                   # [..., user, rx]
+    resid = (y - x @ h_t).abs().pow(2).sum((-2, -1))                                # [...]
+    noise_var = resid / (y.shape[-1] * (n - k))
+    return h_t.mT.to(y_pilots.dtype), noise_var.float()
+
