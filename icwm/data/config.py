@@ -6,6 +6,7 @@ values raise ``ValueError`` naming the field.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -91,6 +92,8 @@ class DataConfig:
     workers: int = 1                       # generation processes (spawn); 1 = in this process
     verify_existing: bool = True           # resume: re-hash existing shards before skipping them
     rank_timeout_s: float = 21600.0        # several ranks (torchrun): longest wait for the other ranks, then fail
+    oracle: bool = True                    # false: latent systems carry no ce / cp / pf oracle fields (pretraining
+                                           # data needs none; latent.oracle_snapshots is set to 0)
 
     def __post_init__(self) -> None:
         check(self.split in SPLITS, "split", f"one of {SPLITS}", self.split)
@@ -123,8 +126,15 @@ class DataConfig:
         """Systems used for ``task``: its ``task_families`` entry if any (e.g. small arrays for det or cp),
         else the shared families + inline systems. Their order is the task's system index."""
         if task in self.task_families:
-            return resolve_systems(self.task_families[task], [], f"task_families.{task}")
-        return self.load_systems()
+            systems = resolve_systems(self.task_families[task], [], f"task_families.{task}")
+        else:
+            systems = self.load_systems()
+        return systems if self.oracle else [without_oracle(s) for s in systems]
+
+
+def without_oracle(system: SystemConfig) -> SystemConfig:
+    """``system`` with ``latent.oracle_snapshots = 0`` (no oracle fields are generated)."""
+    return dataclasses.replace(system, latent=dataclasses.replace(system.latent, oracle_snapshots=0))
 
 
 @dataclass
