@@ -2,6 +2,9 @@
 
 x: ``h_sub6 [sc6, ant6] complex64``; y: ``beam []`` int64, the best beam of the mmWave DFT codebook
 (``cfg.dual_band.codebook_size`` beams, 256 by default) found by an exhaustive sweep on the same drop's mmWave channel.
+Latent form (docs/contracts.md "Latent form"): each group (cell) draws a panel offset phi (degrees): the mmWave panel
+is rotated by phi in azimuth against the sub-6 panel (``dualband`` "Panel offset"), so the same rays reach the mmWave
+codebook at angles shifted by phi; the label is the sweep on that rotated channel.
 """
 from __future__ import annotations
 
@@ -9,20 +12,26 @@ import torch
 import torch.nn.functional as F
 
 from icwm.tasks import dual_common as dc
-from icwm.tasks.common import flat
-from icwm.wireless import beams, metrics
+from icwm.tasks.common import PRIOR_PREFIX, flat, is_latent, latent_fields
+from icwm.wireless import beams, fingerprint, metrics
 from icwm.wireless.sysconfig import SystemConfig
 
 ID = "bf"
 X_KEYS = dc.X_KEYS
 Y_KEYS = ("beam",)
+LATENT_X = ()
 
 
 def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
-    """Returns ``h_sub6 [group, sample, sc6, ant6]``, ``beam [group, sample]``, ``beam_gain [group, sample, n_beams]``."""
-    d = dc.draw(cfg, n_groups, n_per_group, rng)
+    """Returns ``h_sub6 [group, sample, sc6, ant6]``, ``beam [group, sample]``, ``beam_gain [group, sample, n_beams]``;
+    in the latent form also ``latent_panel_offset_deg`` and ``prior_panel_offset_deg`` [group, sample]."""
+    latent = cfg.form == "latent"
+    d = dc.draw(cfg, n_groups, n_per_group, rng, panel_offset=latent)
     beam, gain = dc.best_beam(d["h_mmw"], cfg)
-    return {"h_sub6": d["h_sub6"], "beam": beam, "beam_gain": gain}
+    out = {"h_sub6": d["h_sub6"], "beam": beam, "beam_gain": gain}
+    if latent:
+        out.update(latent_fields("panel_offset_deg", d["panel_offset_deg"], cfg.latent.panel_offset_deg))
+    return out
 
 
 def _scores(pred: dict, n_beams: int) -> torch.Tensor:
@@ -51,13 +60,35 @@ def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
     """``angle_map``: the sub-6 angle estimate mapped to the nearest mmWave beam (classical sub-6-aided selection).
     With demonstrations (``sample`` tensors [..., pair, ...], the query last, more than one pair) also ``knn``: the
     beam of the demo whose sub-6 fingerprint is nearest (``dual_common.knn_loo`` with k = 1; a position with no other
-    demo falls back to its angle-map beam). The query's label never enters it."""
+    demo falls back to its angle-map beam). The query's label never enters it. Latent samples: see
+    :func:`_latent_baselines`."""
+    if is_latent(sample):
+        return _latent_baselines(sample)
+    beam = beams.sub6_angle_map(sample["h_sub6"], sample["beam_gain"].shape[-1])
+    return {"angle_map": {"beam": beam}, **_knn(sample, beam)}
+
+
+def _knn(sample: dict, fallback: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """``knn``: k = 1 leave-one-out fingerprinting, ``fallback`` [..., pair] where a pair has no neighbour; {} for
+    one pair."""
+    if fallback.shape[-1] < 2:
+        return {}
+    labels = {"h_sub6": sample["h_sub6"], "beam": sample["beam"].float()}
+    nn_beam = dc.knn_loo(labels, "beam", k=1)                              # [..., pair] float, NaN without neighbours
+    return {"knn": {"beam": torch.where(nn_beam.isnan(), fallback.float(), nn_beam).round().long()}}
+
+
+def _latent_baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """The angle map for a rotated mmWave panel (``beams.rotated_angle_map``) at the true offset (``oracle``), the
+    prior offset (``blind``), and the offset fitted to the demos' (h_sub6, beam) pairs (``in_context``:
+    ``beams.fit_panel_offset``, leave-one-out for the demos, the prior where there is no demo); ``angle_map`` (panels
+    assumed aligned) and ``knn`` as in the given form."""
     n_beams = sample["beam_gain"].shape[-1]
-    h6 = sample["h_sub6"]
-    beam = beams.sub6_angle_map(h6, n_beams)
-    out = {"angle_map": {"beam": beam}}
-    if beam.shape[-1] >= 2:
-        labels = {"h_sub6": h6, "beam": sample["beam"].float()}
-        nn_beam = dc.knn_loo(labels, "beam", k=1)                      # [..., pair] float, NaN without neighbours
-        out["knn"] = {"beam": torch.where(nn_beam.isnan(), beam.float(), nn_beam).round().long()}
-    return out
+    az = beams.sub6_azimuth(sample["h_sub6"])                                   # [..., pair] rad
+    prior = sample[PRIOR_PREFIX + "panel_offset_deg"]
+    use = fingerprint.demo_mask(az.shape[-1], az.device).expand(*az.shape, az.shape[-1])   # [..., pair, pair]
+    fit = beams.fit_panel_offset(az, sample["beam"], use, n_beams)
+    offsets = {"oracle": sample["latent_panel_offset_deg"], "blind": prior,
+               "in_context": torch.where(fit.isnan(), prior, fit), "angle_map": torch.zeros_like(prior)}
+    out = {m: {"beam": beams.rotated_angle_map(az, n_beams, phi)} for m, phi in offsets.items()}
+    return {**out, **_knn(sample, out["angle_map"]["beam"])}

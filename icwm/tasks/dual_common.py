@@ -3,24 +3,75 @@ from __future__ import annotations
 
 import torch
 
-from icwm.tasks.common import check_counts, flat, replace
-from icwm.wireless import beams, channels, fingerprint
+from icwm.tasks.common import PRIOR_PREFIX, check_counts, episode_scalar, flat, latent_fields, replace
+from icwm.wireless import beams, channels, dualband, fingerprint
 from icwm.wireless.sysconfig import SystemConfig
 
 X_KEYS = ("h_sub6",)
 
 
-def draw(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+def draw(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator,
+         panel_offset: bool = False) -> dict[str, torch.Tensor]:
     """Dual-band drops: ``n_groups`` drops with ``n_per_group`` UEs each.
+
+    With ``panel_offset`` each drop's mmWave panel is rotated by an offset drawn in ``cfg.latent.panel_offset_deg``
+    after the drop's own draws (``dualband.generate_dual_band``), returned as ``panel_offset_deg [group, sample]``.
 
     Returns:
         dict with ``h_sub6 [group, sample, sc6, ant6] c64``, ``h_mmw [group, sample, scm, antm] c64``,
         ``pathloss_db [group, sample]``, ``distance_m [group, sample]``.
     """
     check_counts(n_groups, n_per_group)
-    dual = channels.generate_dual_band(replace(cfg, num_users=n_per_group), n_groups, rng)
-    return {"h_sub6": dual.h_sub6, "h_mmw": dual.h_mmw, "pathloss_db": dual.pathloss_db.float(),
-            "distance_m": dual.distance_m.float()}
+    sub = replace(cfg, num_users=n_per_group)
+    if not panel_offset:
+        dual = channels.generate_dual_band(sub, n_groups, rng)
+    else:
+        dual = dualband.generate_dual_band(sub, n_groups, rng, panel_offset_deg=cfg.latent.panel_offset_deg)
+    out = {"h_sub6": dual.h_sub6, "h_mmw": dual.h_mmw, "pathloss_db": dual.pathloss_db.float(),
+           "distance_m": dual.distance_m.float()}
+    if panel_offset:
+        out["panel_offset_deg"] = dual.panel_offset_deg[:, None].expand(n_groups, n_per_group).contiguous()
+    return out
+
+
+def draw_power_offset(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator
+                      ) -> dict[str, torch.Tensor]:
+    """de / pe latent form: the drops of :func:`draw`, then one cell transmit-power offset Delta per group (dB,
+    uniform in ``cfg.latent.power_offset_db``, drawn after the drops) scaling ``h_sub6`` by ``10^(Delta / 20)``.
+
+    Returns:
+        :func:`draw`'s dict plus ``latent_power_offset_db``, ``prior_power_offset_db`` [group, sample] and the cell
+        constants the classical estimators use: ``ref_gain_db`` [group, sample] (``dual_band.ref_gain_db``),
+        ``pattern_38901`` [group, sample] bool (BS element pattern) and ``pl_law_db`` [group, sample, 2] (A, B of
+        ``dualband.nominal_pathloss_law``).
+    """
+    d = draw(cfg, n_groups, n_per_group, rng)
+    delta = episode_scalar(cfg.latent.power_offset_db, n_groups, n_per_group, rng)
+    d["h_sub6"] = d["h_sub6"] * torch.pow(10.0, delta / 20.0)[..., None, None]
+    shape = (n_groups, n_per_group)
+    law = torch.tensor(dualband.nominal_pathloss_law(cfg), dtype=torch.float32)
+    return {**d, **latent_fields("power_offset_db", delta, cfg.latent.power_offset_db),
+            "ref_gain_db": torch.full(shape, cfg.dual_band.ref_gain_db),
+            "pattern_38901": torch.full(shape, cfg.array.pattern == "38.901"),
+            "pl_law_db": law.expand(*shape, 2).clone()}
+
+
+def pathloss_estimate(sample: dict, offset_db: torch.Tensor) -> torch.Tensor:
+    """Classical path loss [..., pair] of the latent-form pairs for an assumed cell power offset ``offset_db``
+    [..., pair] (``fingerprint.pathloss_from_power`` towards the sub-6 dominant azimuth)."""
+    az = beams.sub6_azimuth(sample["h_sub6"])
+    return fingerprint.pathloss_from_power(sample["h_sub6"], sample["ref_gain_db"] + offset_db, az,
+                                           sample["pattern_38901"])
+
+
+def power_offset_fits(sample: dict, base_db: torch.Tensor, target_db: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The three latent-form offsets [..., pair] added to the Delta = 0 estimate ``base_db`` [..., pair]: ``oracle``
+    (the true Delta), ``blind`` (the prior) and ``in_context`` (leave-one-out demo mean of ``target - base``, the
+    demos' labels mapped to dB by the caller; the prior where there is no demo). Only ``oracle`` reads ``latent_*``."""
+    prior = sample[PRIOR_PREFIX + "power_offset_db"]
+    cal = fingerprint.calibrated_offset(base_db, target_db.float())
+    return {"oracle": sample["latent_power_offset_db"], "blind": prior,
+            "in_context": torch.where(cal.isnan(), prior, cal)}
 
 
 def best_beam(h_mmw: torch.Tensor, cfg: SystemConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,4 +102,5 @@ def knn_loo(sample: dict, key: str, k: int = 3) -> torch.Tensor:
     return torch.stack(preds, -1)
 
 
-__all__ = ["X_KEYS", "draw", "best_beam", "knn_loo", "flat"]
+__all__ = ["X_KEYS", "draw", "draw_power_offset", "pathloss_estimate", "power_offset_fits", "best_beam", "knn_loo",
+           "flat"]

@@ -78,14 +78,24 @@ def angle_spectrum(h: torch.Tensor, u_grid: torch.Tensor) -> torch.Tensor:
     return (h @ a.conj().T).abs().pow(2).sum(-2)
 
 
-def estimate_spatial_freq(h: torch.Tensor, spacing: float = 0.5, n_grid: int = 2048) -> torch.Tensor:
+def angle_spectrum_cov(h: torch.Tensor, u_grid: torch.Tensor) -> torch.Tensor:
+    """:func:`angle_spectrum` from the spatial covariance ``R = sum_sc h[sc] h[sc]^H``: ``P(u) = a(u)^H R a(u)``
+    (ant^2 per grid point instead of sc x ant; equal up to rounding). [..., sc, ant] -> [..., grid]."""
+    a = steering_vector(h.shape[-1], u_grid.to(h.device)).to(h.dtype)       # [grid, ant]
+    cov = h.transpose(-2, -1) @ h.conj()                                     # [..., ant, ant] = sum_sc h h^H
+    return (a.conj().T * (cov @ a.T)).sum(-2).real                           # [..., grid]
+
+
+def estimate_spatial_freq(h: torch.Tensor, spacing: float = 0.5, n_grid: int = 2048,
+                          covariance: bool = False) -> torch.Tensor:
     """Dominant path's spatial frequency ``u = d sin(theta)`` of a ULA channel (angle-domain scan).
 
     Scans ``sin(theta)`` on a uniform grid of ``n_grid`` points in [-1, 1) (zero-padded-FFT resolution), then
     refines the peak by a parabola through the three grid values around it.
 
     Args:
-        h: [..., sc, ant] complex; spacing: element spacing d in wavelengths.
+        h: [..., sc, ant] complex; spacing: element spacing d in wavelengths;
+        covariance: scan with :func:`angle_spectrum_cov` (faster when sc > ant).
 
     Returns:
         [...] float32 spatial frequency u in [-d, d).
@@ -93,7 +103,7 @@ def estimate_spatial_freq(h: torch.Tensor, spacing: float = 0.5, n_grid: int = 2
     check(spacing > 0, "spacing", "a positive spacing in wavelengths", spacing)
     step = 2.0 / n_grid
     s_grid = -1.0 + step * torch.arange(n_grid, device=h.device, dtype=torch.float32)
-    p = angle_spectrum(h, spacing * s_grid)                                  # [..., grid]
+    p = (angle_spectrum_cov if covariance else angle_spectrum)(h, spacing * s_grid)   # [..., grid]
     i = p.argmax(-1)
     lo, mid, hi = (p.gather(-1, ((i + o) % n_grid)[..., None])[..., 0] for o in (-1, 0, 1))
     den = lo - 2 * mid + hi
@@ -142,3 +152,70 @@ def sub6_beam_scores(h_sub6: torch.Tensor, n_beams: int, spacing_sub6: float = 0
     p = angle_spectrum(h_sub6, spacing_sub6 * sin_b)                         # [..., n_beams]
     p = p / p.amax(-1, keepdim=True).clamp_min(1e-30)
     return torch.where(sin_b.abs() <= 1.0, torch.log(p.clamp_min(1e-30)), float("-inf")).float()
+
+
+# ---- rotated mmWave panel (bf's latent form; icwm.wireless.dualband "Panel offset") ---------------------------------
+def sub6_azimuth(h_sub6: torch.Tensor, spacing_sub6: float = 0.5, n_grid: int = 2048) -> torch.Tensor:
+    """Dominant azimuth of a sub-6 ULA channel in the horizontal plane, ``asin(u / d)``: [..., sc6, ant6] -> [...] rad.
+
+    A ULA sees ``sin(alpha) sin(theta)``; the horizontal-plane reading takes ``theta = 90`` degrees.
+    """
+    sin_t = estimate_spatial_freq(h_sub6, spacing_sub6, n_grid, covariance=True) / spacing_sub6
+    return torch.asin(sin_t.clamp(-1.0, 1.0))
+
+
+def beam_azimuth(beam: torch.Tensor, n_beams: int, spacing_mmw: float = 0.5) -> torch.Tensor:
+    """Horizontal-plane azimuth (rad, in the mmWave panel's frame) a DFT-codebook beam points at: [...] -> [...]."""
+    u = -0.5 + beam.float() / n_beams
+    return torch.asin((u / spacing_mmw).clamp(-1.0, 1.0))
+
+
+def rotated_angle_map(az_sub6: torch.Tensor, n_beams: int, offset_deg: torch.Tensor | float,
+                      spacing_mmw: float = 0.5) -> torch.Tensor:
+    """Sub-6 aided beam selection for a mmWave panel rotated by ``offset_deg`` in azimuth against the sub-6 panel.
+
+    A ray at azimuth ``alpha`` (sub-6 frame) is at ``alpha - offset`` in the mmWave panel's frame, spatial frequency
+    ``u = d_mmw sin(alpha - offset)``; the nearest DFT beam is chosen (offset 0: :func:`sub6_angle_map` in the plane).
+
+    Args:
+        az_sub6: [...] rad (:func:`sub6_azimuth`); offset_deg: [...] or scalar, degrees.
+
+    Returns:
+        [...] int64 beam index.
+    """
+    offset = torch.deg2rad(torch.as_tensor(offset_deg, dtype=az_sub6.dtype, device=az_sub6.device))
+    return nearest_beam(spacing_mmw * torch.sin(az_sub6 - offset), n_beams)
+
+
+def kernel_mode(x: torch.Tensor, use: torch.Tensor, width: float) -> torch.Tensor:
+    """Robust location of the values ``x`` selected by ``use``: the Gaussian-kernel density mode among them,
+    refined by the kernel-weighted mean around it (outliers farther than a few ``width`` get no weight).
+
+    Args:
+        x: [..., n] values; use: [..., m, n] bool, which values enter estimate m; width: kernel std (units of x).
+
+    Returns:
+        [..., m] estimates; NaN where ``use`` selects nothing.
+    """
+    kern = torch.exp(-0.5 * ((x[..., :, None] - x[..., None, :]) / width) ** 2)        # [..., n(cand), n]
+    w = use.to(x.dtype)
+    score = (w[..., :, None, :] * kern[..., None, :, :]).sum(-1)                      # [..., m, n(cand)]
+    mode = torch.where(use, score, -1.0).argmax(-1, keepdim=True)                     # [..., m, 1]
+    centre = x[..., None, :].expand(use.shape).gather(-1, mode)                       # [..., m, 1]
+    wk = w * torch.exp(-0.5 * ((x[..., None, :] - centre) / width) ** 2)              # [..., m, n]
+    return (wk * x[..., None, :]).sum(-1) / wk.sum(-1)                                # 0/0 = NaN without values
+
+
+def fit_panel_offset(az_sub6: torch.Tensor, beam: torch.Tensor, use: torch.Tensor, n_beams: int,
+                     width_deg: float = 1.0, spacing_mmw: float = 0.5) -> torch.Tensor:
+    """Panel offset (degrees) fitted to labelled pairs: each pair says ``offset_i = az_sub6 - az(beam)``; the
+    estimate is their :func:`kernel_mode` (pairs whose sub-6 dominant path is not the mmWave best beam's are outliers).
+
+    Args:
+        az_sub6: [..., n] rad; beam: [..., n] int64 labels; use: [..., m, n] bool, the pairs each estimate m may read.
+
+    Returns:
+        [..., m] float32 degrees; NaN where ``use`` selects no pair.
+    """
+    offsets = torch.rad2deg(az_sub6 - beam_azimuth(beam, n_beams, spacing_mmw))
+    return kernel_mode(offsets.float(), use, width_deg)

@@ -79,3 +79,32 @@ def knn_regress(train_x: torch.Tensor, train_y: torch.Tensor, query_x: torch.Ten
     exact = d_k <= eps
     w = torch.where(exact.any(-1, keepdim=True), exact.to(y.dtype), 1.0 / d_k.clamp_min(eps).to(y.dtype))
     return (w * y).sum(-1) / w.sum(-1)
+
+
+def demo_mask(n_pairs: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Leave-one-out demo mask [pair, pair] bool: row i selects the demos (all pairs but the last, the query) other
+    than pair i itself; the query's row selects every demo."""
+    idx = torch.arange(n_pairs, device=device)
+    return (idx[None, :] < n_pairs - 1) & (idx[None, :] != idx[:, None])
+
+
+def element_gain_db(azimuth: torch.Tensor, pattern_38901: torch.Tensor) -> torch.Tensor:
+    """BS element gain towards ``azimuth`` (rad) in the horizontal plane: TR 38.901 Table 7.3-1,
+    ``8 - min(12 (phi / 65 deg)^2, 30)`` dBi, for the 38.901 element; 0 dB for the isotropic one. [...] -> [...]."""
+    att = (12.0 * (torch.rad2deg(azimuth) / 65.0) ** 2).clamp_max(30.0)
+    return torch.where(pattern_38901, 8.0 - att, torch.zeros_like(att))
+
+
+def pathloss_from_power(h: torch.Tensor, budget_db: torch.Tensor, azimuth: torch.Tensor,
+                        pattern_38901: torch.Tensor) -> torch.Tensor:
+    """Classical path-loss estimate from the received power: ``budget + G_elem(azimuth) - rx_power_db(h)``.
+
+    Args:
+        h: [..., sc, ant] complex channel (transmit power and reference gain included);
+        budget_db: [...] the transmit-side gain the BS assumes (reference gain + its power offset);
+        azimuth: [...] rad, the dominant departure azimuth; pattern_38901: [...] bool (else isotropic elements).
+
+    Returns:
+        [...] float32 dB.
+    """
+    return (budget_db + element_gain_db(azimuth, pattern_38901) - rx_power_db(h)).float()
