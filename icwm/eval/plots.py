@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from icwm.eval.report import PRIMARY, has_eta  # noqa: E402
+from icwm.eval.report import ETA_PRIMARY, PRIMARY, has_eta  # noqa: E402
 from icwm.eval.runner import ALL, MODEL, EvalResult  # noqa: E402
 
 
@@ -77,12 +77,12 @@ def plot_task(res: EvalResult, task: str, path: Path) -> Path:
     with_eta = any(has_eta(res, task, f) for f in fams)
     fig, axes = plt.subplots(1 + with_eta, len(fams), figsize=(4.2 * len(fams), 3.4 * (1 + with_eta)), squeeze=False)
     for i, fam in enumerate(fams):
-        _panel(axes[0][i], res, task, fam, metric)
+        _panel(axes[0][i], res, task, fam, ETA_PRIMARY[task][0] if has_eta(res, task, fam) else metric)
+        axes[0][i].set_ylabel(ETA_PRIMARY[task][0] if has_eta(res, task, fam) else metric)
         if with_eta and has_eta(res, task, fam):
             _eta_panel(axes[1][i], res, task, fam)
         elif with_eta:
             axes[1][i].axis("off")
-    axes[0][0].set_ylabel(metric)
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle(f"{task}: {metric} vs k ({res.model})", fontsize=10)
     fig.tight_layout()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from icwm.eval.config import TargetsConfig
-from icwm.eval.eta import PRIMARY  # noqa: F401  (re-exported: compare and plots read it here)
+from icwm.eval.eta import ETA_PRIMARY, PRIMARY  # noqa: F401  (re-exported for compare and plots)
 from icwm.eval.runner import ALL, COLUMNS, MODEL, SE_K0, SE_STEP, EvalResult
 
 
@@ -196,7 +196,7 @@ def _pooled_value(res: EvalResult, task: str, family: str, method: str, k: int, 
 def eta_table(res: EvalResult, task: str, family: str) -> list[str]:
     """Markdown ICL-efficiency table of one task and latent family: oracle and blind (primary metric), their gap
     with its standard error, then eta +- its paired standard error per method and k (``icwm.eval.eta``)."""
-    metric = PRIMARY[task][0]
+    metric = ETA_PRIMARY[task][0]
     k0 = res.ks[0]
     val = lambda m, k, x: _pooled_value(res, task, family, m, k, x)   # noqa: E731
     gap, gap_se = val("oracle", k0, "gap"), val("oracle", k0, "gap_se")
