@@ -45,11 +45,30 @@ def band_map_ls(ul_demo: torch.Tensor, dl_demo: torch.Tensor, ul: torch.Tensor, 
     check(ul_demo.shape == dl_demo.shape and ul_demo.shape[:-3] + ul_demo.shape[-2:] == ul.shape,
           "band_map_ls(ul_demo, dl_demo, ul)", "[..., k, sc, ant], [..., k, sc, ant], [..., sc, ant]",
           (tuple(ul_demo.shape), tuple(dl_demo.shape), tuple(ul.shape)))
+    return band_map_apply(*band_map_stats(ul_demo, dl_demo, half), ul, half, n0)
+
+
+def band_map_stats(ul_demo: torch.Tensor, dl_demo: torch.Tensor, half: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal equations of the per-(delay, beam) band map over example snapshots (summed over them).
+
+    Args:
+        ul_demo, dl_demo: [..., k, sc, ant] complex (UL band, DL band of k snapshots of one link).
+
+    Returns:
+        gram [..., delay, beam, F, F] = sum x x^H and cross [..., delay, beam, F] = sum y conj(x), F = 2 half + 1.
+    """
     x = delay_taps(to_delay_beam(ul_demo), half)                                  # [..., k, D, N, F]
     y = to_delay_beam(dl_demo)                                                     # [..., k, D, N]
-    xq = delay_taps(to_delay_beam(ul), half)                                       # [..., D, N, F]
     gram = torch.einsum("...kdnf,...kdng->...dnfg", x, x.conj())
     cross = torch.einsum("...kdn,...kdnf->...dnf", y, x.conj())
+    return gram, cross
+
+
+def band_map_apply(gram: torch.Tensor, cross: torch.Tensor, ul: torch.Tensor, half: int = 1, n0: float = 1.0
+                   ) -> torch.Tensor:
+    """DL band of ``ul`` [..., sc, ant] from the ridge band map of :func:`band_map_stats` (``gram`` / ``cross``
+    broadcasting against ``ul``'s leading dims); ``n0`` as in :func:`band_map_ls`. Returns [..., sc, ant]."""
+    xq = delay_taps(to_delay_beam(ul), half)                                       # [..., D, N, F]
     lam = n0 * xq.abs().pow(2).mean(-1) + 1e-12                                    # [..., D, N]
     coef = ridge_solve(gram, cross[..., None, :], lam)[..., 0, :]                  # [..., D, N, F]
     return from_delay_beam((coef * xq).sum(-1))

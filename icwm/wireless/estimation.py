@@ -155,3 +155,30 @@ def exp_pdp_covariance(n_sc: int, spacing_hz: float, rms_delay_s: float, device:
     d = torch.arange(n_sc, device=device, dtype=torch.float32)
     df = (d[:, None] - d[None, :]) * spacing_hz * rms_delay_s
     return 1.0 / torch.complex(torch.ones_like(df), 2 * torch.pi * df)
+
+
+def freq_covariance_pooled(h: torch.Tensor) -> torch.Tensor:
+    """Frequency covariance pooled over snapshots and antennas: ``R = mean_{n, a} h[n, :, a] h[n, :, a]^H``.
+
+    Args:
+        h: [..., n, sc, ant] complex (n snapshots of one link, every antenna a sample of the same covariance).
+
+    Returns:
+        [..., sc, sc] complex.
+    """
+    check(h.dim() >= 3, "h", "a tensor [..., n, sc, ant]", tuple(h.shape))
+    return freq_covariance(h.movedim(-1, -2).flatten(-3, -2))               # [..., n * ant, sc] -> [..., sc, sc]
+
+
+def noise_var_at_pilots(h_ls: torch.Tensor, h_pilots: torch.Tensor) -> torch.Tensor:
+    """Noise variance estimate ``mean |h_ls - h|^2`` over the trailing (time, pilot_sc, ant) dims.
+
+    Args:
+        h_ls: [..., time, pilot_sc, ant] noisy LS estimates; h_pilots: same shape, the true channel at the pilots.
+
+    Returns:
+        [...] float.
+    """
+    check(h_ls.shape == h_pilots.shape and h_ls.dim() >= 3, "h_ls/h_pilots", "equal shapes [..., time, pilot_sc, ant]",
+          (tuple(h_ls.shape), tuple(h_pilots.shape)))
+    return (h_ls - h_pilots).abs().pow(2).mean((-3, -2, -1))

@@ -11,6 +11,7 @@ import math
 import torch
 
 from icwm.config import check
+from icwm.wireless.estimation import ridge_solve
 
 
 def _check_hist(h_hist: torch.Tensor, t_out: int, min_t: int = 1) -> None:
@@ -227,3 +228,124 @@ def jakes_series(shape: tuple[int, ...], n_time: int, doppler_norm: float, rng: 
 def doppler_norm(speed_kmh: float, carrier_hz: float, interval_s: float) -> float:
     """Normalised maximum Doppler ``f_d T = v f_c / c * T``."""
     return speed_kmh / 3.6 * carrier_hz / 299_792_458.0 * interval_s
+
+
+# ---- window predictors: one linear map from a history window to a future window, per DFT beam ------------------
+# The history [t_in] of every subcarrier of a beam (DFT over the antennas) is mapped to its future [t_out] by one
+# matrix W [t_out, t_in] per beam: the Wiener predictor when W comes from the link's window covariance
+# (:func:`window_covariance`), a least-squares fit when it comes from example windows (:func:`window_stats`,
+# :func:`window_fit`). ``per_beam=False`` pools the statistics over the beams (one W for the whole link).
+
+
+def to_beams(h: torch.Tensor) -> torch.Tensor:
+    """[..., sc, ant] -> [..., sc, beam]: unitary DFT over the antenna index."""
+    return torch.fft.fft(h, dim=-1, norm="ortho")
+
+
+def from_beams(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_beams`."""
+    return torch.fft.ifft(x, dim=-1, norm="ortho")
+
+
+def _pool(stat: torch.Tensor, per_beam: bool) -> torch.Tensor:
+    """[..., beam, a, b] -> itself, or its mean over the beams kept as a size-1 beam dim."""
+    return stat if per_beam else stat.mean(-3, keepdim=True)
+
+
+def window_covariance(h: torch.Tensor, length: int, per_beam: bool = True) -> torch.Tensor:
+    """Sample covariance of all sliding windows of ``length`` snapshots of a series, per beam:
+    ``C[i, j] = mean_{w, sc} x[w + i] conj(x[w + j])`` (positive semi-definite by construction).
+
+    Computed from the lag products ``x[t + l] conj(x[t])`` and their running sums (no window tensor).
+
+    Args:
+        h: [..., time, sc, ant] complex, time >= length.
+
+    Returns:
+        [..., beam, length, length] complex (beam = 1 when ``per_beam`` is False: pooled over the beams).
+    """
+    check(h.dim() >= 3 and h.shape[-3] >= length >= 1, "h", f"a series [..., time >= {length}, sc, ant]",
+          tuple(h.shape))
+    x = to_beams(h)
+    n, n_sc = h.shape[-3], h.shape[-2]
+    n_win = n - length + 1
+    c = x.new_zeros(x.shape[:-3] + (x.shape[-1], length, length))
+    for lag in range(length):
+        q = (x[..., lag:, :, :] * x[..., :n - lag, :, :].conj()).sum(-2)                 # [..., n - lag, beam]
+        run = torch.cat((torch.zeros_like(q[..., :1, :]), q.cumsum(-2)), -2)
+        j = torch.arange(length - lag, device=h.device)
+        vals = (run[..., j + n_win, :] - run[..., j, :]).transpose(-1, -2) / (n_win * n_sc)   # [..., beam, L - lag]
+        c[..., j + lag, j] = vals
+        c[..., j, j + lag] = vals.conj()
+    return _pool(c, per_beam)
+
+
+def window_fit(gram: torch.Tensor, cross: torch.Tensor, prior: torch.Tensor, shrink: float | torch.Tensor
+               ) -> torch.Tensor:
+    """Window predictors fitted to example windows and shrunk towards a prior predictor.
+
+    ``W = argmin ||Y - W X||^2 + lam ||W - W_prior||^2`` per beam, ``lam = shrink * mean diag(gram)``: the prior
+    weighs as much as ``shrink`` times the data (0: plain least squares).
+
+    Args:
+        gram: [..., beam, t_in, t_in]; cross: [..., beam, t_out, t_in] (:func:`window_stats`);
+        prior: [..., beam or 1, t_out, t_in]; shrink: float or [...] tensor.
+
+    Returns:
+        [..., beam, t_out, t_in] complex.
+    """
+    load = torch.diagonal(gram, dim1=-2, dim2=-1).real.mean(-1).clamp_min(1e-30)          # [..., beam]
+    lam = torch.as_tensor(shrink, dtype=load.dtype, device=load.device)[..., None] * load + 1e-6 * load
+    return ridge_solve(gram, cross + lam[..., None, None] * prior.to(cross.dtype), lam)
+
+
+def ar_window_map(h_hist: torch.Tensor, t_out: int, order: int | None = None, ridge: float = 1e-3) -> torch.Tensor:
+    """The iterated AR predictor of :func:`ar_predict` (fitted on the history itself) as a linear window map.
+
+    Args:
+        h_hist: [..., t_in, sc, ant] complex.
+
+    Returns:
+        W: [..., t_out, t_in] complex with ``ar_predict(h_hist, t_out)[..., o, s, a] = sum_i W[o, i] h_hist[i, s, a]``.
+    """
+    t_in = h_hist.shape[-3]
+    order = order or min(8, t_in // 2)
+    a = ar_fit(h_hist, order, 1, ridge)                                                   # [..., order]
+    x = torch.eye(t_in, dtype=a.dtype, device=a.device).expand(a.shape[:-1] + (t_in, t_in))   # [..., basis, time]
+    out = []
+    for _ in range(t_out):
+        out.append(_apply(x, a))                                                          # [..., basis]
+        x = torch.cat([x, out[-1][..., None]], -1)
+    return torch.stack(out, -2)                                                           # [..., t_out, t_in]
+
+
+def window_stats(hist: torch.Tensor, fut: torch.Tensor, per_beam: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares normal equations of example windows, per beam, summed over windows and subcarriers.
+
+    Args:
+        hist: [..., n, t_in, sc, ant] complex; fut: [..., n, t_out, sc, ant] complex (n example windows).
+
+    Returns:
+        gram [..., beam, t_in, t_in] = sum x x^H and cross [..., beam, t_out, t_in] = sum y x^H (beam = 1 when
+        pooled).
+    """
+    check(hist.shape[:-3] == fut.shape[:-3] and hist.shape[-2:] == fut.shape[-2:] and hist.dim() >= 4,
+          "hist/fut", "[..., n, t_in, sc, ant] and [..., n, t_out, sc, ant]", (tuple(hist.shape), tuple(fut.shape)))
+    x, y = to_beams(hist), to_beams(fut)
+    gram = torch.einsum("...nisb,...njsb->...bij", x, x.conj())
+    cross = torch.einsum("...nosb,...njsb->...boj", y, x.conj())
+    return _pool(gram, per_beam), _pool(cross, per_beam)
+
+
+def window_predict(coef: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
+    """Apply per-beam window predictors.
+
+    Args:
+        coef: [..., beam, t_out, t_in] complex (beam = 1: one map for every beam); hist: [..., t_in, sc, ant].
+
+    Returns:
+        [..., t_out, sc, ant] complex.
+    """
+    x = to_beams(hist)
+    coef = coef.to(x.dtype).expand(coef.shape[:-3] + (x.shape[-1],) + coef.shape[-2:])
+    return from_beams(torch.einsum("...boi,...isb->...osb", coef, x))
