@@ -28,7 +28,7 @@ from icwm.config import check
 from icwm.data.config import EpisodeConfig, resolve_systems
 
 TIME_ORDERED = ("cp",)   # tasks whose group samples are consecutive windows of one trajectory
-from icwm.data.shards import GetTask, load_index, load_shard, stable_seed
+from icwm.data.shards import GetTask, ShardError, check_shard_hash, load_shard, open_data_set, stable_seed
 
 RESERVED = ("task", "k", "system", "shard", "epoch", "index")
 PLAN_BLOCK = 1024    # task picks are drawn in blocks so the plan of batch i does not depend on L
@@ -55,11 +55,15 @@ class ShardSource:
     Per task, an endless stream of passes: pass ``p`` visits the task's shards in a shuffled order; each shard
     contributes ``ceil(groups * episodes_per_group / batch_size)`` batches, whose episodes are a shuffled
     sequence of the shard's groups (wrapping around so every batch is full).
+
+    Nothing unchecked is sampled: start-up refuses an incomplete set, index paths outside ``shards_dir`` and
+    missing or resized shards (``open_data_set``, sizes only); each process checks a shard's sha256 the first
+    time it opens it, and every decoded float / complex tensor must be finite (``ShardError`` naming the shard).
     """
 
     def __init__(self, cfg: EpisodeConfig):
         self.cfg, self.root = cfg, Path(cfg.shards_dir)
-        entries = load_index(self.root)["shards"]
+        entries = open_data_set(self.root)["shards"]
         check(len(entries) > 0, "shards_dir", "an index listing at least one shard", str(self.root))
         available = sorted({e["task"] for e in entries}, key=task_registry.TASKS.index)
         self.tasks, self.weights = _weights(cfg, available)
@@ -68,9 +72,10 @@ class ShardSource:
             check(cfg.k_max + 1 <= e["samples_per_group"], "k_max",
                   f"k_max + 1 <= samples_per_group ({e['samples_per_group']} in {e['file']})", cfg.k_max)
         self._cache: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+        self._hashed: set[str] = set()        # shards whose sha256 this process has checked
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_cache": OrderedDict()}     # workers load their own shards
+        return {**self.__dict__, "_cache": OrderedDict(), "_hashed": set()}   # workers load and check their own
 
     def _batches(self, entry: dict) -> int:
         return math.ceil(entry["groups"] * self.cfg.episodes_per_group / self.cfg.batch_size)
@@ -79,9 +84,15 @@ class ShardSource:
         """Batches in one pass over every task's shards (the default epoch length)."""
         return sum(self._batches(e) for t in self.tasks for e in self.shards[t])
 
-    def _load(self, file: str) -> dict[str, torch.Tensor]:
+    def _load(self, entry: dict) -> dict[str, torch.Tensor]:
+        """Decoded tensors ``key -> [group, sample, ...]`` of the shard of ``entry`` (LRU cache); its sha256 is
+        checked the first time this process opens it."""
+        file = entry["file"]
         if file not in self._cache:
-            self._cache[file] = load_shard(self.root / file)[0]
+            if file not in self._hashed:
+                check_shard_hash(self.root, entry)
+                self._hashed.add(file)
+            self._cache[file] = _checked_shape(load_shard(self.root / file)[0], entry, self.root)
             while len(self._cache) > self.cfg.cache_shards:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(file)
@@ -105,13 +116,23 @@ class ShardSource:
     def batch(self, task: str, j: int, epoch: int, k: int, rng: torch.Generator) -> dict:
         """The ``j``-th batch of ``task``'s stream with ``k`` demos: tensors ``[batch, k + 1, ...]``."""
         entry, groups = self._locate(task, j, epoch)
-        data = self._load(entry["file"])
+        data = self._load(entry)
         order = torch.argsort(torch.rand(len(groups), entry["samples_per_group"], generator=rng), dim=1)
         samples = order[:, : k + 1]                                          # [batch, k + 1], query last
         if task in TIME_ORDERED:   # windows of one trajectory: demos strictly before the query, as at inference
             samples = samples.sort(dim=1).values
         out = {key: x[groups[:, None], samples] for key, x in data.items()}  # [batch, k + 1, ...]
         return {**out, "system": entry["system"], "shard": entry["file"]}
+
+
+def _checked_shape(data: dict[str, torch.Tensor], entry: dict, root: Path) -> dict[str, torch.Tensor]:
+    """``data`` (a decoded shard) when every tensor's leading dims are the indexed [groups, samples_per_group]."""
+    lead = (entry["groups"], entry["samples_per_group"])
+    for key, x in data.items():
+        if tuple(x.shape[:2]) != lead:
+            raise ShardError(f"shard {entry['file']!r}: tensor {key!r} has leading dims {tuple(x.shape[:2])}, "
+                             f"index.json says [groups, samples] = {lead} ({root / entry['file']})")
+    return data
 
 
 class GeneratorSource:
@@ -263,6 +284,15 @@ class EpisodeLoader:
             ctx = self.context if self.num_workers > 0 else None
             loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
                                 multiprocessing_context=ctx, pin_memory=self.pin_memory)
-            for batch in loader:
-                self.position += 1
-                yield batch
+            try:
+                for batch in loader:
+                    self.position += 1
+                    yield batch
+            except ShardError as err:     # raised in a worker, torch's copy embeds the worker's traceback
+                raise ShardError(_worker_message(str(err))) from None
+
+
+def _worker_message(msg: str) -> str:
+    """The original message of a ``ShardError`` re-raised by a DataLoader from a worker (unchanged otherwise)."""
+    head, sep, tail = msg.rpartition(f"{ShardError.__name__}: ")
+    return tail.strip() if sep and "Traceback" in head else msg

@@ -8,6 +8,12 @@ byte-identical shards: fixed member order, mtime 0, uid/gid 0, mode 0444, no tim
 Several ranks (``launch/make_data.py`` under torchrun) split the shards round robin (``rank_share``); each keeps
 its progress in a ``.index.rank-NNNNN.json`` file, and rank 0 merges them into ``index.json`` at the end, so the
 directory is byte-identical to a single-process run's.
+
+Completeness and integrity. ``index.json`` stores the number of planned shards and ``"complete": true`` only when
+every planned shard is written and listed (the last, atomic write of a finished run; rank 0's merge with several
+ranks). Readers (``open_data_set``, the episode sampler) refuse a set without it, index paths that leave the data
+directory, missing or resized shards (at start-up, sizes only), shards whose sha256 differs from the index (at
+first open, ``check_shard_hash``) and non-finite float / complex samples (``read_shard``).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import os
 import tarfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Callable, Iterator, Sequence, TypeVar
 
@@ -40,6 +46,9 @@ INDEX_NAME = "index.json"
 META_MEMBER = "meta.json"
 INDEX_EVERY_S = 5.0     # index.json refresh period while writing (resume loses at most this much work)
 PART_GLOB = ".index.rank-*.json"     # per-rank progress of a multi-rank run (merged into index.json, then removed)
+MAX_NAMED = 10          # bad shards named one by one in an error message (the rest are counted)
+ENTRY_FIELDS = {"file": str, "task": str, "system": str, "groups": int, "samples_per_group": int, "sha256": str,
+                "bytes": int}           # index entry fields the readers rely on, with their types
 GetTask = Callable[[str], ModuleType]
 Gather = Callable[[object], list]   # all-gather of a picklable object over the ranks: one item per rank, rank order
 T = TypeVar("T")
@@ -147,6 +156,18 @@ def _check_output(out: dict[str, torch.Tensor], module: ModuleType, spec: ShardS
               "not 'meta'", key)
         check(isinstance(x, torch.Tensor) and tuple(x.shape[:2]) == lead, f"{spec.task}.generate[{key!r}]",
               f"a tensor with leading dims [group, sample] = {lead}", getattr(x, "shape", type(x)))
+        bad = _non_finite(x)
+        if bad:
+            raise ValueError(f"{spec.task}.generate[{key!r}]: {bad} non-finite value(s) (NaN/inf) for shard "
+                             f"{spec.file} (system {spec.system.name}, seed {spec.seed}); shards hold finite "
+                             "samples only")
+
+
+def _non_finite(x: torch.Tensor) -> int:
+    """Number of NaN / inf entries of a float or complex tensor (0 for other dtypes)."""
+    if not (x.is_floating_point() or x.is_complex()):
+        return 0
+    return int((~torch.isfinite(x)).sum())
 
 
 def encode_records(out: dict[str, torch.Tensor], spec: ShardSpec, module: ModuleType) -> list[dict]:
@@ -234,24 +255,41 @@ def _run_jobs(jobs: list[tuple], workers: int, on_done: Callable[[dict], object]
 
 
 def load_index(out_dir: str | Path) -> dict:
-    """Parsed ``out_dir/index.json``; ``ShardError`` when missing or unreadable."""
-    path = Path(out_dir) / INDEX_NAME
+    """Parsed ``out_dir/index.json`` (complete or not).
+
+    Raises:
+        ShardError: naming the path when the directory or index.json is missing, unreadable or not an index.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / INDEX_NAME
+    if not out_dir.is_dir():
+        raise ShardError(f"data directory not found ({out_dir})")
+    if not path.is_file():
+        raise ShardError(f"no {INDEX_NAME}: not a data set written by make_data, or make_data has not started "
+                         f"({path})")
     try:
         index = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ShardError(f"index: cannot read {str(path)!r}: {err}") from err
-    check(index.get("format") == FORMAT, f"index {str(path)!r} format", FORMAT, index.get("format"))
+    except (OSError, ValueError) as err:          # ValueError: bad JSON or bad UTF-8
+        raise ShardError(f"unreadable {INDEX_NAME}: {err} ({path})") from err
+    if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("shards"), list):
+        got = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise ShardError(f"{INDEX_NAME}: expected format {FORMAT!r} with a list of shards, got {got!r} ({path})")
     return index
 
 
 def _write_index(out_dir: Path, head: dict, entries: list[dict], name: str = INDEX_NAME) -> Path:
-    """Atomically write ``index.json`` (or a rank's progress file ``name``) = ``head`` (format, config, systems)
-    + shard entries and totals."""
+    """Atomically write ``index.json`` (or a rank's progress file ``name``) = ``head`` (format, config, systems,
+    planned_shards) + shard entries, totals and the completeness marker: ``"complete": true`` only in
+    ``index.json`` and only when every planned shard is listed (so only the last write of a finished run has it)."""
+    complete = name == INDEX_NAME and len(entries) == head["planned_shards"]
     index = {**head, "shards": entries, "total_groups": sum(e["groups"] for e in entries),
-             "total_samples": sum(e["samples"] for e in entries)}
+             "total_samples": sum(e["samples"] for e in entries), "complete": complete}
     path = out_dir / name
     tmp = out_dir / f".{name}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+    with open(tmp, "w") as f:
+        f.write(json.dumps(index, indent=1, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())                  # the marker never lands before the bytes it vouches for
     os.replace(tmp, path)
     return path
 
@@ -313,7 +351,8 @@ def write_shards(cfg: DataConfig, get_task: GetTask | None = None, progress: boo
     Complete shards (listed in an existing index with the same spec fingerprint and, with
     ``cfg.verify_existing``, the same sha256) are skipped; everything else is (re)written atomically.
     The index is refreshed every ``INDEX_EVERY_S`` seconds and at the end, so an interrupted run resumes
-    close to where it stopped (unlisted shard files are rewritten). With ``world_size > 1`` every rank calls
+    close to where it stopped (unlisted shard files are rewritten); only the write that lists every planned shard
+    carries the completeness marker (``"complete": true``) readers require. With ``world_size > 1`` every rank calls
     this with the same ``cfg``: the remaining shards are split by ``rank_share``, each rank refreshes its own
     progress file, and rank 0 merges them into ``index.json`` (the same bytes as a single process writes).
 
@@ -338,7 +377,8 @@ def write_shards(cfg: DataConfig, get_task: GetTask | None = None, progress: boo
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = plan_shards(cfg, systems)
-    head = {"format": FORMAT, "config": to_dict(cfg), "systems": {t: [dataclasses.asdict(s) for s in v] for t, v in systems.items()}}
+    head = {"format": FORMAT, "config": to_dict(cfg), "planned_shards": len(specs),
+            "systems": {t: [dataclasses.asdict(s) for s in v] for t, v in systems.items()}}
     done = _complete_entries(specs, out_dir, cfg.verify_existing, rank, world_size, gather)
     if rank == 0:                             # earlier runs' progress files are merged into ``done``: drop them
         _write_index(out_dir, head, _ordered(specs, done))
@@ -454,6 +494,11 @@ def _finish_record(path: Path, key: str, rec: dict[str, bytes]) -> tuple[dict[st
     missing = sorted(set(meta["keys"]) - set(tensors))
     if missing:
         raise ShardError(f"shard {path.name!r}: record {key!r} lacks tensors {missing}")
+    for name, x in tensors.items():
+        bad = _non_finite(x)
+        if bad:
+            raise ShardError(f"shard {path.name!r}: record {key!r}, tensor {name!r}: {bad} non-finite value(s) "
+                             f"(NaN/inf) ({path})")
     return tensors, meta
 
 
@@ -503,3 +548,73 @@ def _shard_problem(path: Path, entry: dict) -> str:
     except ShardError as err:
         reasons.append(str(err).split(": ", 1)[-1])
     return "; ".join(reasons)
+
+
+def open_data_set(out_dir: str | Path) -> dict:
+    """The index of the complete data set in ``out_dir``, checked cheaply before any sample is read.
+
+    Checks the completeness marker, every entry's fields, that its path stays inside ``out_dir`` (relative, no
+    ``..``), and that its shard exists with the indexed size. Contents are checked later: ``check_shard_hash``
+    at first open, finiteness in ``read_shard``.
+
+    Returns:
+        The parsed ``index.json``.
+
+    Raises:
+        ShardError: naming the directory (incomplete set) or each bad shard with its path.
+    """
+    root = Path(out_dir)
+    index = load_index(root)
+    n, planned = len(index["shards"]), index.get("planned_shards")
+    if index.get("complete") is not True or n != planned:
+        of = f"{n} of {planned}" if isinstance(planned, int) else f"{n} (no completeness marker: an older make_data)"
+        raise ShardError(f"incomplete data set: {of} shards listed in {INDEX_NAME}; rerun make_data with the same "
+                         f"config to finish it ({root})")
+    problems = {}
+    for i, entry in enumerate(index["shards"]):
+        problem = _entry_problem(root, entry)
+        if problem:
+            named = isinstance(entry, dict) and isinstance(entry.get("file"), str)
+            problems[entry["file"] if named else f"entry {i}"] = problem
+    if problems:
+        lines = [f"  {name}: {why}" for name, why in list(problems.items())[:MAX_NAMED]]
+        more = [f"  ... and {len(problems) - MAX_NAMED} more"] if len(problems) > MAX_NAMED else []
+        raise ShardError("\n".join([f"{len(problems)} bad shard(s) in {INDEX_NAME} ({root}):"] + lines + more))
+    return index
+
+
+def _entry_problem(root: Path, entry: object) -> str:
+    """Why an index entry cannot be read ('' if it can): fields, path confined to ``root``, presence, size."""
+    if not isinstance(entry, dict):
+        return f"expected a mapping, got {type(entry).__name__}"
+    bad = sorted(k for k, t in ENTRY_FIELDS.items() if not isinstance(entry.get(k), t))
+    if bad:
+        return f"missing or mistyped fields {bad}"
+    if entry["groups"] < 1 or entry["samples_per_group"] < 1:
+        return f"expected groups and samples_per_group >= 1, got {entry['groups']}, {entry['samples_per_group']}"
+    rel = PurePosixPath(entry["file"])
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        return "refused: the path must be relative to the data directory, without '..'"
+    path = root / rel
+    if not path.is_file():
+        return f"missing ({path})"
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        return f"truncated or resized: {size} bytes, {INDEX_NAME} says {entry['bytes']} ({path})"
+    return ""
+
+
+def check_shard_hash(out_dir: str | Path, entry: dict) -> None:
+    """Compare the shard of index ``entry`` with its indexed sha256 (a full read; readers do it at first open).
+
+    Raises:
+        ShardError: naming the shard's path when it is unreadable or its bytes differ from the index's hash.
+    """
+    path = Path(out_dir) / entry["file"]
+    try:
+        digest = sha256_file(path)
+    except OSError as err:
+        raise ShardError(f"shard {entry['file']!r}: unreadable ({err.strerror or err}) ({path})") from err
+    if digest != entry["sha256"]:
+        raise ShardError(f"shard {entry['file']!r}: corrupted, sha256 differs from {INDEX_NAME}; rerun make_data "
+                         f"with the same config to rewrite it ({path})")
