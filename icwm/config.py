@@ -34,10 +34,7 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Se
         base = OmegaConf.structured(cls)
         layers = [base]
         if yaml_path is not None:
-            path = Path(yaml_path)
-            if not path.is_file():
-                raise ValueError(f"config: file {str(path)!r} does not exist")
-            layers.append(OmegaConf.load(path))
+            layers.append(read_yaml(Path(yaml_path)))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ValueError(f"config: override {bad[0]!r} is not of the form key=value")
@@ -47,6 +44,48 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Se
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or getattr(err, "key", None)
         raise ValueError(f"config: field {key!r}: {err.msg if hasattr(err, 'msg') else err}") from err
+
+
+def read_yaml(path: Path) -> Any:
+    """The OmegaConf tree of a YAML config file that must be a mapping.
+
+    Raises:
+        ValueError: ``config: <what> (<path>)`` for a missing or unreadable file, a YAML syntax error (with its line
+        and column, 1-based) or a top level that is not a mapping of keys.
+    """
+    import yaml
+    if not path.is_file():
+        raise ValueError(f"config: no such file ({path})")
+    try:
+        tree = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"config: YAML syntax error{where}: {getattr(err, 'problem', None) or err} ({path})") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config: not a UTF-8 text file: {err.reason} at byte {err.start} ({path})") from err
+    except OSError as err:
+        raise ValueError(f"config: cannot read the file: {err.strerror or err} ({path})") from err
+    if not OmegaConf.is_dict(tree):
+        raise ValueError(f"config: expected a mapping of keys at the top level, got a {type(tree).__name__} ({path})")
+    return tree
+
+
+def check_device(device: str, field: str = "device") -> str:
+    """``device`` unchanged when it can be used here; ``"auto"`` passes (it falls back to the CPU).
+
+    Raises:
+        ValueError: naming ``field`` for a CUDA device without a visible GPU or with an index beyond the GPU count.
+    """
+    import torch
+    name, _, index = str(device).partition(":")
+    if name != "cuda":
+        return device
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    check(n > 0, field, "'cpu' or 'auto' (no GPU is visible here: torch.cuda.is_available() is False)", device)
+    check(not index or (index.isdigit() and int(index) < n), field, f"'cuda' or 'cuda:N' with N < {n} (GPUs here)",
+          device)
+    return device
 
 
 def to_yaml(cfg: Any) -> str:
@@ -100,8 +139,32 @@ def entry_config(argv: Sequence[str], doc: str, prog: str, config_class: Callabl
     try:
         return load_cli(config_class(), argv)
     except ValueError as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 2
+        return report(prog, err)
+
+
+def check_path(path: str | Path, field: str, kind: str = "directory") -> Path:
+    """``path`` as a ``Path`` when it exists as a ``kind`` (``"directory"`` or ``"file"``).
+
+    Raises:
+        ValueError: ``<field>: no such <kind> (<path>)``.
+    """
+    path = Path(path)
+    if not (path.is_dir() if kind == "directory" else path.is_file()):
+        raise ValueError(f"{field}: no such {kind} ({path})")
+    return path
+
+
+def report(prog: str, err: Exception) -> int:
+    """Print a bad input's error as ``prog: <what> (<path>)`` to stderr; returns the exit status 2.
+
+    An ``OSError`` shows its reason and file name; any other error its message (which names the field or path).
+    """
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.strerror or type(err).__name__} ({err.filename})"
+    else:
+        text = str(err)
+    print(f"{prog}: {text}", file=sys.stderr)
+    return 2
 
 
 def check(cond: bool, field: str, expected: str, got: Any) -> None:

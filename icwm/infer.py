@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from icwm.config import check, load_config, to_yaml
+from icwm.config import check, check_device, load_config, to_yaml
 from icwm.model import ICWM, ModelConfig, build_model, count_parameters
 
 SHIPPED = Path(__file__).resolve().parent / "assets" / "icwm-small"
@@ -41,6 +42,29 @@ SPECS: dict[str, tuple[dict[str, tuple[int, str]], dict[str, tuple[int, str]]]] 
     "pe": ({"h_sub6": (2, "c")}, {"pathloss_db": (0, "f")}),
 }
 _DTYPE = {"c": torch.complex64, "f": torch.float32, "i": torch.int64}
+
+# Accepted input ranges (ValueError outside, naming the field). Training draws snr_db in [-10, 32] dB; the tokenisers
+# read snr_db / 20 and log10(1 + 10^(snr_db / 10) |h|^2), and the det anchor solves with noise 10^(-snr_db / 10):
+# the windows keep every feature finite with a wide margin (checked with the shipped model at their corners).
+SNR_DB = (-40.0, 60.0)
+_NORMALISED = (-40.0, 40.0, "a path-loss-normalised channel has E|h|^2 = 1, 0 dB")
+POWER_DB: dict[str, dict[str, tuple[float, float, str]]] = {  # task -> key -> mean |.|^2 per entry per sample (dB)
+    "pre_sr": {"h": _NORMALISED}, "pre_mm": {"h": _NORMALISED},
+    "det": {"h": _NORMALISED, "y": (-60.0, 80.0, "y = h x + noise with unit-energy symbols")},
+    **{t: {"h_sub6": (-100.0, 60.0, "path loss included, scaled by 10^(ref_gain_db / 20) = 100 dB")}
+       for t in ("bf", "de", "pe")},
+}
+LABELS = {  # demo label key -> accepted range of its values (magnitudes for complex labels)
+    "lam_p": (0.0, 1.0, "normalised optimal-structure parameters"),
+    "x": (0.0, 10.0, "magnitudes of unit-energy symbols (16-QAM: <= 1.35)"),
+    "distance_m": (1e-3, 1e5, "metres"), "pathloss_db": (0.0, 250.0, "dB"),
+}
+# ce / cp / pf are linear estimation problems (the answer scales with the channel): each episode is normalised to the
+# training data's unit mean input power per entry and the outputs scaled back, so predict(c x) = c predict(x) for any
+# scale c (on in-range data of the seen family this moves the shipped model's NMSE by < 0.01 dB). Demo labels must
+# lie within GRID_LABEL_DB of their episode's input power.
+GRID_LABEL_DB = 40.0
+GRID_KEYS = {"ce": ("h_ls", "h"), "cp": ("h_hist", "h_fut"), "pf": ("h_ul", "h_dl")}
 
 
 def _as_tensor(x: Any, field: str, kind: str) -> torch.Tensor:
@@ -82,15 +106,21 @@ class FewShotModel:
             device: where to put the model.
         Raises:
             FileNotFoundError: the directory or its files are missing (with how to make them).
+            ValueError: ``model: <what> (<file>)`` for a corrupt or truncated file, weights that do not fit the
+            configuration, or a ``device`` this machine lacks.
         """
         root = Path(path) if path is not None else SHIPPED
         how = ("train one with `python launch/pretrain.py --config configs/pretrain/small.yaml` and export it with "
                "`icwm.infer.save_pretrained(model, cfg, DIR)`, then pass `path=DIR`")
         if not (root / CONFIG).is_file():
             raise FileNotFoundError(f"model: no {CONFIG} in {str(root)!r}; {how}")
+        check_device(str(device))
         cfg = load_config(ModelConfig, root / CONFIG)
         model = build_model(cfg)
-        model.load_state_dict(load_weights(root, how), strict=True)
+        try:
+            model.load_state_dict(load_weights(root, how), strict=True)
+        except RuntimeError as err:   # missing / unexpected names, wrong shapes
+            raise ValueError(f"model: weights do not fit {CONFIG}: {str(err).splitlines()[0]} ({root})") from err
         return cls(model.to(device), cfg)
 
     def predict(self, task: str, demos: Optional[Mapping[str, Any]], query: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,14 +134,22 @@ class FewShotModel:
             Natural outputs for the query ([...] or [B, ...]): pre_* ``lam_p`` [user, 2] and ``W`` [ant, user]
             (contract convention, ||W||_F^2 = 10^(snr_db/10)); det ``x`` [slot, user] complex and ``x_idx`` (16-QAM
             hard decisions); ce ``h``, cp ``h_fut``, pf ``h_dl`` complex; bf ``beam`` and ``beam_scores``
-            [n_beams] (probabilities); de ``distance_m``; pe ``pathloss_db``.
+            [n_beams] (probabilities); de ``distance_m``; pe ``pathloss_db``. Always finite.
+        Raises:
+            ValueError: naming the field, for inputs the model cannot take (keys, shapes, dtypes, NaN / inf, snr_db
+            outside ``SNR_DB``, channel power outside ``POWER_DB``, demo labels outside ``LABELS``), or when the
+            model's output is not finite.
         """
-        batch, single, as_numpy = self.episode(task, demos, query)
+        batch, single, as_numpy, scale = self.episode(task, demos, query)
         with torch.inference_mode():
             pred = self.model({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
         last = {k: v[:, -1] for k, v in pred.items()}  # the query's predictions [B, ...]
+        check_finite(task, last)
         q = {k: batch[k][:, -1].to(self.device) for k in SPECS[task][0]}
         out = natural_outputs(task, last, q)
+        if task in GRID_KEYS:
+            out = {k: v * scale.to(v.device).view((-1,) + (1,) * (v.dim() - 1)).to(v.dtype) for k, v in out.items()}
+        check_finite(task, out)
         out = {k: (v[0] if single else v).cpu() for k, v in out.items()}
         return {k: v.numpy() for k, v in out.items()} if as_numpy else out
 
@@ -119,7 +157,8 @@ class FewShotModel:
         """Validate inputs and assemble the model batch (tensors [B, k+1, ...], zero query labels).
 
         Returns:
-            (batch, single episode?, inputs were numpy?)
+            (batch, single episode?, inputs were numpy?, scale [B]): ce / cp / pf channels in the batch are divided by
+            ``scale`` (``grid_scale``; the outputs are to be multiplied by it), 1 for the other tasks.
         """
         check(task in self.cfg.tasks, "task", f"one of the model's tasks {self.cfg.tasks}", task)
         xs, ys = SPECS[task]
@@ -147,14 +186,19 @@ class FewShotModel:
                       f"per-sample shape {tuple(q[key].shape[1:])} of the query", tuple(d[key].shape[2:]))
         labels = self._query_labels(task, q, d, n_b)
         check_consistency(task, q, labels, self.cfg)
-        if k:
-            check_consistency(task, {x: d[x][:, 0] for x in xs}, {y: d[y][:, 0] for y in ys}, self.cfg)
+        if k:   # every demonstration, flattened to [B * k, ...]
+            check_consistency(task, {x: d[x].flatten(0, 1) for x in xs}, {y: d[y].flatten(0, 1) for y in ys}, self.cfg)
+        check_ranges(task, q, "query")
+        check_ranges(task, d, "demos")
+        scale = torch.ones(n_b, dtype=torch.float64)
+        if task in GRID_KEYS:
+            q, d, scale = grid_scale(task, q, d)
         batch = {"task": task, "k": k}
         for key in xs:
             batch[key] = torch.cat((d[key], q[key][:, None]), 1) if k else q[key][:, None]
         for key in ys:
             batch[key] = torch.cat((d[key], labels[key][:, None]), 1) if k else labels[key][:, None]
-        return batch, single, as_numpy
+        return batch, single, as_numpy, scale
 
     def _load(self, x: Any, field: str, spec: tuple[int, str], single: bool, lead: int) -> torch.Tensor:
         """Tensor with a batch dim [B, (k,) ...]; checks the number of dims."""
@@ -220,7 +264,72 @@ def check_consistency(task: str, x: dict, y: dict, cfg: ModelConfig) -> None:
         lim(("h_sub6 (subcarriers)", s6, "max_sc"), ("h_sub6 (antennas)", a6, "max_ant"))
         if task == "bf":
             b = y["beam"]
-            check(bool(((b >= 0) & (b < cfg.n_beams)).all()), "beam", f"indices in [0, {cfg.n_beams})", b.tolist())
+            ok = (b >= 0) & (b < cfg.n_beams)
+            check(bool(ok.all()), "beam", f"indices in [0, {cfg.n_beams})", b[~ok].tolist()[:5])
+
+
+def power_db(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """10 log10 of the mean |t|^2 over the last ``ndim`` dims, in float64 (no overflow for any float32 input)."""
+    p = t.to(torch.complex128).abs().pow(2) if t.is_complex() else t.double().pow(2)
+    return 10.0 * torch.log10(p.flatten(-ndim).mean(-1) if ndim else p)
+
+
+def _within(v: torch.Tensor, field: str, lo: float, hi: float, what: str) -> None:
+    """ValueError naming ``field`` unless every value of ``v`` lies in [lo, hi] (reports the first one outside)."""
+    bad = ~((v >= lo) & (v <= hi))
+    if bool(bad.any()):
+        check(False, field, f"{what} within [{lo:g}, {hi:g}]", round(float(v[bad][0]), 2))
+
+
+def check_ranges(task: str, arrays: dict[str, torch.Tensor], where: str) -> None:
+    """Value ranges of one side's arrays [B, (k,) ...] (``where``: query / demos): ``snr_db`` in ``SNR_DB``, channel
+    power per sample in ``POWER_DB``, labels in ``LABELS`` (the query's labels are placeholders and not passed)."""
+    spec = {**SPECS[task][0], **SPECS[task][1]}
+    for key, t in arrays.items():
+        field = f"{where}[{key!r}]"
+        if key == "snr_db":
+            _within(t, field, *SNR_DB, "an SNR in dB")
+        elif key in POWER_DB.get(task, {}):
+            lo, hi, what = POWER_DB[task][key]
+            _within(power_db(t, spec[key][0]), field, lo, hi, f"mean |{key}|^2 per entry in dB ({what})")
+        elif key in LABELS:
+            lo, hi, what = LABELS[key]
+            _within(t.abs() if t.is_complex() else t, field, lo, hi, f"values ({what})")
+
+
+def grid_scale(task: str, q: dict, d: dict) -> tuple[dict, dict, torch.Tensor]:
+    """ce / cp / pf: normalise each episode to unit mean power per entry of its inputs (query and demos).
+
+    Args:
+        q: query tensors [B, ...]; d: demo tensors [B, k, ...] (empty for k = 0).
+    Returns:
+        (q, d, scale [B] float64): the channels (inputs and demo labels) divided by ``scale``, the inputs' RMS.
+    Raises:
+        ValueError: all-zero inputs, or demo labels more than ``GRID_LABEL_DB`` away from the inputs' power.
+    """
+    kx, ky = GRID_KEYS[task]
+    n = SPECS[task][0][kx][0]
+    pw = [10.0 ** (power_db(q[kx], n) / 10.0)] + ([10.0 ** (power_db(d[kx], n) / 10.0).mean(1)] if d else [])
+    p_db = 10.0 * torch.log10(sum(pw) / len(pw))                                               # [B]
+    field = f"{kx} (query and demos)"
+    check(bool(torch.isfinite(p_db).all()), field, "a non-zero channel", "all-zero entries")
+    if d:
+        gap = power_db(d[ky], n) - p_db[:, None]                                               # [B, k]
+        _within(gap, f"demos[{ky!r}]", -GRID_LABEL_DB, GRID_LABEL_DB,
+                f"mean |{ky}|^2 per entry in dB relative to {kx}'s")
+    scale = 10.0 ** (p_db / 20.0)                                                              # [B]
+    div = lambda t: (t / scale.view((-1,) + (1,) * (t.dim() - 1))).to(t.dtype)  # noqa: E731
+    q = {**q, kx: div(q[kx])}
+    d = {**d, kx: div(d[kx]), ky: div(d[ky])} if d else d
+    return q, d, scale
+
+
+def check_finite(task: str, out: dict[str, torch.Tensor]) -> None:
+    """Last guard: ValueError naming the output when the model produced NaN / inf (never pass them on)."""
+    for key, v in out.items():
+        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
+            check(False, f"{task} output {key!r}", "finite values (these inputs are outside what the model handles)",
+                  "NaN / inf")
 
 
 def natural_outputs(task: str, pred: dict, q: dict) -> dict[str, torch.Tensor]:
@@ -240,12 +349,22 @@ def natural_outputs(task: str, pred: dict, q: dict) -> dict[str, torch.Tensor]:
 
 
 def load_weights(root: Path, how: str) -> dict[str, torch.Tensor]:
-    """State dict from ``model.safetensors`` (or a weights-only ``model.pt``)."""
-    if (root / WEIGHTS).is_file():
-        from safetensors.torch import load_file
-        return load_file(str(root / WEIGHTS))
-    if (root / "model.pt").is_file():
-        return torch.load(root / "model.pt", map_location="cpu", weights_only=True)
+    """State dict from ``model.safetensors`` (or a weights-only ``model.pt``).
+
+    Raises:
+        FileNotFoundError: neither file exists (``how`` says how to make one).
+        ValueError: ``model: cannot read the weights: <why> (<file>)`` for a truncated or corrupt file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    for name, load in ((WEIGHTS, lambda f: load_file(str(f))),
+                       ("model.pt", lambda f: torch.load(f, map_location="cpu", weights_only=True))):
+        if (root / name).is_file():
+            try:
+                return load(root / name)
+            except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
+                why = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise ValueError(f"model: cannot read the weights: {why} ({root / name})") from err
     raise FileNotFoundError(f"model: no {WEIGHTS} in {str(root)!r}; {how}")
 
 

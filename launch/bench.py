@@ -51,22 +51,36 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in names if s not in SUITES]
     if unknown:
         ap.error(f"--suite: unknown {unknown}; expected some of {sorted(SUITES)}")
+    out = Path(args.out)
+    for path in (out, out.with_suffix(".md")):   # fail before the (long) suites run, not after
+        if path.is_dir():
+            print(f"bench: --out: expected a file path, got a directory ({path})", file=sys.stderr)
+            return 2
     rows = []
     for suite in names:
         for mod in SUITES[suite]:
             print(f"[bench] {suite}/{mod} ...", flush=True)
             for row in importlib.import_module(f"icwm.bench.{mod}").run(quick=args.quick):
                 rows.append({"suite": suite, **row})
-    out = Path(args.out)
+    try:
+        md = write(out, rows, args.quick, argv)
+    except OSError as err:
+        print(f"bench: cannot write the results: {err.strerror or err} ({err.filename or out})", file=sys.stderr)
+        return 2
+    print(table(rows))
+    print(f"[bench] wrote {out} and {md}")
+    return 0
+
+
+def write(out: Path, rows: list[dict], quick: bool, argv: list[str] | None) -> Path:
+    """Write the JSON to ``out`` and the Markdown table beside it; returns the Markdown path."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "rows": rows}, indent=2, default=str))
+    out.write_text(json.dumps({"machine": machine(), "quick": quick, "rows": rows}, indent=2, default=str))
     md = out.with_suffix(".md")
     facts = ", ".join(f"{k} {v}" for k, v in machine().items())
     md.write_text(f"# Benchmarks\n\nCommand: `python launch/bench.py {' '.join(argv or sys.argv[1:])}`\n\n"
                   f"Machine: {facts}\n\n{table(rows)}\n")
-    print(table(rows))
-    print(f"[bench] wrote {out} and {md}")
-    return 0
+    return md
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = entry_config(sys.argv[1:] if argv is None else argv, __doc__, "calibrate_handover", config_class)
     if isinstance(cfg, int):
         return cfg
+    from icwm.config import report
     try:
         calibrate(cfg)
-    except (ValueError, FileNotFoundError) as err:       # no such model / family, a model without the handover
-        print(f"calibrate_handover: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as err:   # no such model / family, corrupt weights, a model without the handover
+        return report("calibrate_handover", err)
     return 0
 
 

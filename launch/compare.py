@@ -12,20 +12,23 @@ import sys
 
 from icwm.compare.config import CompareConfig
 from icwm.compare.run import run
-from icwm.config import load_cli
+from icwm.config import check_device, check_path, load_cli, report
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``--config PATH key=value ...`` and compare; a bad config, path or device gives exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
-    cfg = load_cli(CompareConfig, argv)
-    out = run(cfg, argv)
+    try:
+        cfg = load_cli(CompareConfig, argv)
+        check_device(cfg.device)
+        if cfg.native.model not in ("none", "shipped"):
+            check_path(cfg.native.model, "native.model")
+        out = run(cfg, argv)
+    except (ValueError, OSError) as err:   # the message names the field or path
+        return report("compare", err)
     print(f"[compare] wrote {out}/results.csv, report.md, plots/, config.yaml, provenance.json")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ValueError as err:   # bad config: the message names the field
-        print(f"compare: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from icwm import tasks  # noqa: E402
+from icwm.config import check, check_path, report  # noqa: E402
 from icwm.data.config import load_family  # noqa: E402
 from icwm.infer import FewShotModel  # noqa: E402
 
@@ -56,18 +57,22 @@ def plot(results: dict[str, dict[str, float]], ks: tuple[int, ...], path: Path) 
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="model directory (default: the shipped icwm-small)")
-    ap.add_argument("--family", default="configs/systems/unseen.yaml")
-    ap.add_argument("--system", default="unseen_nt96")
-    ap.add_argument("--episodes", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--out", default="outputs/demo")
-    args = ap.parse_args(argv)
-    systems = {s.name: s for s in load_family(args.family)}
-    if args.system not in systems:
-        ap.error(f"--system: expected one of {sorted(systems)}, got {args.system!r}")
+def write_csv(results: dict[str, dict[str, float]], path: Path) -> None:
+    """Print the table and write it as CSV (task, method, metric, value)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "method", "metric", "value"])
+        for task, res in results.items():
+            print(f"\n{task} ({METRIC[task][1]})")
+            for method, v in res.items():
+                print(f"  {method:<12} {v:8.3f}")
+                w.writerow([task, method, METRIC[task][0], f"{v:.6g}"])
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Score the model and the classical methods on the unseen system; write demo.csv and demo.png to ``args.out``."""
+    systems = {s.name: s for s in load_family(check_path(args.family, "--family", "file"))}
+    check(args.system in systems, "--system", f"one of {sorted(systems)}", args.system)
     cfg, model = systems[args.system], FewShotModel.from_pretrained(args.model)
     ks = tuple(k for k in KS if k <= model.cfg.k_max)
     results = {}
@@ -78,15 +83,26 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"\nUnseen system {cfg.name}: {cfg.scenario}, {cfg.carrier_hz / 1e9:g} GHz, Nt = {cfg.num_ant}, "
           f"K = {cfg.num_users}, SNR {cfg.snr_db} dB, {args.episodes} episodes")
-    with open(out / "demo.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["task", "method", "metric", "value"])
-        for task, res in results.items():
-            print(f"\n{task} ({METRIC[task][1]})")
-            for method, v in res.items():
-                print(f"  {method:<12} {v:8.3f}")
-                w.writerow([task, method, METRIC[task][0], f"{v:.6g}"])
+    write_csv(results, out / "demo.csv")
     plot(results, ks, out / "demo.png")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run the demo; a bad path or value gives ``demo: <what> (<path>)`` and exit status 2."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model directory (default: the shipped icwm-small)")
+    ap.add_argument("--family", default="configs/systems/unseen.yaml")
+    ap.add_argument("--system", default="unseen_nt96")
+    ap.add_argument("--episodes", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--out", default="outputs/demo")
+    args = ap.parse_args(argv)
+    try:
+        check(args.episodes >= 1, "--episodes", "an integer >= 1", args.episodes)
+        out = run(args)
+    except (ValueError, OSError) as err:
+        return report("demo", err)
     print(f"\nwrote {out / 'demo.csv'} and {out / 'demo.png'}")
     return 0
 

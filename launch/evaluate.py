@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from icwm.config import load_cli, to_yaml
+from icwm.config import check_device, check_path, load_cli, report, to_yaml
 from icwm.eval.config import EvalConfig
 from icwm.eval.plots import plot_all
 from icwm.eval.report import markdown, print_targets, targets, write_csv
@@ -36,8 +36,8 @@ def write_outputs(out_dir: Path, files: dict[str, str], res, cfg: EvalConfig) ->
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = load_cli(EvalConfig, sys.argv[1:] if argv is None else argv)
+def evaluate(cfg: EvalConfig) -> Path:
+    """Run the evaluation of ``cfg``, write its files and print the targets; returns the output directory."""
     families = load_families(cfg)
     model, desc = load_model(cfg.model, resolve_device(cfg.device))
     print(f"[eval] model: {desc}; families: {list(families)}; tasks: {cfg.tasks}", flush=True)
@@ -48,12 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(out, {"report.md": markdown(res, tgts), "config.yaml": to_yaml(cfg)}, res, cfg)
     print(print_targets(tgts))
     print(f"[eval] wrote {out}/results.csv, report.md, config.yaml and {len(set(r['task'] for r in res.rows))} PNG")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``--config PATH key=value ...`` and evaluate; a bad config, path or device gives exit status 2."""
+    try:
+        cfg = load_cli(EvalConfig, sys.argv[1:] if argv is None else argv)
+        check_device(cfg.device)
+        if cfg.model not in ("none", "shipped"):
+            check_path(cfg.model, "model")
+        evaluate(cfg)
+    except (ValueError, OSError) as err:   # the message names the field or path; nothing half-written is left
+        return report("evaluate", err)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ValueError as err:   # bad config: the message names the field; nothing was written
-        print(f"evaluate: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

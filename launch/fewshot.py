@@ -5,13 +5,15 @@
 ``demos.npz`` holds the task's X_KEYS and Y_KEYS as arrays [k, ...] (or [B, k, ...]); omit it for k = 0.
 ``query.npz`` holds the X_KEYS [...] (or [B, ...]). ``out.npz`` receives the natural outputs (see
 ``icwm.infer.FewShotModel.predict``). ``--model`` is a directory written by ``save_pretrained`` (default: the
-shipped icwm-small). Exit status 2 on bad input, with the offending field named.
+shipped icwm-small). Exit status 2 on bad input (``fewshot: <what> (<path or field>)`` on stderr).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +22,39 @@ from icwm.infer import FewShotModel
 
 
 def _read(path: str | None, what: str) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz archive (``{}`` without a path); ValueError ``--<what>: <why> (<path>)``."""
     if path is None:
         return {}
     if not Path(path).is_file():
-        raise ValueError(f"--{what}: file {path!r} does not exist")
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+        raise ValueError(f"--{what}: no such file ({path})")
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError("expected an .npz archive of named arrays (np.savez), got a single .npy array")
+        with f:
+            return {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"--{what}: cannot read the .npz archive: {err} ({path})") from err
+
+
+def _check_out(path: str) -> Path:
+    """``--out`` as a Path; ValueError when it names a directory or its folder does not exist."""
+    dest = Path(path)
+    if dest.is_dir():
+        raise ValueError(f"--out: expected a file path, got a directory ({dest})")
+    if not dest.parent.is_dir():
+        raise ValueError(f"--out: no such directory ({dest.parent})")
+    return dest
+
+
+def _write(dest: Path, out: dict[str, np.ndarray]) -> None:
+    """``np.savez`` to ``dest`` via a temporary sibling renamed into place (removed again on failure)."""
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}.npz")
+    try:
+        np.savez(tmp, **out)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,15 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model directory (default: shipped icwm-small)")
     args = ap.parse_args(argv)
     try:
+        dest = _check_out(args.out)
         model = FewShotModel.from_pretrained(args.model)
         out = model.predict(args.task, _read(args.demos, "demos"), _read(args.query, "query"))
-    except (ValueError, FileNotFoundError) as err:
+        _write(dest, out)
+    except (ValueError, OSError) as err:
         print(f"fewshot: {err}", file=sys.stderr)
         return 2
-    dest = Path(args.out)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **out)
-    os.replace(tmp, dest)
     print(f"fewshot: wrote {', '.join(f'{k} {tuple(v.shape)}' for k, v in out.items())} to {dest}")
     return 0
 

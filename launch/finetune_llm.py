@@ -31,12 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = entry_config(sys.argv[1:] if argv is None else argv, __doc__, "finetune_llm", config_class)
     if isinstance(cfg, int):
         return cfg
-    from adapters_llm.run import finetune
+    from icwm.config import check_path, report
     try:
+        if cfg.train.init_from:
+            check_path(cfg.train.init_from, "train.init_from")
+        from adapters_llm.run import finetune
         s = finetune(cfg)
-    except ValueError as err:
-        print(f"finetune_llm: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as err:   # the message names the field or path
+        return report("finetune_llm", err)
     drops = ", ".join(f"{t} {s['train_loss_before'][t]:.4g} -> {v:.4g}" for t, v in s["train_loss_after"].items())
     print(f"[finetune_llm] {cfg.adapter.peft}: training-pool loss {drops}; trainable {s['trainable']} / total "
           f"{s['total']}, {s['step_s']:.3g} s/step, checkpoint {s['checkpoint']}", flush=True)

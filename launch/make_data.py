@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch.distributed as dist
 
-from icwm.config import load_cli, to_yaml
+from icwm.config import load_cli, report, to_yaml
 from icwm.data.config import DataConfig
 from icwm.data.shards import Gather, RankError, WriteSummary, verify, write_shards
 
@@ -71,12 +71,18 @@ def main(argv: Sequence[str] | None = None) -> WriteSummary:
     return summary
 
 
-if __name__ == "__main__":
+def run(argv: Sequence[str] | None = None) -> int:
+    """``main`` with its errors as exit statuses: 2 for a bad config or path (``make_data: <what> (<path>)`` on
+    stderr; nothing half-written is left), 1 when some rank failed (every rank stops with its error)."""
     try:
-        main()
-    except ValueError as err:   # bad config: the message names the field; nothing was written
+        main(argv)
+    except RankError as err:
         print(f"make_data: {err}", file=sys.stderr)
-        sys.exit(2)
-    except RankError as err:    # several ranks: every rank stops with the failed rank's error
-        print(f"make_data: {err}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    except (ValueError, OSError) as err:
+        return report("make_data", err)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
