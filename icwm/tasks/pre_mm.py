@@ -2,18 +2,24 @@
 
 x: ``h [user, ant] complex64``, ``snr_db []``; y: ``lam_p [user, 2]`` normalised optimal-structure parameters of the
 optimum (bisection with uplink-downlink duality). Loss: soft-min SINR (dB) gap to the optimum.
+
+Latent form (``cfg.form == "latent"``): one SNR per group, omitted from x (``latent_snr_db``, ``prior_snr_db``);
+labels and ``sinr_opt_db`` at the true SNR; precoders are transmitted at full power (``precoding_common.pred_sinr``).
+Baselines (on the query): the optimum at the true SNR (oracle), at the prior (blind), at the SNR fitted to the demos'
+labels (in_context, ``maxmin.fit_snr_db``).
 """
 from __future__ import annotations
 
 import torch
 
 from icwm.tasks import precoding_common as pc
-from icwm.tasks.common import check_counts, flat, group_split
+from icwm.tasks.common import flat, is_latent
 from icwm.wireless import maxmin
 from icwm.wireless.sysconfig import SystemConfig
 
 ID = "pre_mm"
 X_KEYS = pc.X_KEYS
+LATENT_X = pc.LATENT_X
 Y_KEYS = ("lam_p",)
 SOFTMIN_DB = 0.5   # temperature of the soft minimum, dB
 
@@ -23,15 +29,14 @@ def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Gene
 
     Returns:
         dict with ``h [group, sample, user, ant] c64``, ``snr_db``, ``lam_p [group, sample, user, 2]``,
-        ``sinr_opt_db [group, sample]`` (the optimal common SINR).
+        ``sinr_opt_db [group, sample]`` (the optimal common SINR). Latent form: one SNR per group, ``snr_db``
+        replaced by ``latent_snr_db``, ``prior_snr_db`` [group, sample].
     """
-    check_counts(n_groups, n_per_group)
-    n = n_groups * n_per_group
-    h, snr_db = pc.draw(cfg, n, rng)
+    h, snr_db = pc.draw_groups(cfg, n_groups, n_per_group, rng)
     p = torch.pow(10.0, snr_db / 10.0)
     sol = maxmin.maxmin_sinr(h, p)
     out = {"h": h, "snr_db": snr_db, "lam_p": sol.lam_p.float(), "sinr_opt_db": sol.sinr_db.float()}
-    return {k: group_split(v, n_groups, n_per_group) for k, v in out.items()}
+    return pc.finish(cfg, out, n_groups, n_per_group)
 
 
 def min_sinr_db(pred: dict, sample: dict) -> torch.Tensor:
@@ -52,10 +57,20 @@ def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
     return {"min_sinr_db": m, "gap_db": flat(sample["sinr_opt_db"], 0) - m}
 
 
+def optimum(h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The max-min optimum: h [N, user, ant], p [N] -> W [N, ant, user]."""
+    return maxmin.maxmin_sinr(h, p).W
+
+
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """MRT, ZF, RZF and the optimum: method -> {"W": [.., ant, user]}."""
+    """MRT, ZF, RZF and the optimum: method -> {"W": [.., ant, user]}.
+
+    Latent form ([.., pair, ...], query last): MRT, ZF, RZF at the prior SNR and the optimum on the query as
+    ``oracle``, ``blind``, ``in_context`` (``precoding_common.latent_baselines``)."""
+    if is_latent(sample):
+        return pc.latent_baselines(sample, optimum, maxmin.fit_snr_db)
     out = pc.classical(sample)
     h, p = pc.unpack({}, sample)
-    W = maxmin.maxmin_sinr(h, p).W
+    W = optimum(h, p)
     out["optimal"] = {"W": W.reshape(sample["snr_db"].shape + tuple(W.shape[-2:]))}
     return out

@@ -20,9 +20,10 @@ from typing import NamedTuple
 import torch
 
 from icwm.config import check
-from icwm.wireless.precoding import _structure_gram, as_power, check_channel, gram, power_of, sinr
+from icwm.wireless.precoding import (_check_demos, _split_lam_p, _structure_gram, as_power, check_channel, fit_demos_db,
+                                     gram, power_of, sinr, sinr_gram)
 
-__all__ = ["MaxMinResult", "maxmin_sinr", "min_power_lambda", "uplink_gains"]
+__all__ = ["MaxMinResult", "maxmin_sinr", "min_power_lambda", "uplink_gains", "balance_residual", "fit_snr_db"]
 
 
 class MaxMinResult(NamedTuple):
@@ -138,3 +139,37 @@ def min_power_lambda(G: torch.Tensor, gamma: torch.Tensor, iters: int = 500) -> 
     for _ in range(iters):
         lam = (gam / ((1.0 + gam) * uplink_gains(G, lam))).clamp(max=1e30)
     return lam
+
+
+def balance_residual(G: torch.Tensor, lam_p: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """How far a normalised max-min label is from balanced when rendered at the power ``p``: the variance over users
+    of the uplink SINRs (dB) with powers ``p lam_p[:, 0]`` plus that of the downlink SINRs of the structure
+    precoder (``p lam_p[:, 1]``). Both vanish at the label's own power; the uplink SINRs scale alike only in the
+    noise-free limit, so the residual pins ``p`` down wherever the optimum depends on it.
+
+    Args:
+        G: [..., user, user] complex.  lam_p: [..., user, 2] real, normalised.  p: [...] real (broadcastable).
+    Returns:
+        residual: [...] real, dB^2.
+    """
+    lam, pk = _split_lam_p(lam_p.to(p.dtype), p, G.shape[-1])
+    x = (lam * uplink_gains(G, lam)).clamp(1e-30, 1.0 - 1e-12)
+    ul_db = 10.0 * torch.log10(x / (1.0 - x))
+    dl_db = 10.0 * torch.log10(sinr_gram(G, _structure_gram(G, lam, pk)).clamp_min(1e-30))
+    return ul_db.var(-1, unbiased=False) + dl_db.var(-1, unbiased=False)
+
+
+def fit_snr_db(h: torch.Tensor, lam_p: torch.Tensor, lo_db: float = -15.0, hi_db: float = 40.0) -> torch.Tensor:
+    """SNR (dB) shared by demonstrations whose labels are max-min optima: ``precoding.fit_demos_db`` on the
+    ``balance_residual`` (K x K work in double precision).
+
+    Args:
+        h: [..., demo, user, ant] complex.  lam_p: [..., demo, user, 2] real, normalised max-min labels.
+        lo_db, hi_db: search range (wide and fixed: no knowledge of the system's SNR range).
+    Returns:
+        snr_db: [...] float32; NaN where no demo carries information (one user).
+    """
+    _check_demos(h, lam_p)
+    G = gram(h.to(torch.complex128))
+    lam_p = lam_p.to(torch.float64)
+    return fit_demos_db(lambda p: balance_residual(G, lam_p, p), h.shape[:-2], lo_db, hi_db).float()
