@@ -91,3 +91,23 @@ def test_given_form_is_the_default_and_unchanged():
     for t in tasks.TASKS:
         s = tasks.get(t).generate(cfg, 1, 2, torch.Generator().manual_seed(0))
         assert not is_latent(s) and set(tasks.get(t).X_KEYS) <= set(s), t
+
+
+def test_data_config_without_oracle_writes_no_oracle_fields():
+    """``oracle: false`` (pretraining data) sets latent.oracle_snapshots to 0: no oracle field, no oracle method."""
+    from icwm.data.config import DataConfig
+    cfg = DataConfig(tasks=["ce"], systems=[latent_cfg()], oracle=False)
+    system = cfg.systems_for("ce")[0]
+    assert system.latent.oracle_snapshots == 0 and DataConfig(tasks=["ce"], systems=[latent_cfg()]).oracle
+    s = tasks.get("ce").generate(system, 1, 3, torch.Generator().manual_seed(0))
+    assert is_latent(s) and not any(k.startswith(ORACLE_PREFIX) for k in s)
+    assert set(tasks.get("ce").baselines(s)) >= {"blind", "in_context"} and "oracle" not in tasks.get("ce").baselines(s)
+
+
+def test_bench_latent_quick_rows():
+    from icwm.bench import latent
+    rows = latent.run(quick=True)
+    names = [r["name"].split(" (")[0] for r in rows]
+    assert names == ["given de", "latent de", "given pe", "latent pe"]
+    for given, lat in zip(rows[::2], rows[1::2]):
+        assert given["value"] > 0 and lat["ratio_to_given"] == pytest.approx(lat["value"] / given["value"])
