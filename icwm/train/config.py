@@ -15,6 +15,7 @@ from icwm.data.config import EpisodeConfig
 from icwm.model import ModelConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
+NONFINITE = ("stop", "skip")
 ZERO_STAGES = (0, 1, 2, 3)
 
 
@@ -63,6 +64,9 @@ class TrainConfig:
     dwa_temperature: float = 2.0       # DWA temperature T
     dwa_window: int = 20               # optimiser steps per DWA window
     progress: bool = True              # tqdm bar on rank 0
+    nonfinite: str = "stop"            # a non-finite loss or gradient: "stop" (error naming step, task, records) |
+                                       # "skip" (drop the batch / leave the step unapplied, count it, go on)
+    max_skipped: int = 100             # "skip": the run stops once more batches than this were skipped
 
     def __post_init__(self) -> None:
         for name in ("steps", "grad_accum", "log_every", "eval_batches", "dwa_window"):
@@ -72,6 +76,8 @@ class TrainConfig:
         check(self.dwa_temperature > 0, "train.dwa_temperature", "a positive temperature", self.dwa_temperature)
         check(len(self.out_dir) > 0, "train.out_dir", "a directory path", self.out_dir)
         check(len(self.resume) > 0, "train.resume", "'auto', 'none' or a checkpoint directory", self.resume)
+        check(self.nonfinite in NONFINITE, "train.nonfinite", f"one of {NONFINITE}", self.nonfinite)
+        check(self.max_skipped >= 0, "train.max_skipped", "an integer >= 0", self.max_skipped)
 
 
 @dataclass

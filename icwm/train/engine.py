@@ -116,18 +116,35 @@ def optimizer_step(engine, clip: float, clip_here: bool) -> Optional[float]:
         clip: max global gradient norm (0 = no clipping; the norm is still measured).
         clip_here: clip with torch (ZeRO stage 0) rather than inside DeepSpeed.
     Returns:
-        The global gradient norm before clipping at an accumulation boundary, else ``None``.
+        The global gradient norm before clipping at an accumulation boundary, else ``None``. A non-finite norm
+        (inf / NaN) means the step was not applied: the parameters are unchanged.
     """
     if not engine.is_gradient_accumulation_boundary():
         engine.step()
         return None
     norm = None
     if clip_here:
-        norm = torch.nn.utils.clip_grad_norm_(engine.module.parameters(), clip if clip > 0 else math.inf)
-    engine.step()
+        norm = float(torch.nn.utils.clip_grad_norm_(engine.module.parameters(), clip if clip > 0 else math.inf))
+        if not math.isfinite(norm):
+            freeze_update(engine)
+    engine.step()                   # ZeRO >= 1: DeepSpeed skips the update itself on a non-finite gradient
     if norm is None:
         norm = engine.get_global_grad_norm()
     return None if norm is None else float(norm)
+
+
+def freeze_update(engine) -> None:
+    """Make the coming ``engine.step()`` leave every parameter unchanged (ZeRO stage 0, torch AdamW).
+
+    Gradients are zeroed and the learning rate set to 0 for this step (AdamW's update and its decoupled weight decay
+    both scale with it); the ``LambdaLR`` step that follows recomputes the rate from its base, so later steps are
+    untouched. Adam's moments still decay by one step.
+    """
+    for p in engine.module.parameters():
+        if p.grad is not None:
+            p.grad.zero_()
+    for group in engine.optimizer.param_groups:
+        group["lr"] = 0.0
 
 
 def lr_lambda(optim: OptimConfig, total_steps: int) -> Callable[[int], float]:
@@ -181,3 +198,54 @@ def build_engine(model: nn.Module, cfg: PretrainConfig):
     if own_clip(cfg) and torch.distributed.get_world_size() == 1:
         engine.enable_backward_allreduce = False     # averaging over one rank is the identity
     return engine, precision
+
+
+LAUNCHER_MARKS = ("deepspeed", "torch.distributed.run", "torchrun")   # command lines of process launchers
+
+
+class LauncherGone(SystemExit):
+    """Raised on a rank whose launcher died: the rank stops at once (exit status 1, no traceback, no checkpoint)."""
+
+
+def _proc_ppid(pid: int) -> Optional[int]:
+    """Parent pid of ``pid`` from ``/proc/<pid>/stat`` (``None`` when the process is gone or /proc is absent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])          # fields after "(comm)": state, ppid, ...
+
+
+def _is_launcher(pid: int) -> bool:
+    """Whether ``pid``'s command line names a launcher (``deepspeed`` runner / ``launch``, ``torchrun``)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return any(mark in cmd for mark in LAUNCHER_MARKS)
+
+
+class LauncherWatch:
+    """Notices that a launcher process above this rank died (Linux ``/proc``; elsewhere it never fires).
+
+    Killing the ``deepspeed`` runner or its ``launch`` child with SIGKILL leaves the ranks running, re-parented.
+    At start the watch records the chain of launcher ancestors (the parent, its parent, ... while their command
+    lines name a launcher); ``gone()`` then checks that each link still has the same parent. A plain ``python``
+    run has no launcher parent and is never watched (closing its shell must not stop it).
+    """
+
+    def __init__(self, max_depth: int = 3) -> None:
+        self.links: list[tuple[int, int]] = []              # (child pid, its launcher parent pid at start)
+        child = os.getpid()
+        parent = _proc_ppid(child)
+        while parent and len(self.links) < max_depth and _is_launcher(parent):
+            self.links.append((child, parent))
+            child, parent = parent, _proc_ppid(parent)
+
+    def gone(self) -> Optional[int]:
+        """Pid of a watched launcher that died since the start, else ``None``."""
+        for child, parent in self.links:
+            now = os.getppid() if child == os.getpid() else _proc_ppid(child)
+            if now != parent:
+                return parent
+        return None

@@ -3,11 +3,19 @@ held-out evaluation against the classical baselines, atomic checkpoints, resume,
 
 ``pretrain(cfg)`` is what ``launch/pretrain.py`` calls, on one process (``python``) or under the DeepSpeed
 launcher (any number of ranks, CPU/gloo or GPU/nccl).
+
+Nothing silent: a non-finite loss or gradient stops the run with ``NonFiniteError`` naming the step, the task and
+the batch it came from (``train.nonfinite=skip``: the batch is dropped and counted instead); a model with a NaN /
+inf parameter is never saved; a second run into the same ``out_dir`` is refused (``RunLock``); a rank whose
+launcher was killed stops within a step; the bf codebook of the data must match ``model.n_beams``.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -20,9 +28,13 @@ from icwm.model import build_model, count_parameters
 from icwm.train import checkpoint as ckpt
 from icwm.train.config import PretrainConfig
 from icwm.train.dwa import DWA
-from icwm.train.engine import build_engine, init_distributed, optimizer_step, own_clip
+from icwm.train.engine import LauncherGone, LauncherWatch, build_engine, init_distributed, optimizer_step, own_clip
 from icwm.train.logging import TaskMeter, TBLogger, TokenCounter, format_scalars
-from icwm.train.objective import task_losses
+from icwm.train.objective import nonfinite_episodes, task_losses
+
+
+class NonFiniteError(ValueError):
+    """A non-finite loss, gradient or parameter; the message names the step, task and batch."""
 
 
 def make_all_reduce(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -105,6 +117,38 @@ class Evaluator:
         return {**out, **(self._baselines or {})}
 
 
+def describe_batch(batch: dict) -> str:
+    """Task, position and origin of a sampler batch, and where it holds NaN / inf (for error messages)."""
+    origin = f"shard {batch['shard']!r}" if batch.get("shard") else f"generated for system {batch.get('system')!r}"
+    bad = nonfinite_episodes(batch)
+    where = ("non-finite values in " + ", ".join(f"{k!r} (episodes {v})" for k, v in bad.items()) if bad
+             else "its tensors are all finite")
+    return (f"task {batch.get('task')!r}, batch {batch.get('index')} of epoch {batch.get('epoch')} ({origin}, "
+            f"k={batch.get('k')}); {where}")
+
+
+def data_codebooks(source) -> dict[str, int]:
+    """bf codebook size per origin the source serves bf from: ``beam_gain``'s last dim in the first record of each
+    system's first bf shard (shards), or each system's ``dual_band.codebook_size`` (generated)."""
+    if "bf" not in source.tasks:
+        return {}
+    if not hasattr(source, "shards"):
+        return {f"system {s.name!r}": s.dual_band.codebook_size for s in source.systems}
+    from icwm.data.shards import read_shard
+    first = {}
+    for e in source.shards["bf"]:
+        first.setdefault(e["system"], e["file"])
+    return {f"system {name!r} (shard {file!r})": int(next(read_shard(source.root / file))[0]["beam_gain"].shape[-1])
+            for name, file in first.items()}
+
+
+def check_codebook(source, n_beams: int) -> None:
+    """``ValueError`` on ``model.n_beams`` unless it equals the bf codebook size of every system in the data."""
+    bad = {k: v for k, v in data_codebooks(source).items() if v != n_beams}
+    check(not bad, "model.n_beams", "the bf data's codebook size, " + ", ".join(
+        f"{v} beams for {k}" for k, v in bad.items()) + " (beam_gain's last dim)", n_beams)
+
+
 @dataclasses.dataclass
 class LoopState:
     """Counters of the loop (saved in ``trainer_state.json``)."""
@@ -112,6 +156,7 @@ class LoopState:
     step: int = 0
     samples: int = 0
     tokens: int = 0
+    skipped: int = 0            # batches dropped for a non-finite loss / steps left unapplied (train.nonfinite=skip)
 
 
 class Trainer:
@@ -124,6 +169,19 @@ class Trainer:
         lacking = [t for t in self.task_ids if t not in cfg.model.tasks]
         check(not lacking, "model.tasks", f"every task the data source serves {self.task_ids} (or restrict them "
               "with data.task_weights)", list(cfg.model.tasks))
+        check_codebook(source, cfg.model.n_beams)
+        if cfg.eval_data is not None and cfg.train.eval_every:
+            check_codebook(make_source(cfg.eval_data), cfg.model.n_beams)
+        self.lock = ckpt.RunLock(cfg.train.out_dir).acquire() if int(os.environ.get("RANK", "0")) == 0 else None
+        try:
+            self._build(cfg, source)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, cfg: PretrainConfig, source) -> None:
+        """Process group, model, engine, data, DWA, meters and logger of this rank."""
+        self.watch = LauncherWatch()                            # before the launcher could have died
         self.rank, self.world = init_distributed()
         torch.manual_seed(cfg.train.seed)                       # model init: identical on every rank
         model = build_model(cfg.model)
@@ -148,6 +206,12 @@ class Trainer:
         self.evaluator: Optional[Evaluator] = None
         self.history: list[dict] = []
         self._grad_norm, self._tokens_local = 0.0, 0
+        self._window: list[dict] = []                           # this rank's batches of the current optimiser step
+
+    def close(self) -> None:
+        """Release ``out_dir``'s lock (the run is over, finished or failed)."""
+        if self.lock is not None:
+            self.lock.release()
 
     # ---- checkpoints -------------------------------------------------------------------------------------
     def trainer_state(self) -> dict:
@@ -156,8 +220,18 @@ class Trainer:
                 "dwa": self.dwa.state_dict(), "precision": self.precision,
                 "global_batch": self.cfg.global_batch(self.world)}
 
+    def check_finite_model(self, action: str) -> None:
+        """``NonFiniteError`` when any parameter holds NaN / inf on any rank (collective): nothing is written."""
+        bad = ckpt.nonfinite_parameters(self.engine.module)
+        n = self.reduce(torch.tensor([float(len(bad))], dtype=torch.float64))
+        if n.item() > 0:
+            names = bad[:5] or "(on another rank)"
+            raise NonFiniteError(f"non-finite model at step {self.state.step}: parameters {names} hold NaN / inf; "
+                                 f"not {action}")
+
     def save(self) -> Path:
-        """Atomic checkpoint of the current step (collective)."""
+        """Atomic checkpoint of the current step (collective); refused for a non-finite model."""
+        self.check_finite_model(f"saving a checkpoint to {ckpt.ckpt_root(self.out)}")
         self._sync_tokens()
         rank_state = {"data": self.loader.state_dict(), "rng": ckpt.rng_state()}
         return ckpt.save_checkpoint(self.engine, self.out, self.state.step, to_yaml(self.cfg), self.trainer_state(),
@@ -171,25 +245,41 @@ class Trainer:
 
     def resume(self) -> Optional[Path]:
         """Load the checkpoint ``train.resume`` selects, if any (collective)."""
-        path = ckpt.find_resume(self.cfg.train.resume, self.out)
-        if path is None:
+        got = ckpt.resume_checkpoint(self.engine, self.cfg.train.resume, self.out)
+        if got is None:
             return None
-        state, rank_state = ckpt.load_checkpoint(self.engine, path)
-        self.state = LoopState(step=state["step"], samples=state["samples"], tokens=state["tokens"])
+        for _, reason in got.skipped if self.rank == 0 else ():
+            print(f"[pretrain] warning: {reason}; falling back to the previous good checkpoint {got.path}",
+                  file=sys.stderr, flush=True)
+        state, rank_state = got.state, got.rank_state
+        self.state = LoopState(step=state["step"], samples=state["samples"], tokens=state["tokens"],
+                               skipped=state.get("skipped", 0))
         self.dwa.load_state_dict(state["dwa"])
         self.loader.load_state_dict(rank_state["data"])
         ckpt.set_rng_state(rank_state["rng"])
-        return path
+        return got.path
 
     # ---- steps ---------------------------------------------------------------------------------------------
-    def micro_step(self, batch: dict) -> None:
-        """Forward, DWA-weighted backward and DeepSpeed step of one sampler batch."""
+    def micro_step(self, batch: dict) -> bool:
+        """Forward, DWA-weighted backward and DeepSpeed step of one sampler batch (collective).
+
+        Returns False when the batch was dropped for a non-finite loss (``train.nonfinite=skip``; the caller draws
+        another, on every rank alike). Raises ``NonFiniteError`` (``stop``) or ``LauncherGone``.
+        """
         task = batch["task"]
         loss = task_losses(self.engine, to_device(batch, self.engine.device))
+        finite = bool(torch.isfinite(loss.detach()))
+        n_bad = self._agree(not finite)
+        if n_bad:
+            self._nonfinite("loss", describe_batch(batch) if not finite else "on another rank", n_bad)
+            return False
+        self._window.append(batch)
         w = self.dwa.weight(task)
         self.engine.backward(loss * w)
         norm = optimizer_step(self.engine, self.cfg.optim.clip, own_clip(self.cfg))
-        self._grad_norm = self._grad_norm if norm is None else norm
+        if norm is not None and not math.isfinite(norm):      # the step was not applied (see optimizer_step)
+            self._nonfinite(f"gradient (norm {norm})", " | ".join(describe_batch(b) for b in self._window), 1)
+        self._grad_norm = self._grad_norm if norm is None or not math.isfinite(norm) else norm
         value = float(loss.detach())
         n_ep = next(v.shape[0] for v in batch.values() if torch.is_tensor(v))
         n_tok = self.tokens.take()
@@ -197,12 +287,37 @@ class Trainer:
         self.meter.add(task, value, w, n_ep, n_tok)
         self.state.samples += n_ep * self.world
         self._tokens_local += n_tok
+        return True
+
+    def _agree(self, loss_bad: bool) -> int:
+        """Ranks whose loss is non-finite (collective, so every rank drops or stops alike); ``LauncherGone``
+        when any rank's launcher died."""
+        gone = self.watch.gone()
+        flags = self.reduce(torch.tensor([float(loss_bad), float(gone is not None)], dtype=torch.float64))
+        if flags[1] > 0:
+            raise LauncherGone(f"pretrain: rank {self.rank}: the launcher (pid {gone or 'of another rank'}) is "
+                               f"gone; stopping at step {self.state.step + 1} without a checkpoint")
+        return int(flags[0])
+
+    def _nonfinite(self, what: str, where: str, count: int) -> None:
+        """Stop with ``NonFiniteError``, or (``train.nonfinite=skip``) count ``count`` skipped batches and warn."""
+        t = self.cfg.train
+        msg = f"non-finite {what} at step {self.state.step + 1}: {where}"
+        if t.nonfinite == "stop":
+            raise NonFiniteError(f"{msg}; nothing was saved from this step (train.nonfinite=skip drops such batches)")
+        self.state.skipped += count
+        if self.state.skipped > t.max_skipped:
+            raise NonFiniteError(f"{msg}; {self.state.skipped} batches skipped, more than train.max_skipped="
+                                 f"{t.max_skipped}")
+        if self.rank == 0:
+            print(f"[pretrain] warning: skipped: {msg} ({self.state.skipped} so far)", file=sys.stderr, flush=True)
 
     def log(self) -> dict[str, float]:
         """Reduce the interval meters (collective) and write the scalars."""
         vals = self.meter.read()
         vals["lr"] = self.engine.get_lr()[0]
         vals["grad_norm"] = self._grad_norm
+        vals["nonfinite/skipped"] = float(self.state.skipped)
         vals.update({f"dwa/{t}": w for t, w in self.dwa.weights.items()})
         self.tb.scalars(self.state.step, vals)
         self.history.append({"step": self.state.step, **vals})
@@ -224,6 +339,7 @@ class Trainer:
 
         import deepspeed
         from icwm.infer import save_pretrained
+        self.check_finite_model(f"exporting {self.out / 'model'}")
         meta = {"step": self.state.step, "samples": self.state.samples, "tokens": self.state.tokens,
                 "parameters": self.n_params, "pretrain_config": to_dict(self.cfg)}
         module = self.engine.module
@@ -236,7 +352,14 @@ class Trainer:
         return path
 
     def run(self) -> dict:
-        """Train to ``train.steps`` (resuming if asked) and return a summary (rank 0 meaningful)."""
+        """Train to ``train.steps`` (resuming if asked) and return a summary (rank 0 meaningful); the lock on
+        ``out_dir`` is released however the run ends."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> dict:
         from tqdm.auto import tqdm
         cfg, t = self.cfg, self.cfg.train
         resumed = self.resume()
@@ -250,8 +373,10 @@ class Trainer:
                    desc="pretrain", dynamic_ncols=True)
         batches = iter(self.loader)
         while self.state.step < t.steps:
+            self._window = []
             for _ in range(t.grad_accum):
-                self.micro_step(next(batches))
+                while not self.micro_step(next(batches)):       # a dropped batch (nonfinite=skip): draw the next
+                    pass
             self.dwa.step()
             self.state.step += 1
             saved = False
@@ -275,8 +400,8 @@ class Trainer:
             self.evaluate()
         model_dir = self.export() if self.cfg.train.export else None
         summary = {"step": self.state.step, "samples": self.state.samples, "tokens": self.state.tokens,
-                   "parameters": self.n_params, "checkpoint": str(path), "model": str(model_dir),
-                   "history": self.history}
+                   "skipped": self.state.skipped, "parameters": self.n_params, "checkpoint": str(path),
+                   "model": str(model_dir), "history": self.history}
         if self.rank == 0:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         self.tb.close()

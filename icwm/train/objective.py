@@ -47,3 +47,20 @@ def task_losses(model: nn.Module, batch: dict) -> torch.Tensor:
         Scalar tensor (differentiable).
     """
     return pair_losses(model(batch), batch).mean()
+
+
+def nonfinite_episodes(batch: dict) -> dict[str, list[int]]:
+    """Where a batch holds NaN / inf: field -> indices of the episodes (dim 0) concerned.
+
+    Args:
+        batch: a sampler batch, tensors [B, k+1, ...] (integer tensors are always finite and skipped).
+    Returns:
+        ``{key: [episode, ...]}`` for every floating or complex tensor with a non-finite entry (empty when clean).
+    """
+    out = {}
+    for key, v in batch.items():
+        if torch.is_tensor(v) and (v.is_floating_point() or v.is_complex()) and v.dim() >= 1:
+            bad = ~torch.isfinite(v.detach()).reshape(v.shape[0], -1).all(dim=1)
+            if bad.any():
+                out[key] = bad.nonzero()[:, 0].tolist()
+    return out
