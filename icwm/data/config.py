@@ -94,6 +94,8 @@ class DataConfig:
     rank_timeout_s: float = 21600.0        # several ranks (torchrun): longest wait for the other ranks, then fail
     oracle: bool = True                    # false: latent systems carry no ce / cp / pf oracle fields (pretraining
                                            # data needs none; latent.oracle_snapshots is set to 0)
+    fast: bool = True                      # false: every system's step 11 through Sionna's own generator
+                                           # (SystemConfig.fast = false) instead of icwm.wireless.fastcoef
 
     def __post_init__(self) -> None:
         check(self.split in SPLITS, "split", f"one of {SPLITS}", self.split)
@@ -124,12 +126,14 @@ class DataConfig:
 
     def systems_for(self, task: str) -> list[SystemConfig]:
         """Systems used for ``task``: its ``task_families`` entry if any (e.g. small arrays for det or cp),
-        else the shared families + inline systems. Their order is the task's system index."""
+        else the shared families + inline systems. Their order is the task's system index. ``oracle`` / ``fast``
+        false rewrite every system (no oracle fields / Sionna's own step 11)."""
         if task in self.task_families:
             systems = resolve_systems(self.task_families[task], [], f"task_families.{task}")
         else:
             systems = self.load_systems()
-        return systems if self.oracle else [without_oracle(s) for s in systems]
+        systems = systems if self.oracle else [without_oracle(s) for s in systems]
+        return systems if self.fast else [dataclasses.replace(s, fast=False) for s in systems]
 
 
 def without_oracle(system: SystemConfig) -> SystemConfig:

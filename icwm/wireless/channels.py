@@ -4,8 +4,11 @@ one BS, OFDM frequency response over time.
 Pipeline per call (downlink view, BS = transmitter): topology drawn here from the caller's generator (UE 2D
 distance and azimuth uniform in the config ranges, BS at the origin facing +x with zero tilt, UEs outdoor, speeds
 uniform in ``cfg.speed_kmh`` with uniform horizontal directions); then Sionna's scenario (LOS state, path loss),
-``LSPGenerator`` (steps 1-4), ``RaysGenerator`` (steps 5-9) and ``ChannelCoefficientsGenerator`` (steps 10-11, time
-evolution through the per-ray Doppler), and the OFDM response ``H(f) = sum_p a_p exp(-j 2 pi f tau_p)``.
+``LSPGenerator`` (steps 1-4), ``RaysGenerator`` (steps 5-9), the step-10 phases, step 11 (time evolution through the
+per-ray Doppler) and the OFDM response ``H(f) = sum_p a_p exp(-j 2 pi f tau_p)``. Step 11 runs through
+``icwm.wireless.fastcoef`` (``cfg.fast``, the default: Sionna's numbers within 1e-6, several x faster, no random
+draws) or Sionna's own ``ChannelCoefficientsGenerator`` (``fast=False``); both read the same rays, so the two paths
+give the same drops from the same generator state.
 
 Seeding: Sionna draws every random number from its own generator ``sionna.phy.config.torch_rng(device)``. Each call
 takes ONE ``torch.randint`` from the caller's ``rng``, seeds Sionna's generator of that device with it for the
@@ -84,6 +87,7 @@ class Links:
     rays: Rays                 # rays.phases set (step 10 drawn here so several bands can share it)
     topology: Topology
     c_ds: torch.Tensor         # [drop, 1, user] cluster delay spread in s
+    fast: bool = True          # step 11 of these links through fastcoef (``SystemConfig.fast``), else Sionna's
 
 
 def validate(cfg: SystemConfig) -> None:
@@ -196,20 +200,21 @@ def sample_links(cfg: SystemConfig, geo: Geometry, bs_array, carrier_hz: float, 
     topo = Topology(velocities=sc.ut_velocities, moving_end="rx", los_aoa=sc.los_aoa * rad, los_aod=sc.los_aod * rad,
                     los_zoa=sc.los_zoa * rad, los_zod=sc.los_zod * rad, los=sc.los, distance_3d=sc.distance_3d,
                     tx_orientations=sc.bs_orientations, rx_orientations=sc.ut_orientations)
-    return Links(sc, lsp, rays, topo, sc.get_param("cDS") * 1e-9)
+    return Links(sc, lsp, rays, topo, sc.get_param("cDS") * 1e-9, cfg.fast)
 
 
-def coefficients(links: Links, bs_array, carrier_hz: float, n_time: int, interval_s: float, fast: bool = False
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sionna's step 11 (path coefficients with Doppler time evolution) for ``bs_array`` at ``carrier_hz``;
-    ``fast`` routes it through ``icwm.wireless.fastcoef`` (same numbers within 1e-5 relative, separable array).
+def coefficients(links: Links, bs_array, carrier_hz: float, n_time: int, interval_s: float,
+                 fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """TR 38.901 step 11 (path coefficients with Doppler time evolution) for ``bs_array`` at ``carrier_hz``:
+    through ``icwm.wireless.fastcoef`` (same numbers within 1e-6 relative, separable array) or Sionna's
+    ``ChannelCoefficientsGenerator``; ``fast`` None takes ``links.fast`` (the system's ``fast``).
 
     Returns:
         a: [drop, user, path, ant, time] complex64 (unit average power per link before element gains).
         tau: [drop, user, path] float32 delays in s.
     """
     ue = arrays.ue_array(carrier_hz, device_key(links.c_ds.device))
-    if fast:
+    if links.fast if fast is None else fast:
         a, tau = fastcoef.fast_coefficients(n_time, 1.0 / interval_s, links.lsp.k_factor, links.rays, links.topology,
                                             links.c_ds, bs_array, ue, carrier_hz)
     else:
@@ -253,7 +258,7 @@ def _chunk(cfg: SystemConfig, n_time: int) -> int:
     return max(1, ELEMENT_BUDGET // per_drop)
 
 
-def _drops_chunk(cfg: SystemConfig, geo: Geometry, n_time: int, device: str, fast: bool = False) -> Drops:
+def _drops_chunk(cfg: SystemConfig, geo: Geometry, n_time: int, device: str, fast: bool | None) -> Drops:
     bs = arrays.bs_array(cfg.array, cfg.carrier_hz, device)
     links = sample_links(cfg, geo, bs, cfg.carrier_hz, device)
     a, tau = coefficients(links, bs, cfg.carrier_hz, n_time, cfg.sampling_interval_s, fast)
@@ -265,7 +270,7 @@ def _drops_chunk(cfg: SystemConfig, geo: Geometry, n_time: int, device: str, fas
 
 
 def generate_drops(cfg: SystemConfig, n_drops: int, n_time: int, rng: torch.Generator,
-                   device: str | torch.device = "cpu", fast: bool = False) -> Drops:
+                   device: str | torch.device = "cpu", fast: bool | None = None) -> Drops:
     """Drops of ``cfg``: K single-antenna UEs around one BS, OFDM response over ``n_time`` snapshots.
 
     Args:
@@ -273,7 +278,8 @@ def generate_drops(cfg: SystemConfig, n_drops: int, n_time: int, rng: torch.Gene
         n_drops: number of independent drops.  n_time: snapshots ``cfg.sampling_interval_s`` apart.
         rng: caller's generator; drives the topology and (through one derived seed) Sionna.
         device: torch device for the computation and the outputs.
-        fast: step 11 through ``icwm.wireless.fastcoef`` (same rays, equal within 1e-5 relative, several x faster).
+        fast: step 11 through ``icwm.wireless.fastcoef`` (True) or Sionna's generator (False); None: ``cfg.fast``.
+            Same rays and draws either way: the drops agree within 1e-6 relative (tests/wireless/test_fastcoef.py).
 
     Returns:
         Drops (see the class); h: [drop, user, time, sc, ant] complex64.

@@ -3,12 +3,16 @@ UE, on Sionna's rays: the same numbers as Sionna's ``ChannelCoefficientsGenerato
 
 Why it is faster: Sionna evaluates one complex exponential per ray x BS element (array phase) and materialises the
 per-ray tensor [ray, ant, time] before summing rays. Here the BS element positions are separable,
-``d[col, row] = d[col, 0] + (d[0, row] - d[0, 0])``, so the array phase of a ray factorises into
-``exp(j k r.d_col) * exp(j k r.d_row)``: [ray, cols] + [ray, rows] exponentials. The element field (single
-polarisation: one pattern for every element), the UE phase and the step-10/XPR polarisation term are one complex
-scalar per ray, the Doppler term one per ray x time. The sum over the rays of each (sub-)cluster is a batched matrix
-product ``acol^T @ (arow * doppler * coef)``: [col, ray] @ [ray, row * time] -> [col * row, time], which is exactly the
-antenna order ``ant = col * rows + row`` of Sionna's ``PanelArray``.
+``d[a * inner + i] = d[a * inner] + (d[i] - d[0])`` (``grid_positions``: inner = rows of a UPA, a divisor of the
+element count near its square root for a ULA, whose positions are an arithmetic progression), so the array phase of
+a ray factorises into ``exp(j k r.d_col) * exp(j k r.d_row)``: [ray, outer] + [ray, inner] exponentials, e.g. 16
+instead of 64 for a 64-element ULA. The element field (single polarisation: one pattern for every element), the UE
+phase and the step-10/XPR polarisation term are one complex scalar per ray, the Doppler term one per ray x time.
+The sum over the rays of each (sub-)cluster is a batched matrix product ``acol^T @ (arow * doppler * coef)``:
+[col, ray] @ [ray, row * time] -> [col * row, time], which is exactly the antenna order ``ant = col * rows + row`` of
+Sionna's ``PanelArray``. Phases are evaluated as ``complex(cos x, sin x)`` (several x faster than ``torch.polar`` on
+CPU), dot products with three-vectors as matrix products, and the rays of the two strongest clusters are put in
+sub-cluster order once on the per-ray angles rather than on the per-ray x element tensors.
 
 Conventions reproduced from ``sionna/phy/channel/tr38901/channel_coefficients.py`` (Sionna 2.2): GCS -> LCS angles
 (7.1-7/8), field rotation by psi (7.1-15), phase matrix [[e0, e1/sqrt(xpr)], [e2/sqrt(xpr), e3]] (7.5-22) and
@@ -48,22 +52,26 @@ def rotation(orient: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
-def global_field(array, orient: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+def global_field(array, orient: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor,
+                 rho: torch.Tensor | None = None) -> torch.Tensor:
     """Element field of ``array`` (polarisation 1) towards GCS direction (theta, phi), in GCS components.
 
     Args:
         array: Sionna ``PanelArray`` (its ``ant_pol1.field``).  orient: [..., 3] broadcastable to theta.
-        theta, phi: [...] rad (GCS).
+        theta, phi: [...] rad (GCS).  rho: [..., 3] their unit vector if already computed.
 
     Returns:
         f: [..., 2] float (theta and phi components, 7.1-11).
     """
-    rho = unit_vector(theta, phi)
-    rot = rotation(orient)
-    local = (rot * rho.unsqueeze(-1)).sum(-2)                 # R^T rho
+    rho = unit_vector(theta, phi) if rho is None else rho
+    zero = not bool(orient.any())           # the usual case: R = I, psi = atan2(0, sin theta)
+    local = rho if zero else (rotation(orient) * rho.unsqueeze(-1)).sum(-2)    # R^T rho
     theta_l = torch.acos(local[..., 2].clamp(-1.0, 1.0))
     phi_l = torch.atan2(local[..., 1], local[..., 0])
     f_t, f_p = array.ant_pol1.field(theta_l, phi_l)
+    if zero:
+        sign = torch.where(torch.sin(theta) < 0, -1.0, 1.0).to(f_t.dtype)    # cos(psi); sin(psi) = 0
+        return torch.stack([sign * f_t, sign * f_p], -1)
     a, b, c = orient[..., 0], orient[..., 1], orient[..., 2]
     re = torch.sin(c) * torch.cos(theta) * torch.sin(phi - a) + torch.cos(c) * (
         torch.cos(b) * torch.sin(theta) - torch.sin(b) * torch.cos(theta) * torch.cos(phi - a))
@@ -74,12 +82,14 @@ def global_field(array, orient: torch.Tensor, theta: torch.Tensor, phi: torch.Te
 
 
 def grid_positions(tx_array) -> tuple[torch.Tensor, torch.Tensor]:
-    """Separable element positions of a single-polarised planar array (``ant = col * rows + row``).
+    """Separable split of the element positions of a single-polarised one-panel array: ``ant = a * inner + i`` with
+    ``d[ant] = d_col[a] + d_row[i]``. A UPA splits into its columns and rows (inner = rows); a ULA (one row) into a
+    virtual grid of ``inner`` = the largest divisor of its element count not above the square root (uniform spacing).
 
     Returns:
-        d_col: [col, 3] positions of row 0.  d_row: [row, 3] offsets of each row from row 0.
+        d_col: [outer, 3] positions of the elements ``a * inner``.  d_row: [inner, 3] offsets ``d[i] - d[0]``.
     Raises:
-        ValueError: dual polarisation or positions that are not a rows x cols grid.
+        ValueError: dual polarisation or positions that are not separable.
     """
     check(tx_array.polarization == "single", "tx_array.polarization", "'single' for the fast path",
           tx_array.polarization)
@@ -88,16 +98,40 @@ def grid_positions(tx_array) -> tuple[torch.Tensor, torch.Tensor]:
     n_ant = pos.shape[0]
     check(rows >= 1 and n_ant % rows == 0 and int(getattr(tx_array, "num_panels", 1)) == 1, "tx_array",
           "a one-panel PanelArray with num_rows_per_panel dividing num_ant", (rows, n_ant))
-    grid = pos.reshape(n_ant // rows, rows, 3)
-    d_col, d_row = grid[:, 0], grid[0] - grid[0, :1]
     scale = float(pos.abs().max()) + 1e-12
-    err = float((grid - d_col[:, None] - d_row[None]).abs().max())
-    check(err <= 1e-5 * scale, "tx_array.ant_pos", "element positions on a rows x cols grid", f"deviation {err:g}")
-    return d_col, d_row
+    for inner in _inner_sizes(rows, n_ant):
+        grid = pos.reshape(n_ant // inner, inner, 3)
+        d_col, d_row = grid[:, 0], grid[0] - grid[0, :1]
+        err = float((grid - d_col[:, None] - d_row[None]).abs().max())
+        if err <= 1e-5 * scale:
+            return d_col, d_row
+    check(False, "tx_array.ant_pos", "element positions on a rows x cols grid", f"deviation {err:g}")
+
+
+def _inner_sizes(rows: int, n_ant: int) -> list[int]:
+    """Candidate inner sizes of ``grid_positions``: ``rows`` for a UPA; for a ULA the largest divisor of ``n_ant``
+    not above ``sqrt(n_ant)`` (a virtual grid), then 1 (the plain ULA)."""
+    if rows > 1:
+        return [rows]
+    return [max(d for d in range(1, math.isqrt(n_ant) + 1) if n_ant % d == 0), 1]
 
 
 def _phase(x: torch.Tensor) -> torch.Tensor:
-    return torch.polar(torch.ones_like(x), x)
+    """exp(j x) as ``complex(cos x, sin x)`` (``torch.polar`` is several x slower on CPU)."""
+    return torch.complex(torch.cos(x), torch.sin(x))
+
+
+def _dot(r: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Dot products of unit vectors with element positions, per BS: r [b, x, ..., 3], g [b, x, e, 3] -> [b, x, ..., e]."""
+    flat = r.reshape(r.shape[0], r.shape[1], -1, 3)                            # [b, x, n, 3]
+    return (flat @ g.transpose(-1, -2)).reshape(*r.shape[:-1], g.shape[-2])
+
+
+def _bilinear(f_rx: torch.Tensor, h_phase: torch.Tensor, f_tx: torch.Tensor) -> torch.Tensor:
+    """``f_rx^T h_phase f_tx`` over the last (polarisation) axes: [..., 2], [..., 2, 2], [..., 2] -> [...]."""
+    t0 = h_phase[..., 0, 0] * f_tx[..., 0] + h_phase[..., 0, 1] * f_tx[..., 1]
+    t1 = h_phase[..., 1, 0] * f_tx[..., 0] + h_phase[..., 1, 1] * f_tx[..., 1]
+    return f_rx[..., 0] * t0 + f_rx[..., 1] * t1
 
 
 def ray_terms(topology, k_wave: torch.Tensor, zoa, aoa, zod, aod, t: torch.Tensor, tx_array, rx_array, h_phase):
@@ -115,22 +149,22 @@ def ray_terms(topology, k_wave: torch.Tensor, zoa, aoa, zod, aod, t: torch.Tenso
     tx_o = topology.tx_orientations[:, :, None].reshape(*topology.tx_orientations.shape[:2], 1, *([1] * lead), 3)
     rx_o = topology.rx_orientations[:, None].reshape(topology.rx_orientations.shape[0], 1,
                                                      topology.rx_orientations.shape[1], *([1] * lead), 3)
-    f_tx = global_field(tx_array, tx_o, zod, aod).to(h_phase.dtype)
-    f_rx = global_field(rx_array, rx_o, zoa, aoa).to(h_phase.dtype)
-    hf = torch.einsum("...i,...ij,...j->...", f_rx, h_phase, f_tx)
     r_tx, r_rx = unit_vector(zod, aod), unit_vector(zoa, aoa)
-    # UE (single element) phase, element rotated to the GCS as Sionna does
+    f_tx = global_field(tx_array, tx_o, zod, aod, r_tx).to(h_phase.dtype)
+    f_rx = global_field(rx_array, rx_o, zoa, aoa, r_rx).to(h_phase.dtype)
+    coef = _bilinear(f_rx, h_phase, f_tx)
+    # UE (single element) phase, element rotated to the GCS as Sionna does (exactly 1 for an element at the origin)
     rot_rx = rotation(topology.rx_orientations)                                # [b, u, 3, 3]
     d_rx = (rot_rx @ rx_array.ant_pos[0].to(rot_rx.dtype)).reshape(rot_rx.shape[0], 1, rot_rx.shape[1],
                                                                    *([1] * lead), 3)
-    coef = hf * _phase(k_wave * (r_rx * d_rx).sum(-1))
+    if bool(d_rx.any()):
+        coef = coef * _phase(k_wave * (r_rx * d_rx).sum(-1))
     d_col, d_row = grid_positions(tx_array)
     rot_tx = rotation(topology.tx_orientations)                                # [b, x, 3, 3]
-    shape = (rot_tx.shape[0], rot_tx.shape[1], 1, *([1] * lead))
-    g_col = torch.einsum("bxij,cj->bxci", rot_tx, d_col.to(rot_tx.dtype)).reshape(*shape, -1, 3)
-    g_row = torch.einsum("bxij,cj->bxci", rot_tx, d_row.to(rot_tx.dtype)).reshape(*shape, -1, 3)
-    acol = _phase(k_wave * (r_tx.unsqueeze(-2) * g_col).sum(-1))
-    arow = _phase(k_wave * (r_tx.unsqueeze(-2) * g_row).sum(-1))
+    g_col = torch.einsum("bxij,cj->bxci", rot_tx, d_col.to(rot_tx.dtype))      # [b, x, col, 3] (GCS)
+    g_row = torch.einsum("bxij,cj->bxci", rot_tx, d_row.to(rot_tx.dtype))      # [b, x, row, 3]
+    acol = _phase(k_wave * _dot(r_tx, g_col))
+    arow = _phase(k_wave * _dot(r_tx, g_row))
     dop = _phase(doppler_phase(topology, k_wave, r_rx, r_tx, lead, t))
     return coef, arow, acol, dop
 
@@ -156,7 +190,8 @@ def _cluster_sums(coef, arow, acol, dop, sub: bool) -> torch.Tensor:
 
     Args:
         coef: [b, x, u, n, m] complex.  arow: [b, x, u, n, m, row].  acol: [b, x, u, n, m, col].
-        dop: [b, x, u, n, m, time].  sub: split into the Table 7.5-5 sub-clusters (needs m == 20).
+        dop: [b, x, u, n, m, time].  sub: split into the Table 7.5-5 sub-clusters (needs m == 20 rays already in
+        ``RAY_ORDER``, so that each sub-cluster is a contiguous slice).
 
     Returns:
         s: [b, x, u, n, g, col * row, time] complex, g = 3 with ``sub`` else 1; ant = col * rows + row.
@@ -166,8 +201,6 @@ def _cluster_sums(coef, arow, acol, dop, sub: bool) -> torch.Tensor:
     b_ = b_.reshape(-1, m, n_row * n_t)
     a_t = acol.reshape(-1, m, acol.shape[-1]).transpose(1, 2)                   # [B, col, m]
     if sub:
-        order = torch.tensor(RAY_ORDER, device=coef.device)
-        b_, a_t = b_[:, order], a_t[:, :, order]
         bounds = [0]
         for g in SUB_CLUSTERS:
             bounds.append(bounds[-1] + len(g))
@@ -240,19 +273,26 @@ def fast_coefficients(num_time_samples: int, sampling_frequency: float, k_factor
     lam = torch.tensor(SPEED_OF_LIGHT / carrier_hz, dtype=dtype, device=rays.aoa.device)
     k_wave = 2 * math.pi / lam              # rounded as Sionna rounds it: phases of 1e4 rad amplify any difference
     t = torch.arange(num_time_samples, dtype=dtype, device=rays.aoa.device) / sampling_frequency
-    ph = _phase(rays.phases.to(dtype))
-    xs = torch.sqrt(1 / rays.xpr).to(cdtype)
+    order = torch.tensor(RAY_ORDER, device=rays.aoa.device) if subclustering else None
+    ph = _phase(_in_order(rays.phases.to(dtype), order, -2))
+    xs = torch.sqrt(1 / _in_order(rays.xpr, order)).to(cdtype)
     h_phase = torch.stack([ph[..., 0], xs * ph[..., 1], xs * ph[..., 2], ph[..., 3]], -1).unflatten(-1, (2, 2))
-    coef, arow, acol, dop = ray_terms(topology, k_wave, rays.zoa, rays.aoa, rays.zod, rays.aod, t, tx_array,
-                                      rx_array, h_phase)
+    angles = [_in_order(a, order) for a in (rays.zoa, rays.aoa, rays.zod, rays.aod)]
+    coef, arow, acol, dop = ray_terms(topology, k_wave, *angles, t, tx_array, rx_array, h_phase)
     scale = torch.sqrt(rays.powers / m)[..., None]
     blockage = getattr(rays, "blockage_loss_db", None)
     if blockage is not None and not getattr(rays, "blockage_loss_applied_to_powers", False):
         bl = _db_scale(blockage)
+        bl = _in_order(bl, order) if bl.dim() == coef.dim() else bl             # per-ray losses follow the rays
         scale = scale * bl.reshape(*bl.shape, *([1] * (coef.dim() - bl.dim())))
     h_nlos, delays = _reduce(_cluster_sums(coef * scale, arow, acol, dop, subclustering), rays, c_ds, subclustering)
     h = los_combine(h_nlos, topology, k_factor, lam, t, tx_array, rx_array, rays)
     return h.unsqueeze(4), delays
+
+
+def _in_order(x: torch.Tensor, order: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
+    """``x`` with its ray axis ``dim`` in ``order`` (sub-cluster order), or unchanged when ``order`` is None."""
+    return x if order is None else x.index_select(dim, order)
 
 
 def los_combine(h_nlos: torch.Tensor, topology, k_factor, lam: torch.Tensor, t, tx_array, rx_array,

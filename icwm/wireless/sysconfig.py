@@ -104,6 +104,8 @@ class SystemConfig:
     dual_band: DualBandConfig = field(default_factory=DualBandConfig)
     form: str = "given"                     # "given": the query carries every system parameter; "latent": theta
     latent: LatentConfig = field(default_factory=LatentConfig)   # is drawn per episode and omitted from x
+    fast: bool = True                       # TR 38.901 step 11 through icwm.wireless.fastcoef (Sionna's numbers
+                                            # within 1e-6); false: Sionna's ChannelCoefficientsGenerator
 
     def __post_init__(self) -> None:
         check(self.form in FORMS, "form", f"one of {FORMS}", self.form)

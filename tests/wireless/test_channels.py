@@ -154,6 +154,16 @@ def test_same_seed_same_channels_and_no_global_rng_side_effects():
     assert torch.equal(first.h, a.h) and not torch.allclose(second.h, a.h)
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_each_path_is_deterministic_and_the_paths_share_the_draws(fast):
+    cfg = cfg_of("uma", array=ArrayConfig(kind="upa", rows=2, cols=2), num_users=2, num_subcarriers=3)
+    a, b = (channels.generate_drops(cfg, 2, 2, torch.Generator().manual_seed(4), fast=fast) for _ in range(2))
+    other = channels.generate_drops(cfg, 2, 2, torch.Generator().manual_seed(4), fast=not fast)
+    assert torch.equal(a.h, b.h)                                           # same seed and path: same bytes
+    assert not torch.equal(a.h, other.h) and torch.allclose(a.h, other.h, atol=1e-5)
+    assert torch.equal(a.pathloss_db, other.pathloss_db)                   # same large-scale draws
+
+
 def test_chunking_keeps_drops_independent_of_batching(monkeypatch):
     cfg = cfg_of("uma", array=ArrayConfig(kind="ula", cols=2), num_users=2)
     whole = channels.generate_drops(cfg, 4, 1, torch.Generator().manual_seed(3))

@@ -1,6 +1,7 @@
 """Fast TR 38.901 step 11 against Sionna's ChannelCoefficientsGenerator (the reference) on the same rays: UPA and
-ULA, LOS and NLOS, time evolution, rotated arrays with blockage, no sub-clustering; generate_drops(fast=True) against
-fast=False; unsupported arrays refused. Tiny sizes, CPU."""
+ULA (virtual grid split), LOS and NLOS, time evolution, rotated arrays with blockage, no sub-clustering; generate_drops
+and the dual-band pair (aligned and rotated mmWave panel) through the default fast path against fast=False; the data
+config's switch; unsupported arrays refused. Tiny sizes, CPU."""
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,9 @@ import torch
 from sionna.phy.channel.tr38901 import PanelArray
 from sionna.phy.channel.tr38901.channel_coefficients import ChannelCoefficientsGenerator
 
-from icwm.wireless import arrays, channels, fastcoef
-from icwm.wireless.sysconfig import ArrayConfig, SystemConfig
+from icwm.data.config import DataConfig
+from icwm.wireless import arrays, channels, dualband, fastcoef
+from icwm.wireless.sysconfig import ArrayConfig, DualBandConfig, SystemConfig
 
 TOL = 1e-5
 N_TIME, FS = 4, 500.0          # 4 snapshots 2 ms apart: Doppler phases of several rad at 120 km/h
@@ -73,13 +75,49 @@ def test_rotated_arrays_blockage_and_no_subclustering():
     assert h.shape[3] == r.powers.shape[-1]           # no sub-clusters: one path per cluster
 
 
-def test_generate_drops_fast_equals_reference():
+@pytest.mark.parametrize("kind,rows,cols,inner", [("ula", 1, 16, 4), ("ula", 1, 7, 1), ("upa", 4, 3, 4)])
+def test_grid_split_rebuilds_the_element_positions(kind, rows, cols, inner):
+    bs = arrays.bs_array(ArrayConfig(kind=kind, rows=rows, cols=cols), 28e9)
+    d_col, d_row = fastcoef.grid_positions(bs)
+    assert d_col.shape == (rows * cols // inner, 3) and d_row.shape == (inner, 3)
+    rebuilt = (d_col[:, None] + d_row[None]).reshape(-1, 3)                # ant = a * inner + i
+    assert torch.allclose(rebuilt, bs.ant_pos, atol=1e-7)
+
+
+def test_generate_drops_fast_by_default_equals_reference():
     cfg = cfg_of("uma", "upa", 4, 2, None)
-    slow = channels.generate_drops(cfg, 3, N_TIME, torch.Generator().manual_seed(7))
-    fast = channels.generate_drops(cfg, 3, N_TIME, torch.Generator().manual_seed(7), fast=True)
-    assert rel(fast.h, slow.h) < TOL
+    assert cfg.fast
+    slow = channels.generate_drops(cfg, 3, N_TIME, torch.Generator().manual_seed(7), fast=False)
+    fast = channels.generate_drops(cfg, 3, N_TIME, torch.Generator().manual_seed(7))
+    assert 0 < rel(fast.h, slow.h) < TOL                                   # two paths, same draws
     assert torch.equal(fast.pathloss_db, slow.pathloss_db) and torch.equal(fast.los, slow.los)
     assert torch.equal(fast.element_gain_db, slow.element_gain_db)
+    off = channels.generate_drops(SystemConfig(**{**cfg.__dict__, "fast": False}), 3, N_TIME,
+                                  torch.Generator().manual_seed(7))
+    assert torch.equal(off.h, slow.h)                                      # cfg.fast = False is Sionna's path
+
+
+@pytest.mark.parametrize("offset", [None, [-30.0, 30.0]])
+def test_dual_band_fast_by_default_equals_reference(offset):
+    cfg = SystemConfig(scenario="umi", carrier_hz=1.9e9, bs_height_m=10.0, distance_m=[20.0, 200.0], num_users=3,
+                       array=ArrayConfig(kind="ula", cols=4),
+                       dual_band=DualBandConfig(sub6_ant=4, sub6_subcarriers=6, mmw_ant=16, mmw_subcarriers=6,
+                                                codebook_size=16))
+    pair = {f: dualband.generate_dual_band(SystemConfig(**{**cfg.__dict__, "fast": f}), 2,
+                                           torch.Generator().manual_seed(3), panel_offset_deg=offset)
+            for f in (False, True)}
+    ref, fast = pair[False], pair[True]
+    for name in ("h_sub6", "h_mmw"):
+        assert 0 < rel(getattr(fast, name), getattr(ref, name)) < TOL
+    assert torch.equal(fast.pathloss_mmw_db, ref.pathloss_mmw_db) and torch.equal(fast.los, ref.los)
+    assert torch.equal(fast.panel_offset_deg, ref.panel_offset_deg)
+    assert (offset is None) == bool((ref.panel_offset_deg == 0).all())
+
+
+def test_data_config_fast_switch_rewrites_every_system():
+    systems = [SystemConfig(name="a"), SystemConfig(name="b", fast=False)]
+    assert [s.fast for s in DataConfig(systems=systems).systems_for("pre_sr")] == [True, False]
+    assert [s.fast for s in DataConfig(systems=systems, fast=False).systems_for("pre_sr")] == [False, False]
 
 
 def test_unsupported_arrays_refused():
