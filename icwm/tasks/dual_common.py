@@ -75,9 +75,12 @@ def power_offset_fits(sample: dict, base_db: torch.Tensor, target_db: torch.Tens
 
 
 def best_beam(h_mmw: torch.Tensor, cfg: SystemConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Codebook sweep at mmWave: (beam [...] int64, beam_gain [..., n_beams] float32, normalised to max 1)."""
-    cb = beams.dft_codebook(h_mmw.shape[-1], cfg.dual_band.codebook_size)
-    gain = beams.beam_gains(h_mmw, cb)
+    """Codebook sweep at mmWave: (beam [...] int64, beam_gain [..., n_beams] float32, normalised to max 1).
+
+    The DFT codebook's gains through one FFT (``beams.dft_beam_gains``; the matrix product for an odd codebook)."""
+    n_beams = cfg.dual_band.codebook_size
+    gain = (beams.dft_beam_gains(h_mmw, n_beams) if n_beams % 2 == 0
+            else beams.beam_gains(h_mmw, beams.dft_codebook(h_mmw.shape[-1], n_beams)))
     return gain.argmax(-1), (gain / gain.amax(-1, keepdim=True)).float()
 
 

@@ -16,14 +16,15 @@ SNAPSHOT_GAP_S = 20e-3   # spacing of a group's samples for ce/pf (past the cohe
 
 
 def link_series(cfg: SystemConfig, n_groups: int, n_time: int, rng: torch.Generator, *,
-                interval_s: float | None = None, n_sc: int | None = None, fast: bool = False
+                interval_s: float | None = None, n_sc: int | None = None, fast: bool | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Channel time series of ``n_groups`` independent links (each user of a drop is one link).
 
     Args:
         interval_s: time between snapshots (default ``cfg.sampling_interval_s``).
         n_sc: number of subcarriers (default ``cfg.num_subcarriers``).
-        fast: TR 38.901 step 11 through ``icwm.wireless.fastcoef`` (Sionna's numbers within 1e-5, faster).
+        fast: TR 38.901 step 11 through ``icwm.wireless.fastcoef`` (Sionna's numbers within 1e-5, faster); None:
+            the system's ``fast`` flag (default on).
 
     Returns:
         h: [group, time, sc, ant] complex64; speed_kmh: [group] float32.

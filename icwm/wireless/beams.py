@@ -64,6 +64,18 @@ def beam_gains(h: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return (h @ codebook.to(device=h.device, dtype=h.dtype).T).abs().pow(2).mean(-2)
 
 
+def dft_beam_gains(h: torch.Tensor, n_beams: int) -> torch.Tensor:
+    """:func:`beam_gains` of the ``dft_codebook(ant, n_beams)`` through one FFT (n_beams even).
+
+    ``h @ w_b = sum_n h_n e^{-j 2 pi n (b - B/2) / B} / sqrt(N)``: the B-point DFT of ``h`` over the antennas, shifted
+    by half the beams. Args/Returns as :func:`beam_gains`.
+    """
+    n_ant = h.shape[-1]
+    check(n_beams >= n_ant and n_beams % 2 == 0, "n_beams", f"an even count >= n_ant={n_ant}", n_beams)
+    spec = torch.fft.fft(h, n=n_beams, dim=-1).roll(n_beams // 2, dims=-1)   # [..., sc, n_beams]
+    return spec.abs().pow(2).mean(-2) / n_ant
+
+
 def best_beam(h: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Exhaustive codebook sweep: index of the highest :func:`beam_gains`. [..., sc, ant] -> [...] int64."""
     return beam_gains(h, codebook).argmax(-1)

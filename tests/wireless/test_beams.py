@@ -67,3 +67,13 @@ def test_sub6_beam_scores_rank_the_true_beam_first(rng):
     # scores fall off monotonically around the peak inside the sub-6 main lobe (+-2/8 in sin, +-16 beams)
     s = scores[1]
     assert (s[64:64 + 15].diff() < 0).all() and (s[50:65].diff() > 0).all()
+
+
+@pytest.mark.parametrize("n_ant,n_beams", [(8, 8), (16, 64), (64, 256)])
+def test_dft_beam_gains_equal_the_codebook_product(n_ant, n_beams):
+    g = torch.Generator().manual_seed(n_ant)
+    h = torch.complex(torch.randn(3, 5, n_ant, generator=g), torch.randn(3, 5, n_ant, generator=g))
+    ref = beams.beam_gains(h, beams.dft_codebook(n_ant, n_beams))
+    fast = beams.dft_beam_gains(h, n_beams)
+    assert torch.allclose(fast, ref, rtol=1e-5, atol=1e-5 * float(ref.max()))
+    assert torch.equal(fast.argmax(-1), ref.argmax(-1))
