@@ -30,7 +30,7 @@ from icwm.data.config import EpisodeConfig, resolve_systems
 TIME_ORDERED = ("cp",)   # tasks whose group samples are consecutive windows of one trajectory
 from icwm.data.shards import GetTask, ShardError, check_shard_hash, load_shard, open_data_set, stable_seed
 
-RESERVED = ("task", "k", "system", "shard", "epoch", "index")
+RESERVED = ("task", "k", "system", "shard", "groups", "epoch", "index")
 PLAN_BLOCK = 1024    # task picks are drawn in blocks so the plan of batch i does not depend on L
 
 
@@ -122,7 +122,7 @@ class ShardSource:
         if task in TIME_ORDERED:   # windows of one trajectory: demos strictly before the query, as at inference
             samples = samples.sort(dim=1).values
         out = {key: x[groups[:, None], samples] for key, x in data.items()}  # [batch, k + 1, ...]
-        return {**out, "system": entry["system"], "shard": entry["file"]}
+        return {**out, "system": entry["system"], "shard": entry["file"], "groups": groups.tolist()}
 
 
 def _checked_shape(data: dict[str, torch.Tensor], entry: dict, root: Path) -> dict[str, torch.Tensor]:
@@ -233,7 +233,7 @@ class EpisodeDataset(IterableDataset):
         rng = make_generator(self.cfg.seed, "batch", epoch, i)
         k = int(torch.randint(self.cfg.k_min, self.cfg.k_max + 1, (), generator=rng))
         out = self.source.batch(task, int(pos[i]), epoch, k, rng)
-        clash = [key for key in RESERVED if key in out and key not in ("system", "shard")]
+        clash = [key for key in RESERVED if key in out and key not in ("system", "shard", "groups")]
         check(not clash, f"{task} tensors", f"no key among {RESERVED}", clash)
         return {**out, "task": task, "k": k, "epoch": epoch, "index": i}
 

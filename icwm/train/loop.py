@@ -121,6 +121,9 @@ def describe_batch(batch: dict) -> str:
     """Task, position and origin of a sampler batch, and where it holds NaN / inf (for error messages)."""
     origin = f"shard {batch['shard']!r}" if batch.get("shard") else f"generated for system {batch.get('system')!r}"
     bad = nonfinite_episodes(batch)
+    if batch.get("groups") is not None and bad:   # shard records (group keys) of the episodes holding NaN / inf
+        origin += ", records " + ", ".join(f"{batch['groups'][e]:06d}" for e in sorted({e for v in bad.values()
+                                                                                     for e in v}))
     where = ("non-finite values in " + ", ".join(f"{k!r} (episodes {v})" for k, v in bad.items()) if bad
              else "its tensors are all finite")
     return (f"task {batch.get('task')!r}, batch {batch.get('index')} of epoch {batch.get('epoch')} ({origin}, "
