@@ -24,23 +24,16 @@ import torch
 
 from icwm.config import check, check_device, load_config, to_yaml
 from icwm.model import ICWM, ModelConfig, build_model, count_parameters
+from icwm.tasks import SPECS as TASK_SPECS
 
 SHIPPED = Path(__file__).resolve().parent / "assets" / "icwm-small"
 WEIGHTS, CONFIG, METADATA = "model.safetensors", "config.yaml", "metadata.json"
 CP_T_OUT = 4  # cp prediction horizon used when an episode has no demonstrations to read it from
 
-# task -> {key: (natural ndim, kind)}; kind: "c" complex, "f" real, "i" integer. X keys first, then Y keys.
+# task -> ({x key: (natural ndim, kind)}, {y key: (natural ndim, kind)}) of its TaskSpec; kind: "c" complex, "f" real,
+# "i" integer.
 SPECS: dict[str, tuple[dict[str, tuple[int, str]], dict[str, tuple[int, str]]]] = {
-    "pre_sr": ({"h": (2, "c"), "snr_db": (0, "f")}, {"lam_p": (2, "f")}),
-    "pre_mm": ({"h": (2, "c"), "snr_db": (0, "f")}, {"lam_p": (2, "f")}),
-    "det": ({"h": (2, "c"), "y": (2, "c"), "snr_db": (0, "f")}, {"x": (2, "c")}),
-    "ce": ({"h_ls": (3, "c"), "snr_db": (0, "f")}, {"h": (3, "c")}),
-    "cp": ({"h_hist": (3, "c"), "snr_db": (0, "f")}, {"h_fut": (3, "c")}),
-    "pf": ({"h_ul": (3, "c"), "snr_db": (0, "f")}, {"h_dl": (3, "c")}),
-    "bf": ({"h_sub6": (2, "c")}, {"beam": (0, "i")}),
-    "de": ({"h_sub6": (2, "c")}, {"distance_m": (0, "f")}),
-    "pe": ({"h_sub6": (2, "c")}, {"pathloss_db": (0, "f")}),
-}
+    t: (dict(s.x), dict(s.y)) for t, s in TASK_SPECS.items()}
 _DTYPE = {"c": torch.complex64, "f": torch.float32, "i": torch.int64}
 
 # Accepted input ranges (ValueError outside, naming the field). Training draws snr_db in [-10, 32] dB; the tokenisers

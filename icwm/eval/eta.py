@@ -16,17 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
+from icwm.tasks import SPECS
+
 # task -> (primary metric, +1 if larger is better else -1): the metric plotted and checked for "improves with k".
-PRIMARY: dict[str, tuple[str, int]] = {
-    "pre_sr": ("sum_rate", 1), "pre_mm": ("min_sinr_db", 1), "det": ("ser", -1), "ce": ("nmse_mean_db", -1),
-    "cp": ("nmse_mean_db", -1), "pf": ("nmse_mean_db", -1), "bf": ("top1", 1), "de": ("mae_m", -1),
-    "pe": ("nmse_mean_db", -1),
-}
-# The metric eta is computed on (and latent families are plotted in). bf: top-1 among 256 beams from an 8-antenna sub-6
-# angle estimate is a few per cent even for the oracle, so on 64 episodes per system its oracle - blind gap is within
-# two standard errors; the gain ratio (beamforming gain of the chosen beam over the best beam's) scores the same
-# decision by the SNR it delivers and separates oracle from blind by about five (docs/results/latent_cpu).
-ETA_PRIMARY: dict[str, tuple[str, int]] = {**PRIMARY, "bf": ("gain_ratio", 1)}
+PRIMARY: dict[str, tuple[str, int]] = {t: (s.primary, s.direction) for t, s in SPECS.items()}
+# The metric eta is computed on (and latent families are plotted in): ``TaskSpec.eta_metric`` (bf: the gain ratio, the
+# reason next to bf's SPEC).
+ETA_PRIMARY: dict[str, tuple[str, int]] = {t: (s.eta_metric, s.direction) for t, s in SPECS.items()}
 # primary metric -> (per-query metric it is computed from, scale applied to the mean)
 SCALE: dict[str, tuple[str, str]] = {"nmse_mean_db": ("nmse", "db"), "ser": ("ser", "log10")}
 GAP_Z = 2.0          # oracle - blind within this many standard errors: the family teaches nothing

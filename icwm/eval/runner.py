@@ -34,7 +34,7 @@ from icwm.wireless.sysconfig import SystemConfig
 
 MODEL = "icwm"                   # method name of the native model in the results
 ALL = "all"                      # system name of the pooled rows of a family
-CONTEXT_TASKS = ("ce", "pf", "bf", "de", "pe")   # baselines using the episode's demos (LMMSE, band map, k-NN)
+CONTEXT_TASKS = tuple(t for t, s in task_registry.SPECS.items() if s.context)   # baselines reading the demos
 COLUMNS = ("task", "family", "system", "method", "k", "metric", "value", "n")
 SE_STEP, SE_K0 = "_se_step", "_se_k0"   # suffixes of the model's paired standard-error rows
 DB_PER_LN = 10.0 / math.log(10.0)

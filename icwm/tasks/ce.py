@@ -12,14 +12,13 @@ from __future__ import annotations
 import torch
 
 from icwm.tasks.common import ORACLE_PREFIX, add_noise, channel_nmse, check_counts, is_latent, nmse_report
-from icwm.tasks.link_common import SNAPSHOT_GAP_S, draw_snr, link_series_oracle, noise_variance, snr_fields
+from icwm.tasks.link_common import (SNAPSHOT_GAP_S, draw_snr, link_series_oracle, link_spec, noise_variance,
+                                    snr_fields)
 from icwm.wireless import estimation
 from icwm.wireless.sysconfig import SystemConfig
 
-ID = "ce"
-X_KEYS = ("h_ls", "snr_db")
-Y_KEYS = ("h",)
-LATENT_X = ("snr_db",)
+SPEC = link_spec("ce", x="h_ls", y="h", context=True)
+ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 PILOT_SPACING = 4
 
 

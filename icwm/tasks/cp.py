@@ -12,15 +12,13 @@ from __future__ import annotations
 import torch
 
 from icwm.tasks.common import ORACLE_PREFIX, add_noise, check_counts, flat, is_latent
-from icwm.tasks.link_common import draw_snr, link_series_oracle, noise_variance, snr_fields
+from icwm.tasks.link_common import draw_snr, link_series_oracle, link_spec, noise_variance, snr_fields
 from icwm.wireless import metrics, prediction
 from icwm.wireless.estimation import ridge_solve
 from icwm.wireless.sysconfig import SystemConfig
 
-ID = "cp"
-X_KEYS = ("h_hist", "snr_db")
-Y_KEYS = ("h_fut",)
-LATENT_X = ("snr_db",)
+SPEC = link_spec("cp", x="h_hist", y="h_fut", context=False)
+ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 T_IN, T_OUT = 16, 4
 PER_BEAM = True      # oracle and in-context window predictors: one map per DFT beam (False: one per link)
 PRIOR_ROWS = 16 * T_IN  # in-context fit: weight of the query's own AR predictor, in (window, subcarrier) rows

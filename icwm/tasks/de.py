@@ -13,10 +13,8 @@ from icwm.tasks import dual_common as dc
 from icwm.tasks.common import LATENT_METHODS, flat, is_latent
 from icwm.wireless.sysconfig import SystemConfig
 
-ID = "de"
-X_KEYS = dc.X_KEYS
-Y_KEYS = ("distance_m",)
-LATENT_X = ()
+SPEC = dc.task_spec("de", y={"distance_m": (0, "f")}, latent=("power_offset_db",), primary="mae_m", direction=-1)
+ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 
 
 def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator) -> dict[str, torch.Tensor]:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import torch
 
 from icwm.tasks.common import check_counts, crandn, flat, is_latent, latent_fields, replace, uniform
-from icwm.wireless import channels, detection, metrics
+from icwm.tasks.taskspec import TaskSpec
+from icwm.wireless import detection, metrics
 from icwm.wireless.sysconfig import SystemConfig
 
-ID = "det"
-X_KEYS = ("h", "y", "snr_db")
-Y_KEYS = ("x",)
-LATENT_X = ("h", "snr_db")   # x keys absent in the latent form
+SPEC = TaskSpec(id="det", x={"h": (2, "c"), "y": (2, "c"), "snr_db": (0, "f")}, y={"x": (2, "c")}, primary="ser",
+                direction=-1, latent_x=("h", "snr_db"), latent=("h", "snr_db"))
+ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 SLOTS = 8   # L0 received slots per sample (Zheng & Dai)
 ORACLE_ML_MAX_USERS = 4   # latent form: exhaustive ML oracle up to 16**4 candidates (about 1 s per 64 queries, CPU)
 
@@ -32,6 +32,7 @@ def generate(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Gene
         ``x [group, sample, slot, user]`` (complex64) and ``x_idx [group, sample, slot, user]`` int64; in the
         latent form ``h`` / ``snr_db`` are replaced by ``latent_h``, ``latent_snr_db`` and ``prior_snr_db``.
     """
+    from icwm.wireless import channels   # the channel simulator (Sionna) loads on first use, not with the spec
     check_counts(n_groups, n_per_group)
     drops = channels.generate_drops(replace(cfg, num_subcarriers=1), n_groups, 1, rng)
     h = drops.h[:, :, 0, 0, :].transpose(-1, -2)  # [group, rx, user] (TDD reciprocity)

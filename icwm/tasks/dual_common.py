@@ -4,10 +4,17 @@ from __future__ import annotations
 import torch
 
 from icwm.tasks.common import PRIOR_PREFIX, check_counts, episode_scalar, flat, latent_fields, replace
-from icwm.wireless import beams, channels, dualband, fingerprint
+from icwm.tasks.taskspec import Keys, TaskSpec
+from icwm.wireless import beams, fingerprint
 from icwm.wireless.sysconfig import SystemConfig
 
-X_KEYS = ("h_sub6",)
+
+def task_spec(task_id: str, y: Keys, latent: tuple[str, ...], primary: str, direction: int,
+              eta_metric: str = "") -> TaskSpec:
+    """The spec of a dual-band task: x ``h_sub6 [sc6, ant6] c64``, which the latent form keeps (its theta acts on
+    the channel itself); the classical baselines read the episode's demonstrations (k-NN fingerprinting)."""
+    return TaskSpec(id=task_id, x={"h_sub6": (2, "c")}, y=y, primary=primary, direction=direction, latent=latent,
+                    eta_metric=eta_metric, context=True)
 
 
 def draw(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator,
@@ -21,6 +28,7 @@ def draw(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generato
         dict with ``h_sub6 [group, sample, sc6, ant6] c64``, ``h_mmw [group, sample, scm, antm] c64``,
         ``pathloss_db [group, sample]``, ``distance_m [group, sample]``.
     """
+    from icwm.wireless import channels, dualband   # the channel simulator (Sionna) loads on first use
     check_counts(n_groups, n_per_group)
     sub = replace(cfg, num_users=n_per_group)
     if not panel_offset:
@@ -45,6 +53,7 @@ def draw_power_offset(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: t
         ``pattern_38901`` [group, sample] bool (BS element pattern) and ``pl_law_db`` [group, sample, 2] (A, B of
         ``dualband.nominal_pathloss_law``).
     """
+    from icwm.wireless import dualband
     d = draw(cfg, n_groups, n_per_group, rng)
     delta = episode_scalar(cfg.latent.power_offset_db, n_groups, n_per_group, rng)
     d["h_sub6"] = d["h_sub6"] * torch.pow(10.0, delta / 20.0)[..., None, None]
@@ -105,5 +114,5 @@ def knn_loo(sample: dict, key: str, k: int = 3) -> torch.Tensor:
     return torch.stack(preds, -1)
 
 
-__all__ = ["X_KEYS", "draw", "draw_power_offset", "pathloss_estimate", "power_offset_fits", "best_beam", "knn_loo",
+__all__ = ["task_spec", "draw", "draw_power_offset", "pathloss_estimate", "power_offset_fits", "best_beam", "knn_loo",
            "flat"]

@@ -9,10 +9,17 @@ from __future__ import annotations
 import torch
 
 from icwm.tasks.common import episode_scalar, latent_fields, replace, uniform
-from icwm.wireless import channels
+from icwm.tasks.taskspec import TaskSpec
 from icwm.wireless.sysconfig import SystemConfig
 
 SNAPSHOT_GAP_S = 20e-3   # spacing of a group's samples for ce/pf (past the coherence time at the seen speeds)
+
+
+def link_spec(task_id: str, x: str, y: str, context: bool) -> TaskSpec:
+    """The spec of a link task: x ``<x> [time, sc, ant] c64``, ``snr_db []``; y ``<y> [time, sc, ant] c64``; the
+    latent form's pairs omit the SNR (theta ``snr_db``); primary: the mean NMSE in dB, smaller is better."""
+    return TaskSpec(id=task_id, x={x: (3, "c"), "snr_db": (0, "f")}, y={y: (3, "c")}, primary="nmse_mean_db",
+                    direction=-1, latent_x=("snr_db",), latent=("snr_db",), context=context)
 
 
 def link_series(cfg: SystemConfig, n_groups: int, n_time: int, rng: torch.Generator, *,
@@ -29,6 +36,7 @@ def link_series(cfg: SystemConfig, n_groups: int, n_time: int, rng: torch.Genera
     Returns:
         h: [group, time, sc, ant] complex64; speed_kmh: [group] float32.
     """
+    from icwm.wireless import channels   # the channel simulator (Sionna) loads on first use, not with the spec
     k = cfg.num_users
     n_drops = -(-n_groups // k)
     sub = replace(cfg, sampling_interval_s=interval_s or cfg.sampling_interval_s,

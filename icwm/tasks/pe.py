@@ -13,10 +13,9 @@ from icwm.tasks.common import LATENT_METHODS, flat, is_latent
 from icwm.wireless import fingerprint
 from icwm.wireless.sysconfig import SystemConfig
 
-ID = "pe"
-X_KEYS = dc.X_KEYS
-Y_KEYS = ("pathloss_db",)
-LATENT_X = ()
+SPEC = dc.task_spec("pe", y={"pathloss_db": (0, "f")}, latent=("power_offset_db",), primary="nmse_mean_db",
+                    direction=-1)
+ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 SCALE_DB = 10.0   # loss scale: errors are measured in units of 10 dB
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 import torch
 
 from icwm.tasks.common import ORACLE_PREFIX, add_noise, channel_nmse, check_counts, is_latent, nmse_report
-from icwm.tasks.link_common import SNAPSHOT_GAP_S, draw_snr, link_series_oracle, snr_fields
+from icwm.tasks.link_common import SNAPSHOT_GAP_S, draw_snr, link_series_oracle, link_spec, snr_fields
 from icwm.wireless import duplex
 from icwm.wireless.sysconfig import SystemConfig
 
-ID = "pf"
-X_KEYS = ("h_ul", "snr_db")
-Y_KEYS = ("h_dl",)
-LATENT_X = ("snr_db",)
+SPEC = link_spec("pf", x="h_ul", y="h_dl", context=True)
+ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 DUPLEX_GAP_BANDS = 1   # gap between UL and DL, in units of the M-subcarrier band
 
 

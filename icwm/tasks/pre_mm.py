@@ -17,10 +17,8 @@ from icwm.tasks.common import flat, is_latent
 from icwm.wireless import maxmin
 from icwm.wireless.sysconfig import SystemConfig
 
-ID = "pre_mm"
-X_KEYS = pc.X_KEYS
-LATENT_X = pc.LATENT_X
-Y_KEYS = ("lam_p",)
+SPEC = pc.task_spec("pre_mm", primary="min_sinr_db")
+ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 SOFTMIN_DB = 0.5   # temperature of the soft minimum, dB
 
 

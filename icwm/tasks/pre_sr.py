@@ -18,10 +18,8 @@ from icwm.tasks.common import flat, is_latent
 from icwm.wireless import precoding
 from icwm.wireless.sysconfig import SystemConfig
 
-ID = "pre_sr"
-X_KEYS = pc.X_KEYS
-LATENT_X = pc.LATENT_X
-Y_KEYS = ("lam_p",)
+SPEC = pc.task_spec("pre_sr", primary="sum_rate")
+ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 WMMSE_ITERS = 20          # the reference the metric compares against (WMMSE-20)
 LABEL_ITERS = 100         # the (lambda, p) label is taken from a converged WMMSE (structure exact at a fixed point)
 LATENT_ITERS = LABEL_ITERS   # latent oracle / blind / in_context: the label's solver (WMMSE-20 is far from

@@ -9,17 +9,24 @@ import torch
 from icwm.config import check
 from icwm.tasks.common import (check_counts, episode_scalar, flat, given_or_latent, group_split, is_latent,
                                latent_fields, replace, snr_to_power, uniform)
-from icwm.wireless import channels, precoding
+from icwm.tasks.taskspec import TaskSpec
+from icwm.wireless import precoding
 from icwm.wireless.sysconfig import SystemConfig
 
-X_KEYS = ("h", "snr_db")
-LATENT_X = ("snr_db",)      # the latent form's query (and every pair) omits the SNR
 Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]          # (h [N, user, ant], p [N]) -> W [N, ant, user]
 Fit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]             # (h, lam_p demos) -> snr_db [...]
 
 
+def task_spec(task_id: str, primary: str) -> TaskSpec:
+    """The spec both precoding tasks share: x ``h [user, ant] c64``, ``snr_db []``; y ``lam_p [user, 2] f32``; the
+    latent form's pairs omit the SNR (theta ``snr_db``); ``primary`` larger is better; baselines read the query alone."""
+    return TaskSpec(id=task_id, x={"h": (2, "c"), "snr_db": (0, "f")}, y={"lam_p": (2, "f")}, primary=primary,
+                    direction=1, latent_x=("snr_db",), latent=("snr_db",))
+
+
 def _channels(cfg: SystemConfig, n: int, rng: torch.Generator) -> torch.Tensor:
     """``n`` narrow-band MU-MISO channels of ``cfg``: [n, user, ant] complex64 (path-loss normalised)."""
+    from icwm.wireless import channels   # the channel simulator (Sionna) loads on first use, not with the spec
     check(cfg.num_users <= cfg.num_ant, "num_users",
           f"<= the number of BS antennas ({cfg.num_ant}) for the precoding tasks", cfg.num_users)
     drops = channels.generate_drops(replace(cfg, num_subcarriers=1), n, 1, rng)
@@ -153,5 +160,5 @@ def structure_of(h: torch.Tensor, W: torch.Tensor, p: torch.Tensor) -> torch.Ten
     return precoding.structure_params(h, W, p).float()
 
 
-__all__ = ["X_KEYS", "LATENT_X", "draw", "draw_groups", "finish", "unpack", "design_power", "pred_sinr", "classical",
+__all__ = ["task_spec", "draw", "draw_groups", "finish", "unpack", "design_power", "pred_sinr", "classical",
            "in_context_snr_db", "latent_baselines", "structure_of", "check_counts"]

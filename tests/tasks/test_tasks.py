@@ -18,7 +18,8 @@ def tiny_cfg(**kw) -> SystemConfig:
     return SystemConfig(**base)
 
 
-SHAPES = {  # task -> key -> trailing shape (from the tiny config)
+DTYPE = {"c": torch.complex64, "f": torch.float32, "i": torch.int64}   # TaskSpec kind -> dtype
+SHAPES = {  # task -> key -> trailing shape (from the tiny config; keys and dtypes: the task's SPEC)
     "pre_sr": {"h": (2, 4), "snr_db": (), "lam_p": (2, 2)},
     "pre_mm": {"h": (2, 4), "snr_db": (), "lam_p": (2, 2)},
     "det": {"h": (4, 2), "y": (8, 4), "snr_db": (), "x": (8, 2)},
@@ -47,15 +48,14 @@ def label_as_pred(task_id: str, sample: dict) -> dict:
 
 @pytest.mark.parametrize("task_id", tasks.TASKS)
 def test_contract_shapes_and_dtypes(samples, task_id):
-    mod = tasks.get(task_id)
+    spec = tasks.spec(task_id)
     s = samples[task_id]
-    assert set(mod.X_KEYS) | set(mod.Y_KEYS) <= set(s)
+    assert set(SHAPES[task_id]) == set(spec.x) | set(spec.y)
     for key, shape in SHAPES[task_id].items():
         assert tuple(s[key].shape) == (G, S) + shape, key
         assert torch.isfinite(torch.view_as_real(s[key]) if s[key].is_complex() else s[key].float()).all(), key
-    for key in mod.X_KEYS + mod.Y_KEYS:
-        if key.startswith("h") or key in ("y", "x"):
-            assert s[key].dtype == torch.complex64, key
+    for key, (_, kind) in {**spec.x, **spec.y}.items():
+        assert s[key].dtype == DTYPE[kind], key
 
 
 @pytest.mark.parametrize("task_id", tasks.TASKS)
