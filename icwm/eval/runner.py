@@ -263,7 +263,10 @@ def eta_rows(task: str, family: str, system: str, values: Values) -> list[dict]:
         if b is None or o is None:
             continue
         for method in sorted({m for m, kk in values if kk == k and m not in ("oracle", "blind")}):
-            e = eta(cat((method, k)), b, o, scale)
+            vals = cat((method, k))
+            if vals is None or vals.numel() != b.numel():   # not run on every pooled system (e.g. exhaustive search)
+                continue
+            e = eta(vals, b, o, scale)
             rows += [dict(zip(COLUMNS, (task, family, system, method, k, m, v, e.n)))
                      for m, v in (("eta", e.eta), ("eta_se", e.eta_se))]
         e = eta(o, b, o, scale)

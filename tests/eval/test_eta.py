@@ -67,7 +67,8 @@ def latent_task(task_id: str) -> types.ModuleType:
         x = torch.randn(n_groups, n_per_group, generator=rng) + 3.0
         c = (torch.rand(n_groups, 1, generator=rng) * 4.0 + 1.0).expand(n_groups, n_per_group)
         y = c * x + 0.3 * torch.randn(n_groups, n_per_group, generator=rng)
-        return {"x": x, "y": y, **latent_fields("c", c.contiguous(), [1.0, 5.0])}
+        extra = {"small": torch.zeros(n_groups, n_per_group)} if cfg.num_users == 2 else {}
+        return {"x": x, "y": y, **extra, **latent_fields("c", c.contiguous(), [1.0, 5.0])}
 
     def metric(pred, sample):
         return {"nmse": (pred["y"] - sample["y"]).pow(2) / sample["y"].pow(2)}
@@ -76,8 +77,11 @@ def latent_task(task_id: str) -> types.ModuleType:
         x, y = sample["x"], sample["y"]
         k = x.shape[1] - 1
         slope = ((x[:, :k] * y[:, :k]).sum(1) / x[:, :k].pow(2).sum(1))[:, None] if k else sample["prior_c"]
-        return {"oracle": {"y": sample["latent_c"] * x}, "blind": {"y": sample["prior_c"] * x},
-                "in_context": {"y": slope * x}}
+        out = {"oracle": {"y": sample["latent_c"] * x}, "blind": {"y": sample["prior_c"] * x},
+               "in_context": {"y": slope * x}}
+        if "small" in sample:                  # a method some systems do not have (as det's exhaustive search)
+            out["partial"] = {"y": sample["latent_c"] * x}
+        return out
 
     m.generate, m.metric, m.baselines = generate, metric, baselines
     return m
@@ -100,7 +104,8 @@ def test_runner_scores_latent_episodes_against_oracle_and_blind(monkeypatch, tmp
     monkeypatch.setattr(icwm.tasks, "get", lambda t: latent_task(t))
     cfg = EvalConfig(model="none", tasks=["cp"], ks=[0, 1, 4, 16], families=["latent"], episodes=64,
                      batch_size=32, seed=3, device="cpu")
-    res = run(cfg, PriorModel("cp"), {"latent": [SystemConfig(name="l1")]}, progress=False)
+    systems = [SystemConfig(name="l1"), SystemConfig(name="l2", num_users=2)]
+    res = run(cfg, PriorModel("cp"), {"latent": systems}, progress=False)
     val = {(r["method"], r["k"], r["metric"]): r["value"] for r in res.rows if r["system"] == ALL}
     for k in (0, 1, 4, 16):                       # every method at every k; oracle and blind do not move with k
         assert val[("oracle", k, "nmse")] == val[("oracle", 0, "nmse")]
@@ -109,6 +114,8 @@ def test_runner_scores_latent_episodes_against_oracle_and_blind(monkeypatch, tmp
     assert val[("in_context", 0, "eta")] == pytest.approx(0.0, abs=1e-9)
     assert 0.5 < val[("in_context", 1, "eta")] < val[("in_context", 16, "eta")] <= 1.05
     assert val[("oracle", 0, "gap")] < -3.0 * val[("oracle", 0, "gap_se")]   # dB: the oracle's NMSE is lower
+    assert ("partial", 4, "eta") not in val                # not on every pooled system: no pooled eta ...
+    assert any(r["method"] == "partial" and r["metric"] == "eta" and r["system"] == "l2" for r in res.rows)  # ... own
     text = rep.markdown(res, [])
     assert "ICL efficiency, latent: oracle" in text and "| in_context |" in text
     assert [p.name for p in plot_all(res, tmp_path)] == ["cp.png"] and (tmp_path / "cp.png").stat().st_size > 0
