@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from icwm.config import check
 from icwm.tasks import TASKS
+from icwm.train.config import DeepSpeedSection
 from icwm.wireless.sysconfig import SystemConfig
 
 ARCHS = ("gpt2", "llama")
@@ -114,12 +115,14 @@ class DataConfig:
     task_systems: dict[str, list[str]] = field(default_factory=dict)  # task -> system names (instead of the above)
     groups: int = 4                 # groups generated per (task, system) into the training pool
     samples_per_group: int = 16
-    eval_groups: int = 1            # held-out groups per (task, system)
+    val_groups: int = 0             # validation groups per (task, system): early stopping (train.eval_every)
+    eval_groups: int = 1            # held-out groups per (task, system): the metrics of metrics.json
     seed: int = 0
 
     def __post_init__(self) -> None:
         check(self.groups >= 1 and self.samples_per_group >= 1, "data.groups/samples_per_group",
               "positive integers", (self.groups, self.samples_per_group))
+        check(self.val_groups >= 0, "data.val_groups", "an integer >= 0", self.val_groups)
         check(self.eval_groups >= 0, "data.eval_groups", "an integer >= 0", self.eval_groups)
         for name, d in (("data.task_families", self.task_families), ("data.task_systems", self.task_systems)):
             check(all(t in TASKS for t in d), name, f"task ids from {TASKS} as keys", sorted(d))
@@ -130,7 +133,7 @@ class TrainConfig:
     """Optimisation schedule, logging and checkpoints."""
 
     schedule: str = "zheng_dai"     # "zheng_dai" (random task per step) | "llm4wm" (two stages, DWA)
-    steps: int = 100                # optimiser steps in total (both stages for llm4wm)
+    steps: int = 100                # optimiser steps in total (both stages for llm4wm): the cap with early stopping
     stage1_steps: int = 0           # llm4wm: steps of stage 1 (adapters + heads, LLM frozen)
     supervised_steps: int = 0       # zheng_dai: pre_sr/pre_mm trained to the WMMSE label for this many steps
     lr: float = 1e-3
@@ -138,7 +141,10 @@ class TrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    batch_size: int = 16
+    batch_size: int = 16            # global batch per optimiser step (split evenly over the ranks)
+    eval_every: int = 0             # validation loss every N steps (and at 0 and each stage end); 0 = none
+    patience: int = 0               # a stage stops after this many evaluations without improvement; 0 = at its cap
+    min_delta: float = 0.0          # improvement of the validation score (relative loss change) that counts
     dwa_T: float = 2.0
     dwa_window: int = 10
     few_shot: int = 0               # > 0: fine-tune on this many labelled samples per task and system only
@@ -159,6 +165,11 @@ class TrainConfig:
         check(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
         check(self.few_shot >= 0 and self.warmup_steps >= 0, "train.few_shot/warmup_steps", "integers >= 0",
               (self.few_shot, self.warmup_steps))
+        check(self.eval_every >= 0 and self.patience >= 0, "train.eval_every/patience", "integers >= 0",
+              (self.eval_every, self.patience))
+        check(self.patience == 0 or self.eval_every > 0, "train.patience", "0 unless train.eval_every > 0",
+              self.patience)
+        check(self.min_delta >= 0, "train.min_delta", "a float >= 0", self.min_delta)
 
 
 @dataclass
@@ -170,8 +181,14 @@ class FinetuneConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # the DeepSpeed engine of every fine-tuning run (one process = a 1-rank group): ZeRO stage 0-2, precision
+    deepspeed: DeepSpeedSection = field(default_factory=lambda: DeepSpeedSection(precision="fp32"))
 
     def __post_init__(self) -> None:
+        check(self.deepspeed.zero_stage <= 2, "deepspeed.zero_stage", "0, 1 or 2 (stage 3 would partition the "
+              "frozen backbone's weights, which the adapters read)", self.deepspeed.zero_stage)
+        check(self.train.eval_every == 0 or self.data.val_groups >= 1, "data.val_groups",
+              "an integer >= 1 when train.eval_every > 0 (validation samples)", self.data.val_groups)
         check(not (self.adapter.peft == "moe_lora" and self.backbone.gradient_checkpointing),
               "backbone.gradient_checkpointing", "false with peft=moe_lora (the task embedding reaches the experts "
               "through forward hooks that a backward-time recomputation would not see)", True)

@@ -120,8 +120,10 @@ class LoRALinear(nn.Module):
         super().__init__()
         self.base_layer = base_layer
         in_f, out_f = dense_features(base_layer)
-        self.lora_A = nn.Parameter(A.float().clone() if A is not None else kaiming_a((rank, in_f), in_f, generator))
-        self.lora_B = nn.Parameter(B.float().clone() if B is not None else torch.zeros(out_f, rank))
+        # contiguous copies (LoftQ's factors may be transposed views; DeepSpeed broadcasts parameters as bytes)
+        self.lora_A = nn.Parameter(A.float().contiguous().clone() if A is not None
+                                   else kaiming_a((rank, in_f), in_f, generator))
+        self.lora_B = nn.Parameter(B.float().contiguous().clone() if B is not None else torch.zeros(out_f, rank))
         self.scaling = float(scaling)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False

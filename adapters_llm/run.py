@@ -7,7 +7,12 @@ Output layout (``train.out_dir``)::
     final/                    adapter.safetensors (trainable weights only), config.yaml, shapes.json
     metrics.json              summary: mean task loss on the (fixed) training pools before / after training,
                               held-out metrics per task (``data.eval_groups`` groups per task and system) and
-                              per system, parameter counts, step time, LoftQ report
+                              per system, parameter counts, step time, LoftQ report, world size, global batch
+    curve.json                validation curve (``train.eval_every`` > 0): train / validation loss per evaluation,
+                              best step, why training stopped (``adapters_llm.early_stop``)
+
+Training runs on the DeepSpeed engine (``adapters_llm.distributed``): a plain ``python`` run is a 1-rank group,
+the ``deepspeed`` launcher gives N ranks that share each global batch.
 """
 from __future__ import annotations
 
@@ -42,23 +47,26 @@ def select_systems(cfg: FinetuneConfig, task: str) -> list:
     return systems
 
 
-def generate_pools(cfg: FinetuneConfig) -> tuple[dict[str, list[Pool]], dict[str, list[Pool]], dict[str, dict],
-                                                   dict[str, list[str]]]:
-    """Training and held-out pools per task and system from the task modules.
+def generate_pools(cfg: FinetuneConfig, with_val: bool = False) -> tuple:
+    """Training, held-out (and validation) pools per task and system from the task modules.
 
-    Every (task, system) pair gets its own generator seeded by ``(data.seed, task, system name)``. In few-shot mode
+    Every (task, system) pair gets its own generator seeded by ``(data.seed, task, system name)``; its groups are
+    split in this order: training, held-out (``data.eval_groups``), validation (``data.val_groups``, generated after
+    the others so that adding them leaves the training and held-out samples unchanged). In few-shot mode
     (``train.few_shot = N``) only ``ceil(N / samples_per_group)`` training groups are generated per pair.
 
     Returns:
-        (train, held, shapes, names): task -> one pool ``[N, ...]`` per system (systems may differ in shapes),
+        (train, held, shapes, names[, val]): task -> one pool ``[N, ...]`` per system (systems may differ in shapes),
         held-out pools alike (empty when ``data.eval_groups = 0``), per-sample shapes of the first system per task
-        (the model is built from them), and task -> system names in pool order.
+        (the model is built from them), task -> system names in pool order, and with ``with_val`` the validation
+        pools (empty when ``data.val_groups = 0``).
     """
     few = cfg.train.few_shot
     n_train = -(-few // cfg.data.samples_per_group) if few else cfg.data.groups
-    n_eval = cfg.data.eval_groups
+    n_eval, n_val = cfg.data.eval_groups, cfg.data.val_groups if with_val else 0
     train: dict[str, list[Pool]] = {}
     held: dict[str, list[Pool]] = {}
+    val: dict[str, list[Pool]] = {}
     shapes: dict[str, dict] = {}
     names: dict[str, list[str]] = {}
     for task in cfg.model.tasks:
@@ -72,7 +80,10 @@ def generate_pools(cfg: FinetuneConfig) -> tuple[dict[str, list[Pool]], dict[str
             train.setdefault(task, []).append(flatten_groups({k: v[:n_train] for k, v in out.items()}))
             if n_eval:
                 held.setdefault(task, []).append(flatten_groups({k: v[n_train:] for k, v in out.items()}))
-    return train, held, shapes, names
+            if n_val:
+                extra = mod.generate(sys_cfg, n_val, cfg.data.samples_per_group, rng)
+                val.setdefault(task, []).append(flatten_groups(extra))
+    return (train, held, shapes, names, val) if with_val else (train, held, shapes, names)
 
 
 @torch.no_grad()
@@ -107,12 +118,12 @@ def finetune(cfg: FinetuneConfig) -> dict:
 
 def run_finetune(cfg: FinetuneConfig) -> tuple[AdaptedLLM, dict]:
     """Run one fine-tuning job; returns the trained model (eval mode) and the summary written to metrics.json."""
+    from icwm.train.engine import init_distributed
     from icwm.train.logging import TBLogger
-    rank = int(os.environ.get("RANK", "0"))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, n_ranks = init_distributed()          # a 1-rank group without the launcher; idempotent
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
-    train_pools, held, shapes, names = generate_pools(cfg)
+    train_pools, held, shapes, names, val = generate_pools(cfg, with_val=True)
+    val = val if cfg.train.eval_every > 0 else {}
     model, report = build_model(cfg, shapes)
     if cfg.train.init_from:
         load_adapter(model, cfg.train.init_from)
@@ -129,7 +140,8 @@ def run_finetune(cfg: FinetuneConfig) -> tuple[AdaptedLLM, dict]:
             name = "final" if final else f"step_{step:08d}"
             save_adapter(model, cfg, shapes, out / name)
 
-    trainer = Trainer(model, cfg.train, train_pools, losses, supervised, logger, save)
+    trainer = Trainer(model, cfg.train, train_pools, losses, supervised, logger, save, val=val,
+                      deepspeed=cfg.deepspeed)
     start = evaluate(model, trainer.pools, losses)
     t0 = time.perf_counter()
     history = trainer.fit()
@@ -148,7 +160,11 @@ def run_finetune(cfg: FinetuneConfig) -> tuple[AdaptedLLM, dict]:
                "train_samples": {t: sum(int(next(iter(p.values())).shape[0]) for p in ps)
                                  for t, ps in trainer.pools.items()},
                "trainable": trainable, "total": total, "step_s": seconds / max(1, len(history.loss)),
-               "checkpoint": str(out / "final"), "loftq": report}
+               "checkpoint": str(out / "final"), "loftq": report, "world_size": n_ranks,
+               "global_batch": cfg.train.batch_size, "loss_history": history.loss,
+               "curve": trainer.curve.to_dict() if trainer.curve is not None else None}
     if rank == 0:
         (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
+        if trainer.curve is not None:
+            (out / "curve.json").write_text(json.dumps(summary["curve"], indent=1))
     return model.eval(), summary

@@ -6,8 +6,10 @@
 - ``llm4wm``: stage 1 trains the encoders, output adapters and heads with the LLM frozen; stage 2 trains the
   MoE-LoRA (or any backbone adapter) and the heads with the input/output adapters frozen. Every step sums all
   tasks' losses with DWA weights (``icwm.train.dwa``).
-Both use AdamW with linear warm-up and cosine decay, gradient clipping, an explicit ``torch.Generator``, and
-(when ``torch.distributed`` is initialised, e.g. under the ``deepspeed`` launcher) gradient all-reduce.
+Both use AdamW with linear warm-up and cosine decay, gradient clipping and an explicit ``torch.Generator``; the step
+is a DeepSpeed engine's (``run_finetune``, one or more ranks: ``adapters_llm.distributed``) or a plain torch one.
+With validation pools, each stage stops early once the validation score stops improving (``early_stop``) and the
+best evaluation's weights are restored.
 A task's training data is one pool or a list of pools (one per system: shapes may differ between systems, e.g.
 K = 4, 6, 8 users); a minibatch comes from one pool drawn uniformly. Few-shot mode trains on the first
 ``train.few_shot`` labelled samples of each pool (task and system) only.
@@ -19,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
-from torch import nn
 
 from adapters_llm.config import TrainConfig
+from adapters_llm.distributed import EngineStep, TorchStep, mean_over_ranks, micro_batch, world
+from adapters_llm.early_stop import STOP_CAP, STOP_PATIENCE, Curve, EarlyStopping, curve_point
 from adapters_llm.model import GROUPS, AdaptedLLM
 from icwm.config import check
+from icwm.train.config import DeepSpeedSection
 from icwm.train.dwa import DWA
 
 Batch = dict[str, torch.Tensor]
@@ -95,20 +99,11 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _sync_grads(params: list[nn.Parameter]) -> None:
-    """Average gradients over ranks when a process group is running (missing grads count as zero)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return
-    world = torch.distributed.get_world_size()
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        torch.distributed.all_reduce(p.grad)
-        p.grad /= world
-
-
 class Trainer:
-    """Runs the schedule of ``cfg`` on ``model``.
+    """Runs the schedule of ``cfg`` on ``model``, with validation and early stopping when ``val`` is given.
+
+    Every rank draws the same global batch (``cfg.batch_size``, one generator seeded by ``cfg.seed``) and trains on
+    its slice, so N ranks step like one process on the whole batch. Logged losses are means over the ranks.
 
     Args:
         model: the assembled model. cfg: training config.
@@ -116,79 +111,121 @@ class Trainer:
         losses: task -> loss ``(pred, sample) -> [batch]``.
         supervised: task -> warm-up loss used for the first ``cfg.supervised_steps`` steps (zheng_dai).
         logger: optional object with ``scalars(step, dict)``. on_save: optional ``callable(step, final)`` (checkpoints).
+        val: task -> validation pools (held-out samples of the training systems); needs ``cfg.eval_every > 0``.
+        deepspeed: train through a DeepSpeed engine with these settings (``run_finetune``); None: plain torch
+            AdamW on one process.
     """
 
     def __init__(self, model: AdaptedLLM, cfg: TrainConfig, pools: dict[str, Pools], losses: dict[str, LossFn],
                  supervised: Optional[dict[str, LossFn]] = None, logger=None,
-                 on_save: Optional[Callable[[int, bool], None]] = None) -> None:
+                 on_save: Optional[Callable[[int, bool], None]] = None, val: Optional[dict[str, Pools]] = None,
+                 deepspeed: Optional[DeepSpeedSection] = None) -> None:
         self.model, self.cfg, self.losses, self.supervised = model, cfg, losses, supervised or {}
         self.tasks = list(pools)
         check(all(t in losses for t in self.tasks), "losses", f"a loss for every task {self.tasks}", list(losses))
+        check(not val or cfg.eval_every > 0, "train.eval_every", "an integer > 0 with validation pools",
+              cfg.eval_every)
         self.pools = {t: [head(p, cfg.few_shot) if cfg.few_shot else p for p in as_list(ps)]
                       for t, ps in pools.items()}
-        self.logger, self.on_save = logger, on_save
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        self.rng = torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank)
+        self.logger, self.on_save, self.ds = logger, on_save, deepspeed
+        self.rank, self.world = world()
+        check(deepspeed is not None or self.world == 1, "deepspeed", "an engine for a multi-rank run", None)
+        self.micro = micro_batch(cfg.batch_size, self.world)
+        self.rng = torch.Generator().manual_seed(cfg.seed)
         self.dwa = DWA(self.tasks, cfg.dwa_T, cfg.dwa_window) if cfg.schedule == "llm4wm" else None
         self.step, self.history = 0, History()
+        self.val = {t: as_list(ps) for t, ps in (val or {}).items()}
+        self.curve = Curve() if self.val else None
+        self.stop = EarlyStopping(cfg.patience, cfg.min_delta, cfg.supervised_steps)
+        self.best: Optional[dict[str, torch.Tensor]] = None
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def _loss(self, task: str) -> torch.Tensor:
-        device = next(self.model.parameters()).device
         pools = self.pools[task]
         pool = pools[int(torch.randint(0, len(pools), (1,), generator=self.rng))] if len(pools) > 1 else pools[0]
-        batch = _to(draw(pool, self.cfg.batch_size, self.rng), device)
+        full = draw(pool, self.cfg.batch_size, self.rng)                      # the global batch, alike on every rank
+        batch = _to({k: v[self.rank * self.micro:(self.rank + 1) * self.micro] for k, v in full.items()},
+                    self._device())
         fn = self.losses[task]
         if self.step < self.cfg.supervised_steps and task in self.supervised:
             fn = self.supervised[task]
-        return fn(self.model(batch, task), batch).float().mean()
+        return fn(self.stepper.forward(batch, task), batch).float().mean()
 
     def _objective(self) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss of one step: one random task (zheng_dai) or the DWA-weighted sum over tasks (llm4wm)."""
+        """Loss of one step: one random task (zheng_dai) or the DWA-weighted sum over tasks (llm4wm); the per-task
+        values returned (and fed to DWA) are means over the ranks, so every rank weights alike."""
         if self.dwa is None:
             task = self.tasks[int(torch.randint(0, len(self.tasks), (1,), generator=self.rng))]
             loss = self._loss(task)
-            return loss, {task: float(loss.detach())}
+            return loss, {task: float(mean_over_ranks(loss.detach()[None], self._device())[0])}
         per = {t: self._loss(t) for t in self.tasks}
-        for t, v in per.items():
-            self.dwa.observe(t, v)
+        means = mean_over_ranks(torch.stack([v.detach() for v in per.values()]), self._device())
+        for t, v in zip(per, means):
+            self.dwa.observe(t, float(v))
         total = sum(self.dwa.weight(t) * v for t, v in per.items())
         self.dwa.step()
-        return total, {t: float(v.detach()) for t, v in per.items()}
+        return total, {t: float(v) for t, v in zip(per, means)}
 
     def fit(self) -> History:
-        """Run all stages; returns the loss history."""
+        """Run all stages (each to its cap or until early stopping; best weights restored); returns the history."""
         from tqdm.auto import tqdm
         bar = tqdm(total=self.cfg.steps, disable=not self.cfg.progress, desc="finetune")
         self.model.train()
-        for n_steps, groups in stages(self.cfg):
+        for stage, (n_steps, groups) in enumerate(stages(self.cfg)):
             self.model.set_trainable(groups)
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-            start = self.step
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda i: lr_factor(i, self.cfg.warmup_steps, n_steps, self.cfg.min_lr_ratio))
-            while self.step < start + n_steps:
-                self._one_step(opt, sched, params)
-                bar.update(1)
-                bar.set_postfix(loss=f"{self.history.loss[-1]:.4g}")
+            self._stage(stage, n_steps, bar)
         bar.close()
+        if self.curve is not None:
+            self.curve.steps_run = self.step
         if self.on_save is not None:
             self.on_save(self.step, True)
         return self.history
 
-    def _one_step(self, opt: torch.optim.Optimizer, sched, params: list[nn.Parameter]) -> None:
-        opt.zero_grad(set_to_none=True)
+    def _stage(self, stage: int, n_steps: int, bar) -> None:
+        """Train one stage: its own optimiser (engine), validation every ``eval_every`` steps and at its end."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.stepper = (EngineStep(self.model, self.cfg, self.ds, n_steps) if self.ds is not None
+                        else TorchStep(self.model, params, self.cfg, n_steps))
+        self.stop.new_stage()
+        if self.curve is not None and self.step == 0:
+            self._validate(stage)
+        start, stopped = self.step, False
+        while self.step < start + n_steps and not stopped:
+            self._one_step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{self.history.loss[-1]:.4g}")
+            if self.curve is not None and (self.step % self.cfg.eval_every == 0 or self.step == start + n_steps):
+                stopped = self._validate(stage)
+        if self.curve is not None:
+            self.curve.stopped = STOP_PATIENCE if stopped else STOP_CAP
+            self.model.load_state_dict(self.best, strict=False)          # the best evaluation's weights
+
+    def _validate(self, stage: int) -> bool:
+        """Evaluate the task losses on the validation pools and a same-sized training subset; snapshot the weights
+        at a new best; returns whether the stage should stop."""
+        sizes = {t: [pool_size(p) for p in ps] for t, ps in self.val.items()}
+        train = {t: [{k: v[:n] for k, v in p.items()} for p, n in zip(self.pools[t], sizes[t])] for t in self.val}
+        tr = {t: v["loss"] for t, v in evaluate(self.model, train, self.losses).items()}
+        va = {t: v["loss"] for t, v in evaluate(self.model, self.val, self.losses).items()}
+        if curve_point(self.curve, self.stop, self.step, stage, tr, va) or self.best is None:
+            self.best = {k: v.clone() for k, v in self.model.adapter_state_dict().items()}
+        if self.logger is not None:
+            self.logger.scalars(self.step, {"val/score": self.curve.val[-1], "val/train_score": self.curve.train[-1],
+                                            **{f"val/{t}": v for t, v in va.items()}})
+        return self.stop.should_stop(self.step)
+
+    def _one_step(self) -> None:
         loss, per_task = self._objective()
         check(bool(torch.isfinite(loss.detach())), "loss", "a finite training loss", float(loss.detach()))
-        loss.backward()
-        _sync_grads(params)
-        gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        opt.step()
-        sched.step()
-        self.history.add(self.step, float(loss.detach()), per_task)
+        self.stepper.backward(loss)
+        gnorm = self.stepper.step()
+        self.history.add(self.step, sum(per_task.values()) if self.dwa is None else
+                         float(mean_over_ranks(loss.detach()[None], self._device())[0]), per_task)
         self.step += 1
         if self.logger is not None and self.step % self.cfg.log_every == 0:
-            scalars = {"loss/weighted": float(loss.detach()), "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm)}
+            scalars = {"loss/weighted": self.history.loss[-1], "lr": self.stepper.lr(), "grad_norm": gnorm}
             scalars.update({f"loss/{t}": v for t, v in per_task.items()})
             if self.dwa is not None:
                 scalars.update({f"dwa/{t}": w for t, w in self.dwa.weights.items()})

@@ -3,13 +3,19 @@
     python launch/finetune_llm.py --config configs/adapters/debug.yaml [key=value ...]
     python launch/finetune_llm.py --config configs/adapters/smollm2_lora.yaml train.steps=200
     deepspeed launch/finetune_llm.py --config configs/adapters/gpt2_lora.yaml backbone.path=/models/gpt2
+    deepspeed --num_gpus 2 launch/finetune_llm.py --config configs/adapters/debug.yaml deepspeed.zero_stage=1
+    # early stopping: validate every 50 steps on 1 held-out group per task and system, stop after 5 without gain
+    python launch/finetune_llm.py --config configs/adapters/debug.yaml train.steps=2000 train.eval_every=50 \
+        train.patience=5 data.val_groups=1
     # few-shot: N labelled samples of one unseen configuration, starting from a fine-tuned checkpoint
     python launch/finetune_llm.py --config configs/adapters/debug.yaml train.init_from=runs/finetune_llm/debug/final \
         train.few_shot=16 data.systems=[] data.families=[configs/systems/det_unseen.yaml] \
         data.system_names=[NAME] train.out_dir=runs/finetune_llm/debug_fewshot
 
 Overrides use dotted keys of ``adapters_llm.config.FinetuneConfig``. Results go to ``train.out_dir``
-(``final/adapter.safetensors`` with ``config.yaml``, TensorBoard events under ``tb/``, ``metrics.json``).
+(``final/adapter.safetensors`` with ``config.yaml``, TensorBoard events under ``tb/``, ``metrics.json``, and
+``curve.json`` with validation). Training runs on the DeepSpeed engine (ZeRO stage ``deepspeed.zero_stage``); under
+the launcher the ranks share each global batch ``train.batch_size``.
 """
 from __future__ import annotations
 
@@ -40,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:   # the message names the field or path
         return report("finetune_llm", err)
     drops = ", ".join(f"{t} {s['train_loss_before'][t]:.4g} -> {v:.4g}" for t, v in s["train_loss_after"].items())
+    c = s["curve"]
+    stop = f"; stopped at step {c['steps_run']} ({c['stopped']}, best step {c['best_step']})" if c else ""
     print(f"[finetune_llm] {cfg.adapter.peft}: training-pool loss {drops}; trainable {s['trainable']} / total "
-          f"{s['total']}, {s['step_s']:.3g} s/step, checkpoint {s['checkpoint']}", flush=True)
+          f"{s['total']}, {s['step_s']:.3g} s/step, checkpoint {s['checkpoint']}{stop}", flush=True)
     return 0
 
 

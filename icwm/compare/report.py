@@ -1,11 +1,14 @@
 """``report.md`` of a comparison folder, built from ``results.csv`` (+ ``config.yaml`` and ``notes.json``) only.
 
 Tables: per task (main metric, methods x families: native at k = table_k and at its best k, LLMs zero-shot and at
-their best N); LLM4WM-style (ce, cp, pf, bf, de, pe and Avg.); quantisation (lora vs nf4_loftq vs nf4_naive per
+their best N; learned methods that do not beat the task's trivial baseline on the seen family are marked "not
+converged", from ``convergence.csv``); convergence (every learned method vs its trivial baseline, with its training
+steps and curve); LLM4WM-style (ce, cp, pf, bf, de, pe and Avg.); quantisation (lora vs nf4_loftq vs nf4_naive per
 backbone); backbone (gpt2 vs llama vs frozen vs no_llm); cost; then the notes of skipped methods.
 """
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Optional
@@ -24,18 +27,23 @@ def _cell(r: Optional[dict], n_max: int, tag: str = "") -> str:
     return f"{T.fmt(r['value'])}{star}" + (f" ({tag}={r[tag]})" if tag and r[tag] is not None else "")
 
 
-def task_lines(rows: list[dict], task: str, fams: list[str], table_k: int) -> list[str]:
-    """Main-metric table of one task: one line per method variant, one column per family."""
+NOT_CONVERGED = "not converged"
+
+
+def task_lines(rows: list[dict], task: str, fams: list[str], table_k: int, bad: frozenset = frozenset()) -> list[str]:
+    """Main-metric table of one task: one line per method variant, one column per family; ``bad``: (method, task)
+    pairs marked "not converged"."""
     metric = PRIMARY[task][0]
     sel = T.select(rows, task=task, metric=metric)
     n_max = {f: max([r["n_eval"] for r in sel if r["family"] == f] or [0]) for f in fams}
     lines = [f"### {task} ({metric}, {'higher' if PRIMARY[task][1] > 0 else 'lower'} is better)", "",
              "| method | kind | " + " | ".join(fams) + " |", "|---|---|" + "---|" * len(fams)]
 
-    def add(label: str, kind: str, pick) -> None:
+    def add(label: str, kind: str, pick, method: str = "") -> None:
         cells = [pick([r for r in sel if r["family"] == f], n_max[f]) for f in fams]
+        mark = f" ({NOT_CONVERGED})" if (method, task) in bad else ""
         if any(c != "-" for c in cells):
-            lines.append(f"| {label} | {kind} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label}{mark} | {kind} | " + " | ".join(cells) + " |")
 
     add(f"{MODEL} (k={table_k})", "native",
         lambda rs, n: _cell(next((r for r in rs if r["method"] == MODEL and r["k"] == table_k), None), n))
@@ -43,13 +51,13 @@ def task_lines(rows: list[dict], task: str, fams: list[str], table_k: int) -> li
                                                             n, "k"))
     for m in T.methods(sel, "llm"):
         add(f"{m} zero-shot", "llm", lambda rs, n: _cell(next((r for r in rs if r["method"] == m and r["n_shots"] == 0),
-                                                              None), n))
+                                                              None), n), m)
         add(f"{m} (best N)", "llm", lambda rs, n: _cell(T.best(task, [r for r in rs if r["method"] == m
                                                                       and (r["n_shots"] or 0) > 0], "n_shots"),
-                                                         n, "n_shots"))
+                                                         n, "n_shots"), m)
     for kind in ("single_task", "classical"):
         for m in T.methods(sel, kind):
-            add(m, kind, lambda rs, n: _cell(T.best(task, [r for r in rs if r["method"] == m], "k"), n, "k"))
+            add(m, kind, lambda rs, n: _cell(T.best(task, [r for r in rs if r["method"] == m], "k"), n, "k"), m)
     return lines + [""]
 
 
@@ -137,8 +145,34 @@ def cost_lines(rows: list[dict], batch: int, table_k: int) -> list[str]:
     return out + [""]
 
 
-def markdown(rows: list[dict], cfg: dict, notes: list[str]) -> str:
-    """The whole report text."""
+def convergence_lines(conv: list[dict], z: float) -> list[str]:
+    """Every learned method vs its task's trivial baseline on the seen family (``icwm.compare.converge``)."""
+    if not conv:
+        return []
+    bad = [r for r in conv if r["converged"] != "True"]
+    out = ["## Convergence", "", f"Each learned method (LLMs as trained on the seen family, i.e. zero-shot; single-task "
+           f"nets) against its task's trivial baseline (MRT for precoding, x = 0 for det, LS + linear interpolation, "
+           f"repeat-last, UL reuse, chance for bf, the nominal value for de / pe) on the seen family's queries: "
+           f"converged = better on the main metric by more than z = {z:g} paired standard errors. Training ran until "
+           "the validation loss stopped improving (`stopped` = patience) or to its step cap (`cap`); curves: "
+           "`curves.csv`, `plots/curves_*.png`.", "",
+           f"**{len(bad)} of {len(conv)} (method, task) pairs not converged**" +
+           (": " + ", ".join(f"{r['method']}/{r['task']}" for r in bad) if bad else "."), "",
+           "| method | task | metric | value | trivial | trivial value | z | verdict | steps | best step | stopped |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in conv:
+        num = lambda v: T.fmt(float(v)) if v not in ("", None) else "-"     # noqa: E731
+        verdict = "converged" if r["converged"] == "True" else f"**{NOT_CONVERGED}**"
+        out.append(f"| {r['method']} | {r['task']} | {r['metric']} | {num(r['value'])} | {r['trivial']} | "
+                   f"{num(r['trivial_value'])} | {num(r['z'])} | {verdict} | {r['steps_run'] or '-'} | "
+                   f"{r['best_step'] or '-'} | {r['stopped'] or '-'} |")
+    return out + [""]
+
+
+def markdown(rows: list[dict], cfg: dict, notes: list[str], conv: Optional[list[dict]] = None) -> str:
+    """The whole report text (``conv``: rows of ``convergence.csv``)."""
+    conv = conv or []
+    bad = frozenset((r["method"], r["task"]) for r in conv if r["converged"] != "True")
     fams, k = T.families(rows), int(cfg["native"]["table_k"])
     tasks = [t for t in dict.fromkeys(r["task"] for r in rows) if t in PRIMARY]
     out = ["# ICWM head-to-head comparison", "",
@@ -150,7 +184,8 @@ def markdown(rows: list[dict], cfg: dict, notes: list[str]) -> str:
            "target configuration, while ICWM's k demos come from the query's episode (for det / ce / cp the same "
            "drop or coherence block).", "", "## Per-task tables", ""]
     for t in tasks:
-        out += task_lines(rows, t, fams, k)
+        out += task_lines(rows, t, fams, k, bad)
+    out += convergence_lines(conv, float(cfg.get("converge_z", 2.0)))
     out += llm4wm_lines(rows, fams, k)
     llms = T.methods(rows, "llm")
     for bb in dict.fromkeys(n.split("_", 1)[0] for n in llms if n != "no_llm"):
@@ -168,6 +203,10 @@ def write_report(folder: str | Path) -> Path:
     rows = T.read(folder / "results.csv")
     cfg = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
     notes = json.loads((folder / "notes.json").read_text()) if (folder / "notes.json").is_file() else []
+    conv = []
+    if (folder / "convergence.csv").is_file():
+        with open(folder / "convergence.csv", newline="") as f:
+            conv = list(csv.DictReader(f))
     path = folder / "report.md"
-    path.write_text(markdown(rows, cfg, notes))
+    path.write_text(markdown(rows, cfg, notes, conv))
     return path

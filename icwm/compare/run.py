@@ -2,7 +2,10 @@
 every task x family x system (and sweep point), write the output folder.
 
 Output folder (``out_dir``): ``config.yaml`` (resolved), ``provenance.json``, ``results.csv``, ``notes.json``,
-``report.md``, ``plots/*.png`` (report and plots are built from the CSV), ``llm_runs/`` (adapter checkpoints).
+``convergence.csv`` (each learned method vs its task's trivial baseline on the seen family, ``converge``),
+``curves.csv`` (training / validation loss per evaluation of every learned method, ``curves``), ``report.md``,
+``plots/*.png`` (report and plots are built from the CSVs), ``llm_runs/`` (adapter checkpoints, reused on a rerun
+with an unchanged setup: ``llm.cache``).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from tqdm import tqdm
 
 from adapters_llm.train import flatten_groups
 from icwm import tasks as task_registry
+from icwm.compare import converge as C
 from icwm.compare import methods as M
 from icwm.compare.config import CompareConfig
 from icwm.compare.llm import LLMMethod, build_methods, missing_weights, train_base, weights_mb
@@ -46,6 +50,9 @@ class Methods:
     llms: list[LLMMethod] = field(default_factory=list)
     info: dict[str, dict] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    nominal: dict[str, float] = field(default_factory=dict)          # task -> constant of its ``nominal`` baseline
+    curves: dict[str, tuple[str, dict]] = field(default_factory=dict)   # method -> (kind, Curve.to_dict())
+    convergence: list[dict] = field(default_factory=list)             # converge.check_family rows
 
 
 def _meta(kind: str, backbone=NA, adapter=NA, quant=NA, trainable=0, total=0, train_s=0.0, mb=0.0) -> dict:
@@ -68,20 +75,31 @@ def load_native(cfg: CompareConfig, ms: Methods, device: torch.device) -> None:
                     "pretraining time is not re-measured: see its model card)")
 
 
+def _seen_pool(cfg: CompareConfig, task: str, systems: list[SystemConfig], groups: int, tag: str) -> dict:
+    """``groups`` groups per seen system (seed ``(cfg.seed, tag, task, system)``), pooled over the systems that share
+    the first one's per-sample shapes."""
+    mod, pools = task_registry.get(task), []
+    for s in systems:
+        rng = torch.Generator().manual_seed(stable_seed(cfg.seed, tag, task, s.name))
+        pools.append(flatten_groups(mod.generate(s, groups, cfg.single_task.samples_per_group, rng)))
+    shape = {k: v.shape[1:] for k, v in pools[0].items()}
+    same = [p for p in pools if {k: v.shape[1:] for k, v in p.items()} == shape]
+    return {k: torch.cat([p[k] for p in same]) for k in pools[0]}
+
+
 def train_single_task(cfg: CompareConfig, ms: Methods, seen_of: dict[str, list[SystemConfig]]) -> None:
-    """Per task, every configured net, trained on the seen systems sharing the first seen system's shapes."""
+    """Per task, every configured net, trained on the seen systems sharing the first seen system's shapes (until its
+    validation loss on held-out samples of them stops improving when ``single_task.eval_every`` is set)."""
     c = cfg.single_task
     for t in cfg.tasks:
-        mod, pools = task_registry.get(t), []
-        for s in seen_of[t]:
-            rng = torch.Generator().manual_seed(stable_seed(cfg.seed, "single-task-data", t, s.name))
-            pools.append(flatten_groups(mod.generate(s, c.train_groups, c.samples_per_group, rng)))
-        shape = {k: v.shape[1:] for k, v in pools[0].items()}
-        same = [p for p in pools if {k: v.shape[1:] for k, v in p.items()} == shape]
-        pool = {k: torch.cat([p[k] for p in same]) for k in pools[0]}
+        mod = task_registry.get(t)
+        pool = _seen_pool(cfg, t, seen_of[t], c.train_groups, "single-task-data")
+        val = _seen_pool(cfg, t, seen_of[t], c.val_groups, "single-task-val") if c.val_groups else None
         for kind in c.nets_for(t):
             name = f"{t}_{kind}"
-            net, log = train_net(mod, kind, pool, c, stable_seed(cfg.seed, "single-task", name) % 2**31)
+            net, log = train_net(mod, kind, pool, c, stable_seed(cfg.seed, "single-task", name) % 2**31, val)
+            if log["curve"] is not None:
+                ms.curves[name] = ("single_task", log["curve"])
             ms.nets.setdefault(t, {})[name] = net
             n = sum(p.numel() for p in net.parameters())
             ms.info[name] = _meta("single_task", quant="fp32", trainable=n, total=n, train_s=log["train_wall_s"],
@@ -95,7 +113,11 @@ def train_llms(cfg: CompareConfig, ms: Methods, seen_of: dict[str, list[SystemCo
         if why:
             ms.notes.append(f"{m.name} skipped: {why}")
             continue
-        train_base(m, cfg, seen_of, work)
+        if train_base(m, cfg, seen_of, work):
+            ms.notes.append(f"{m.name}: trained adapter reused from {m.cfg.train.out_dir} (same config and data "
+                            "hash; train wall s is the original training's)")
+        if m.info["curve"] is not None:
+            ms.curves[m.name] = ("llm", m.info["curve"])
         ms.llms.append(m)
         ms.info[m.name] = _meta("llm", m.backbone, m.adapter, m.quant, m.info["params_trainable"],
                                 m.info["params_total"], m.info["train_wall_s"], m.info["weights_mb"])
@@ -112,6 +134,7 @@ def score_unit(cfg: CompareConfig, ms: Methods, task: str, system: SystemConfig,
     if cfg.classical:
         err = M.classical(mod, chunks, ks, acc)
         ms.notes += [f"{task}/{family}/{system.name}: classical baselines failed: {err}"] if err else []
+        C.add_trivial(mod, chunks, ms.nominal.get(task), acc)
     skipped = [m.name for m in ms.llms if not M.llm(m, cfg, mod, system, chunks, n_shots, acc)]
     skipped += [name for name, net in ms.nets.get(task, {}).items() if not M.single_task(name, net, mod, chunks, acc)]
     if skipped:
@@ -126,8 +149,21 @@ def _info(ms: Methods, acc: M.Acc) -> dict[str, dict]:
     return ms.info
 
 
-def evaluate_all(cfg: CompareConfig, ms: Methods, units: dict, sweeps: list, device: torch.device) -> list[dict]:
-    """Rows of every unit (per system and pooled ``all`` per family) and every sweep point."""
+def check_convergence(cfg: CompareConfig, ms: Methods, task: str, family: str, accs: list[M.Acc]) -> None:
+    """``converge.check_family`` rows of the task's learned methods (LLMs zero-shot, single-task nets) on the seen
+    family, with the step counts of their curves."""
+    learned = [((m.name, None, 0), "llm") for m in ms.llms] + [((n, None, None), "single_task")
+                                                              for n in ms.nets.get(task, {})]
+    for row in C.check_family(task, accs, learned, cfg.converge_z):
+        curve = ms.curves.get(row["method"], (None, {}))[1]
+        ms.convergence.append({**row, "family": family, "steps_run": curve.get("steps_run"),
+                               "best_step": curve.get("best_step"), "stopped": curve.get("stopped")})
+
+
+def evaluate_all(cfg: CompareConfig, ms: Methods, units: dict, sweeps: list, device: torch.device,
+                 seen: str = "") -> list[dict]:
+    """Rows of every unit (per system and pooled ``all`` per family) and every sweep point; convergence verdicts of
+    the learned methods on the ``seen`` family (into ``ms.convergence``)."""
     ks = ms.model_ks or list(cfg.native.ks)
     sweep_k = max([k for k in ks if k <= cfg.native.table_k] or [ks[0]])
     rows: list[dict] = []
@@ -135,14 +171,17 @@ def evaluate_all(cfg: CompareConfig, ms: Methods, units: dict, sweeps: list, dev
     bar = tqdm(total=n_units, desc="compare", unit="system", disable=not cfg.progress)
     for task, fams in units.items():
         for fam, systems in fams:
-            pooled = M.Acc()
+            pooled, accs = M.Acc(), []
             for s in systems:
                 acc = score_unit(cfg, ms, task, s, fam, ks, cfg.llm.n_shots, device)
                 rows += M.rows(acc, {"task": task, "family": fam, "system": s.name, "sweep_value": None},
                                _info(ms, acc))
                 pooled.merge(acc)
+                accs.append(acc)
                 bar.update(1)
             rows += M.rows(pooled, {"task": task, "family": fam, "system": runner.ALL, "sweep_value": None}, ms.info)
+            if fam == seen:
+                check_convergence(cfg, ms, task, fam, accs)
     for su in sweeps:
         acc = score_unit(cfg, ms, su.task, su.system, su.family, [sweep_k], [], device)
         rows += M.rows(acc, {"task": su.task, "family": su.family, "system": su.system.name,
@@ -182,8 +221,18 @@ def write_csv(rows: list[dict], path: Path) -> None:
             w.writerow([_cell(c, r[c]) for c in M.COLUMNS])
 
 
+def write_table(rows: list[dict], columns: tuple[str, ...], path: Path) -> None:
+    """A CSV of ``rows`` with ``columns`` (empty cells for None)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([_cell(c, r.get(c)) for c in columns])
+
+
 def run(cfg: CompareConfig, argv: list[str]) -> Path:
     """Run the comparison of ``cfg``; returns the output folder."""
+    from icwm.compare.curves import write_curves
     from icwm.compare.plots import plot_all
     from icwm.compare.report import write_report
     out = Path(cfg.out_dir)
@@ -197,16 +246,20 @@ def run(cfg: CompareConfig, argv: list[str]) -> Path:
     empty = [t for t, s in seen_of.items() if not s]
     check(not empty, "families", f"a first (seen) family with systems for every task", empty)
     ms = Methods()
+    ms.nominal = {t: C.nominal_value(task_registry.get(t), seen_of[t], cfg.seed) for t in cfg.tasks
+                  if t in C.NOMINAL_KEY and cfg.classical}
     if cfg.native.model != "none":
         load_native(cfg, ms, device)
     if cfg.single_task.enabled:
         train_single_task(cfg, ms, seen_of)
     if cfg.llm.enabled:
-        train_llms(cfg, ms, seen_of, out / "llm_runs")
-    rows = evaluate_all(cfg, ms, units, sweep_units(cfg.sweeps, seen_of), device)
+        train_llms(cfg, ms, seen_of, Path(cfg.llm.cache_dir) if cfg.llm.cache_dir else out / "llm_runs")
+    rows = evaluate_all(cfg, ms, units, sweep_units(cfg.sweeps, seen_of), device, seen_name)
     tmp = Path(tempfile.mkdtemp(prefix=".compare-tmp-", dir=out))
     try:
         write_csv(rows, tmp / "results.csv")
+        write_table(ms.convergence, C.COLUMNS, tmp / "convergence.csv")
+        write_curves(ms.curves, tmp)
         (tmp / "config.yaml").write_text(to_yaml(cfg))
         (tmp / "notes.json").write_text(json.dumps(list(dict.fromkeys(ms.notes)), indent=1))
         (tmp / "provenance.json").write_text(json.dumps(provenance(argv, device), indent=1))

@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 import time
 from types import ModuleType
+from typing import Optional
 
 import torch
 from torch import nn
 
+from adapters_llm.early_stop import STOP_CAP, STOP_PATIENCE, Curve, EarlyStopping, curve_point
 from adapters_llm.encoders import real_features
 from adapters_llm.train import draw, pool_size
 from icwm.config import check
@@ -138,14 +140,18 @@ def _label_stats(v: torch.Tensor) -> tuple[float, float]:
     return float(v.double().mean()), float(v.double().std().clamp_min(1e-6))
 
 
-def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int) -> tuple[SingleTaskNet, dict]:
+def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: Optional[Pool] = None
+              ) -> tuple[SingleTaskNet, dict]:
     """Train a ``kind`` net on ``task`` with the task loss (``supervised_loss`` for the first ``cfg.supervised_steps``
-    steps when the task has one).
+    steps when the task has one); with ``val`` and ``cfg.eval_every > 0``, until the validation loss stops improving
+    (``cfg.patience`` evaluations, ``cfg.steps`` the cap; ``adapters_llm.early_stop``), best weights restored.
 
     Args:
         pool: training samples ``[N, ...]`` (one per-sample shape). cfg: ``SingleTaskConfig``. seed: init and draws.
+        val: validation samples ``[M, ...]`` (held-out samples of the training systems, same shapes).
     Returns:
-        (net in eval mode, {"loss_first", "loss_last", "train_wall_s"}).
+        (net in eval mode, {"loss_first", "loss_last", "train_wall_s", "steps", "curve"}), ``curve`` a
+        ``Curve.to_dict()`` or None.
     """
     check(pool_size(pool) >= 1, "single_task.train_groups", "a non-empty training pool", 0)
     with torch.random.fork_rng(devices=[]):          # nn initialisers use the global RNG: fork and seed
@@ -154,9 +160,11 @@ def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int) -> tuple[
     rng = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sup = getattr(task, "supervised_loss", None)
-    losses, t0 = [], time.perf_counter()
+    curve = Curve() if val is not None and cfg.eval_every > 0 else None
+    watch = Validation(task, pool, val, curve, EarlyStopping(cfg.patience, cfg.min_delta, cfg.supervised_steps))
+    losses, t0, step = [], time.perf_counter(), 0
     net.train()
-    for step in range(cfg.steps):
+    while step < cfg.steps and not (curve is not None and step % cfg.eval_every == 0 and watch(net, step)):
         batch = draw(pool, cfg.batch_size, rng)
         fn = sup if sup is not None and step < cfg.supervised_steps else task.loss
         loss = fn(net(batch), batch).float().mean()
@@ -165,7 +173,45 @@ def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int) -> tuple[
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()))
-    return net.eval(), {"loss_first": losses[0], "loss_last": losses[-1], "train_wall_s": time.perf_counter() - t0}
+        step += 1
+    if curve is not None:
+        stopped = step < cfg.steps
+        if not stopped:
+            watch(net, step)
+        curve.stopped, curve.steps_run = (STOP_PATIENCE if stopped else STOP_CAP), step
+        net.load_state_dict(watch.best)
+    return net.eval(), {"loss_first": losses[0], "loss_last": losses[-1], "train_wall_s": time.perf_counter() - t0,
+                        "steps": step, "curve": curve.to_dict() if curve is not None else None}
+
+
+class Validation:
+    """Evaluations of a single-task net during training: validation loss and a same-sized training subset's (task
+    loss, eval mode), the curve, the best weights; calling it returns whether training should stop."""
+
+    def __init__(self, task: ModuleType, pool: Pool, val: Optional[Pool], curve: Optional[Curve],
+                 stop: EarlyStopping) -> None:
+        self.task, self.val, self.curve, self.stop = task, val, curve, stop
+        n = pool_size(val) if val is not None else 0
+        self.train = {k: v[:n] for k, v in pool.items()}
+        self.best: Optional[dict[str, torch.Tensor]] = None
+
+    @torch.no_grad()
+    def _loss(self, net: SingleTaskNet, pool: Pool, batch: int = 256) -> float:
+        n = pool_size(pool)
+        total = sum(float(self.task.loss(net({k: v[i:i + batch] for k, v in pool.items()}),
+                                         {k: v[i:i + batch] for k, v in pool.items()}).float().sum())
+                    for i in range(0, n, batch))
+        return total / n
+
+    def __call__(self, net: SingleTaskNet, step: int) -> bool:
+        net.eval()
+        t = self.task.ID
+        new_best = curve_point(self.curve, self.stop, step, 0, {t: self._loss(net, self.train)},
+                               {t: self._loss(net, self.val)})
+        if new_best or self.best is None:
+            self.best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.train()
+        return self.stop.should_stop(step)
 
 
 def fits(net: SingleTaskNet, sample: Pool) -> bool:

@@ -1,9 +1,12 @@
 """Head-to-head comparison: the debug config end to end (every method kind, results.csv schema, report tables,
-plots, provenance, same seed -> same results apart from timings), config errors, single-task nets learning on real
-task data, the LLM4WM average on a hand-made table, and a backbone without weights skipped with a note."""
+plots, provenance, same seed -> same results apart from timings, training curves and convergence verdicts, cached
+adapters reused on a rerun), config errors, single-task nets learning on real task data and stopping early, the
+trivial baselines and the convergence test on hand-made values, the LLM4WM average on a hand-made table, and a
+backbone without weights skipped with a note."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,9 +16,11 @@ import torch
 
 from adapters_llm.train import flatten_groups
 from icwm import tasks as task_registry
+from icwm.compare import converge as C
+from icwm.compare import llm as L
 from icwm.compare import table as T
 from icwm.compare.config import NETS, CompareConfig, SingleTaskConfig
-from icwm.compare.methods import COLUMNS, TIMING
+from icwm.compare.methods import COLUMNS, TIMING, Acc
 from icwm.compare.run import run
 from icwm.compare.single_task import train_net
 from icwm.config import load_config
@@ -89,6 +94,105 @@ def test_report_plots_provenance(debug_run: Path):
     assert again.tasks == ["pre_sr", "det", "cp"] and again.out_dir == str(debug_run)
 
 
+def test_curves_and_convergence_verdicts(debug_run: Path):
+    rows = T.read(debug_run / "results.csv")
+    learned = {(r["method"], r["task"]) for r in rows if r["kind"] in ("llm", "single_task") and r["task"] != "-"}
+    with open(debug_run / "convergence.csv", newline="") as f:
+        conv = list(csv.DictReader(f))
+    assert {(r["method"], r["task"]) for r in conv} == learned          # every learned method x task, once
+    assert len(conv) == len(learned) and {r["trivial"] for r in conv} == {"mrt", "zero", "repeat_last"}
+    for r in conv:                                                       # the verdict follows the z rule
+        assert (r["converged"] == "True") == (float(r["z"]) > 2.0), r
+        assert r["stopped"] in ("patience", "cap") and int(r["steps_run"]) <= 4
+    with open(debug_run / "curves.csv", newline="") as f:
+        curves = list(csv.DictReader(f))
+    methods = {m for m, _ in learned}
+    assert {r["method"] for r in curves} == methods
+    first = [r for r in curves if r["task"] == "score" and r["step"] == "0"]
+    assert len(first) == len(methods)
+    for r in first:      # the score at step 0: mean over tasks of loss / |loss| = the mean sign (pre_sr's is -1)
+        signs = [math.copysign(1.0, float(q["val_loss"])) for q in curves if q["method"] == r["method"]
+                 and q["step"] == "0" and q["task"] != "score"]
+        assert float(r["val_loss"]) == pytest.approx(sum(signs) / len(signs)), r
+    text = (debug_run / "report.md").read_text()
+    bad = [r for r in conv if r["converged"] != "True"]
+    assert "## Convergence" in text and f"**{len(bad)} of {len(conv)} (method, task) pairs not converged" in text
+    for r in bad[:3]:
+        assert f"| {r['method']}{' zero-shot' if r['kind'] == 'llm' else ''} (not converged) |" in text
+    assert {"curves_llm.png", "curves_single_task.png"} <= {p.name for p in (debug_run / "plots").glob("*.png")}
+    # the trivial predictor defined here is scored like any classical method: det x = 0 has NMSE 1
+    zero = T.select(rows, method="zero", task="det", family="seen", metric="nmse")
+    assert zero and zero[0]["value"] == pytest.approx(1.0)
+
+
+def test_rerun_reuses_cached_adapters(tmp_path: Path, monkeypatch):
+    calls = []
+    real = L.run_finetune
+    monkeypatch.setattr(L, "run_finetune", lambda cfg: calls.append(cfg.train.out_dir) or real(cfg))
+    small = ("tasks=[cp]", "sweeps=[]", "native.model=none", "single_task.enabled=false", "llm.adapters=[lora,no_llm]",
+             "llm.n_shots=[]")
+    first = _run(tmp_path / "c", *small)
+    assert len(calls) == 3                                               # gpt2_lora, llama_lora, no_llm
+    second = _run(tmp_path / "c", *small)
+    assert len(calls) == 3                                               # the second run trained nothing
+    notes = json.loads((second / "notes.json").read_text())
+    assert sum("trained adapter reused" in n for n in notes) == 3
+    keep = [i for i, c in enumerate(COLUMNS) if c not in TIMING]
+    a, b = _csv(first / "results.csv"), _csv(second / "results.csv")
+    assert [[r[i] for i in keep] for r in a] == [[r[i] for i in keep] for r in b]
+    _run(tmp_path / "c", *small, "llm.adapters=[no_llm]", "llm.train_groups=3")   # other data: trained again
+    assert len(calls) == 4
+
+
+def test_cache_key_follows_config_and_data_not_the_output_folder():
+    cfg = load_config(CompareConfig, DEBUG)
+    m = L.build_methods(cfg)[0]
+    key = L.cache_key(m.cfg)
+    moved = dataclasses.replace(m.cfg, train=dataclasses.replace(m.cfg.train, out_dir="/elsewhere"))
+    assert L.cache_key(moved) == key and len(key) == 64
+    for other in (dataclasses.replace(m.cfg, train=dataclasses.replace(m.cfg.train, lr=m.cfg.train.lr * 2)),
+                  dataclasses.replace(m.cfg, data=dataclasses.replace(m.cfg.data, seed=m.cfg.data.seed + 1))):
+        assert L.cache_key(other) != key
+
+
+def _acc(key, metric: str, values: list[float]) -> Acc:
+    acc = Acc()
+    acc.add(key, {metric: torch.tensor(values)}, 0.0)
+    return acc
+
+
+def test_convergence_rule_on_hand_made_values():
+    g = torch.Generator().manual_seed(0)
+    ref = (1.0 + 0.1 * torch.rand(64, generator=g)).tolist()            # the trivial baseline's per-query NMSE
+    learned = ("net", None, None)
+    for values, ok in ((ref, False), ([0.5 * v for v in ref], True), ([2.0 * v for v in ref], False)):
+        acc = _acc(("ls_linear", 1, None), "nmse", ref)
+        acc.merge(_acc(learned, "nmse", values))
+        acc.merge(_acc(("ls_linear", 4, None), "nmse", [0.0] * 64))     # larger k of the same method: not used
+        (row,) = C.check_family("ce", [acc], [(learned, "single_task")], 2.0)
+        assert row["converged"] is ok and row["trivial"] == "ls_linear" and row["n_eval"] == 64, row
+    assert row["trivial_value"] == pytest.approx(10 * math.log10(sum(ref) / 64))   # nmse_mean_db of the reference
+    # higher-is-better metric; a method that scored no query of the family is not converged
+    acc = _acc(("mrt", None, None), "sum_rate", [1.0, 2.0, 3.0, 4.0])
+    acc.merge(_acc(learned, "sum_rate", [2.0, 3.1, 3.9, 5.0]))
+    (row,) = C.check_family("pre_sr", [acc], [(learned, "llm")], 2.0)
+    assert row["converged"] and row["z"] > 2.0
+    (row,) = C.check_family("pre_sr", [acc], [(("absent", None, 0), "llm")], 2.0)
+    assert not row["converged"] and row["n_eval"] == 0
+
+
+def test_trivial_predictors():
+    rng = torch.Generator().manual_seed(1)
+    gain = torch.rand(5, 32, generator=rng)
+    bf = C.trivial_pred(task_registry.get("bf"), {"beam_gain": gain, "beam": torch.zeros(5, dtype=torch.long)}, None)
+    assert torch.allclose(bf["top1"], torch.full((5,), 1 / 32, dtype=torch.float64))
+    torch.testing.assert_close(bf["gain_ratio"], (gain.mean(-1) / gain.max(-1).values).double())
+    d = torch.tensor([10.0, 100.0, 1000.0])
+    de = C.trivial_pred(task_registry.get("de"), {"distance_m": d}, 100.0)
+    torch.testing.assert_close(de["mae_m"], torch.tensor([90.0, 0.0, 900.0]))
+    assert C.trivial_pred(task_registry.get("cp"), {}, None) is None     # the task module has it (repeat_last)
+
+
 def test_same_seed_same_results(debug_run: Path, tmp_path: Path):
     other = _run(tmp_path / "b")
     a, b = _csv(debug_run / "results.csv"), _csv(other / "results.csv")
@@ -129,6 +233,23 @@ def test_single_task_net_loss_goes_down_on_real_data(kind: str):
         loss_after = float(task.loss(net(pool), pool).mean())
     assert loss_after < 0.8 * loss_before, (kind, loss_before, loss_after)
     assert log["train_wall_s"] > 0 and net(pool)["h_fut"].shape == pool["h_fut"].shape
+
+
+def test_single_task_net_stops_early_and_restores_its_best_weights():
+    system = load_family(ROOT / "configs" / "systems" / "debug_seen.yaml")[0]
+    task = task_registry.get("cp")
+    pool = flatten_groups(task.generate(system, 14, 8, torch.Generator().manual_seed(3)))
+    train, val = {k: v[:96] for k, v in pool.items()}, {k: v[96:] for k, v in pool.items()}
+    cfg = SingleTaskConfig(width=16, steps=600, supervised_steps=0, batch_size=32, lr=3e-3, eval_every=10, patience=3,
+                           val_groups=1)
+    net, log = train_net(task, "mlp", train, cfg, seed=5, val=val)
+    c = log["curve"]
+    assert c["stopped"] == "patience" and log["steps"] == c["steps_run"] < 600      # 96 samples: it overfits
+    assert log["steps"] - c["best_step"] == 3 * 10 and c["train"][-1] < c["train"][0]
+    with torch.no_grad():
+        restored = float(task.loss(net(val), val).mean())
+    assert restored == pytest.approx(min(c["val_task"]["cp"]), rel=1e-5)
+    assert min(c["val_task"]["cp"]) < c["val_task"]["cp"][0]
 
 
 def test_llm4wm_average_on_a_hand_made_table():
