@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> WriteSummary:
             verify(cfg.out_dir)
             print(summary_text(cfg, summary), flush=True)
     finally:
-        if dist.is_initialized():
+        if gather is not None and dist.is_initialized():   # only the group init_ranks made (not a caller's)
             dist.destroy_process_group()
     return summary
 
