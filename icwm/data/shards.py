@@ -180,7 +180,8 @@ def encode_records(out: dict[str, torch.Tensor], spec: ShardSpec, module: Module
                 "system_name": spec.system.name, "system_index": spec.system_index, "base_seed": spec.base_seed,
                 "seed": spec.seed, "shard": spec.file, "shard_index": spec.shard_index, "group": spec.first_group + g,
                 "group_in_shard": g, "samples": spec.samples_per_group, "keys": keys,
-                "x_keys": list(task_registry.x_keys(module, out) if hasattr(module, "X_KEYS") else ()), "y_keys": list(getattr(module, "Y_KEYS", ())),
+                "x_keys": list(task_registry.x_keys(module, out) if hasattr(module, "X_KEYS") else ()),
+                "y_keys": list(getattr(module, "Y_KEYS", ())),
                 "versions": versions}
         rec = {"__key__": f"{spec.first_group + g:06d}", META_MEMBER: json.dumps(meta, sort_keys=True).encode()}
         rec.update({f"{k}.npy": _npy_bytes(v[g], k) for k, v in out.items()})

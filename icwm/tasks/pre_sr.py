@@ -1,8 +1,8 @@
 """pre_sr: MU-MISO downlink precoding maximising the sum rate.
 
 x: ``h [user, ant] complex64``, ``snr_db []``; y: ``lam_p [user, 2]`` the (lambda, p) optimal-structure parameters
-(Bjornson et al. 2014) of a converged WMMSE (RZF init, ``LABEL_ITERS``), both columns normalised to sum 1 over users. The loss is unsupervised:
-minus the sum rate reached through the optimal structure (Gram space, differentiable), relative to WMMSE's.
+(Bjornson et al. 2014) of a converged WMMSE (RZF init, ``LABEL_ITERS``), both columns normalised to sum 1 over users.
+The loss is unsupervised: minus the sum rate reached through the optimal structure (Gram space, differentiable), relative to WMMSE's.
 
 Latent form (``cfg.form == "latent"``): one SNR per group, omitted from x (``latent_snr_db``, ``prior_snr_db``);
 labels and reference at the true SNR; precoders are transmitted at full power (``precoding_common.pred_sinr``).
