@@ -3,20 +3,19 @@ torch AdamW (in-process helpers such as the comparison's few-shot fine-tunes).
 
 The engine is built by ``icwm.train.engine`` (``init_distributed``, ``build_engine``, ``optimizer_step``: the same
 process group set-up, shm-buffer release, JSON config, client AdamW + warm-up/cosine ``LambdaLR`` and clipping as
-pretraining) from a view of the fine-tuning config shaped like the fields of ``PretrainConfig`` those functions
-read. One engine per training stage (the llm4wm schedule trains other parameter groups in stage 2). The global
-batch ``train.batch_size`` is split evenly over the ranks; gradients are averaged inside the engine.
+pretraining) from the ``EngineSpec`` of each stage: one engine per training stage (the llm4wm schedule trains
+other parameter groups in stage 2). The global batch ``train.batch_size`` is split evenly over the ranks; gradients
+are averaged inside the engine.
 """
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import torch
 from torch import nn
 
 from adapters_llm.config import TrainConfig
 from icwm.config import check
-from icwm.train.config import DeepSpeedSection
+from icwm.train.config import DeepSpeedSection, OptimConfig
+from icwm.train.engine import EngineSpec
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8      # torch AdamW defaults (the baselines' papers use them)
 
@@ -35,12 +34,12 @@ def micro_batch(global_batch: int, n_ranks: int) -> int:
     return global_batch // n_ranks
 
 
-def engine_view(cfg: TrainConfig, ds: DeepSpeedSection, n_steps: int, n_ranks: int) -> SimpleNamespace:
-    """The ``PretrainConfig`` fields ``icwm.train.engine.build_engine`` / ``own_clip`` read, for one stage."""
-    optim = SimpleNamespace(lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=cfg.weight_decay,
-                            warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, clip=cfg.grad_clip)
-    return SimpleNamespace(data=SimpleNamespace(batch_size=micro_batch(cfg.batch_size, n_ranks)),
-                           train=SimpleNamespace(grad_accum=1, steps=n_steps), optim=optim, deepspeed=ds)
+def engine_spec(cfg: TrainConfig, ds: DeepSpeedSection, n_steps: int, n_ranks: int) -> EngineSpec:
+    """The ``icwm.train.engine.EngineSpec`` of one fine-tuning stage (global batch split over ``n_ranks``)."""
+    optim = OptimConfig(lr=cfg.lr, betas=list(ADAM_BETAS), eps=ADAM_EPS, weight_decay=cfg.weight_decay,
+                        warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, clip=cfg.grad_clip)
+    return EngineSpec(micro_batch=micro_batch(cfg.batch_size, n_ranks), grad_accum=1, steps=n_steps, optim=optim,
+                      deepspeed=ds)
 
 
 class TorchStep:
@@ -74,9 +73,9 @@ class EngineStep:
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, ds: DeepSpeedSection, n_steps: int) -> None:
         from icwm.train.engine import build_engine, own_clip
-        self.view = engine_view(cfg, ds, n_steps, world()[1])
-        self.engine, self.precision = build_engine(model, self.view)
-        self.forward, self.clip_here = self.engine, own_clip(self.view)
+        self.spec = engine_spec(cfg, ds, n_steps, world()[1])
+        self.engine, self.precision = build_engine(model, self.spec)
+        self.forward, self.clip_here = self.engine, own_clip(self.spec)
 
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)
@@ -84,7 +83,7 @@ class EngineStep:
     def step(self) -> float:
         """``engine.step()`` (clipping first at ZeRO 0); returns the global gradient norm (NaN when unknown)."""
         from icwm.train.engine import optimizer_step
-        norm = optimizer_step(self.engine, self.view.optim.clip, self.clip_here)
+        norm = optimizer_step(self.engine, self.spec.optim.clip, self.clip_here)
         return float("nan") if norm is None else norm
 
     def lr(self) -> float:

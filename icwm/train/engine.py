@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-from icwm.train.config import OptimConfig, PretrainConfig
+from icwm.train.config import DeepSpeedSection, OptimConfig, PretrainConfig
 
 SHM_DIR = "/dev/shm"
 
@@ -80,20 +81,40 @@ def on_gpu() -> bool:
     return get_accelerator().device_name() != "cpu"
 
 
-def ds_config(cfg: PretrainConfig, precision: str) -> dict:
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the DeepSpeed engine is built from: the parts of a training config ``build_engine`` reads. Pretraining
+    passes its ``PretrainConfig`` (``EngineSpec.of``); the LLM fine-tuning builds one per training stage."""
+
+    micro_batch: int                 # samples per rank per micro step
+    grad_accum: int                  # micro steps per optimiser step
+    steps: int                       # optimiser steps (length of the warm-up + cosine schedule)
+    optim: OptimConfig
+    deepspeed: DeepSpeedSection
+
+    @classmethod
+    def of(cls, cfg: "PretrainConfig | EngineSpec") -> "EngineSpec":
+        """The spec of a pretraining config (a spec is returned as it is)."""
+        if isinstance(cfg, EngineSpec):
+            return cfg
+        return cls(cfg.data.batch_size, cfg.train.grad_accum, cfg.train.steps, cfg.optim, cfg.deepspeed)
+
+
+def ds_config(cfg: "PretrainConfig | EngineSpec", precision: str) -> dict:
     """DeepSpeed JSON config built from the typed tree (micro batch, accumulation, clipping, ZeRO, precision).
 
     Args:
-        cfg: the pretraining config.
+        cfg: the pretraining config or an ``EngineSpec``.
         precision: resolved precision, ``"fp32"`` or ``"bf16"``.
     Returns:
         The dict handed to ``deepspeed.initialize(config=...)``.
     """
+    spec = EngineSpec.of(cfg)
     out = {
-        "train_micro_batch_size_per_gpu": cfg.data.batch_size,
-        "gradient_accumulation_steps": cfg.train.grad_accum,
-        "gradient_clipping": 0.0 if own_clip(cfg) else cfg.optim.clip,
-        "zero_optimization": {"stage": cfg.deepspeed.zero_stage},
+        "train_micro_batch_size_per_gpu": spec.micro_batch,
+        "gradient_accumulation_steps": spec.grad_accum,
+        "gradient_clipping": 0.0 if own_clip(spec) else spec.optim.clip,
+        "zero_optimization": {"stage": spec.deepspeed.zero_stage},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10 ** 12,
         "wall_clock_breakdown": False,
@@ -103,7 +124,7 @@ def ds_config(cfg: PretrainConfig, precision: str) -> dict:
     return out
 
 
-def own_clip(cfg: PretrainConfig) -> bool:
+def own_clip(cfg: "PretrainConfig | EngineSpec") -> bool:
     """Whether clipping happens outside DeepSpeed (ZeRO stage 0: parameters hold the full gradients)."""
     return cfg.deepspeed.zero_stage == 0
 
@@ -174,23 +195,26 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(model: nn.Module, cfg: "PretrainConfig | EngineSpec"
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Torch AdamW (non-fused, foreach) and its warm-up + cosine ``LambdaLR``."""
-    o = cfg.optim
+    spec = EngineSpec.of(cfg)
+    o = spec.optim
     opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o, cfg.train.steps))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o, spec.steps))
 
 
-def build_engine(model: nn.Module, cfg: PretrainConfig):
+def build_engine(model: nn.Module, cfg: "PretrainConfig | EngineSpec"):
     """``deepspeed.initialize`` with the client AdamW and LambdaLR; the process group must exist.
 
     Args:
         model: the freshly built model (CPU, fp32); DeepSpeed moves it to the rank's device.
-        cfg: the pretraining config.
+        cfg: the pretraining config or an ``EngineSpec``.
     Returns:
         (engine, precision) with ``precision`` the resolved ``"fp32"`` / ``"bf16"``.
     """
     import deepspeed
+    cfg = EngineSpec.of(cfg)
     precision = cfg.deepspeed.resolved_precision(on_gpu())
     opt, sched = build_optimizer(model, cfg)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,

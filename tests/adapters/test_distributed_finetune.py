@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from adapter_batches import tiny_cfg
-from adapters_llm.distributed import engine_view, micro_batch
+from adapters_llm.distributed import engine_spec, micro_batch
 from icwm.train.engine import SHM_DIR, ds_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,12 +71,12 @@ def test_two_cpu_ranks_match_one_rank_on_the_same_global_batch(tmp_path: Path):
 @pytest.mark.parametrize("stage", [0, 2])
 def test_engine_config_from_the_finetune_config(stage: int):
     cfg = tiny_cfg(f"deepspeed.zero_stage={stage}", "train.batch_size=12", "train.grad_clip=0.5")
-    view = engine_view(cfg.train, cfg.deepspeed, n_steps=7, n_ranks=3)
-    ds = ds_config(view, "fp32")
+    spec = engine_spec(cfg.train, cfg.deepspeed, n_steps=7, n_ranks=3)
+    ds = ds_config(spec, "fp32")
     assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_accumulation_steps"] == 1
     assert ds["zero_optimization"]["stage"] == stage
     assert ds["gradient_clipping"] == (0.0 if stage == 0 else 0.5)   # ZeRO 0 clips with torch before step()
-    assert view.train.steps == 7 and view.optim.lr == cfg.train.lr
+    assert spec.steps == 7 and spec.optim.lr == cfg.train.lr
 
 
 def test_bad_global_batch_and_stage_name_the_field():
