@@ -123,11 +123,17 @@ QUERY_COMPLETE = {
 }
 
 
+def _pooled_value(res: EvalResult, task: str, family: str, method: str, k: int, metric: str) -> Optional[float]:
+    """The value of the pooled (``system == "all"``) row of ``metric``; None when there is none."""
+    r = next((r for r in res.rows if (r["task"], r["family"], r["system"], r["method"], r["k"], r["metric"])
+              == (task, family, ALL, method, k, metric)), None)
+    return None if r is None else r["value"]
+
+
 def _se(res: EvalResult, task: str, fam: str, k: int, metric: str, suffix: str) -> float:
     """The model's paired standard error row (``runner.SE_STEP`` / ``SE_K0``) of a pooled metric; 0 when absent."""
-    r = next((r for r in res.rows if (r["task"], r["family"], r["system"], r["method"], r["k"], r["metric"])
-              == (task, fam, ALL, MODEL, k, metric + suffix)), None)
-    return r["value"] if r is not None and math.isfinite(r["value"]) else 0.0
+    v = _pooled_value(res, task, fam, MODEL, k, metric + suffix)
+    return v if v is not None and math.isfinite(v) else 0.0
 
 
 def _flat_target(res: EvalResult, task: str, metric: str, fam: str, s: list[float], t: TargetsConfig) -> dict:
@@ -185,12 +191,6 @@ ETA_METRICS = ("eta", "eta_se", "gap", "gap_se")
 def has_eta(res: EvalResult, task: str, family: str) -> bool:
     """True when the family's episodes of ``task`` were scored against oracle and blind (the latent form)."""
     return any(r["task"] == task and r["family"] == family and r["metric"] == "gap" for r in res.rows)
-
-
-def _pooled_value(res: EvalResult, task: str, family: str, method: str, k: int, metric: str) -> Optional[float]:
-    r = next((r for r in res.rows if (r["task"], r["family"], r["system"], r["method"], r["k"], r["metric"])
-              == (task, family, ALL, method, k, metric)), None)
-    return None if r is None else r["value"]
 
 
 def eta_table(res: EvalResult, task: str, family: str) -> list[str]:

@@ -191,12 +191,8 @@ def _baselines(task: ModuleType, sample: dict, ks: list[int], q: dict, values: V
     """Baseline metrics: on latent episodes every method at every k (oracle and blind read no demos; in_context
     with k = 0 is blind); on given-form ones context baselines at each k >= 1, the others on the query alone
     (k None)."""
-    if is_latent(sample):
-        for k in ks:
-            for method, pred in task.baselines(take(sample, k)).items():
-                _add(values, method, k, task.metric(query(pred), q))
-    elif task.ID in CONTEXT_TASKS:
-        for k in (k for k in ks if k >= 1):
+    if is_latent(sample) or task.ID in CONTEXT_TASKS:
+        for k in (k for k in ks if k >= 1 or is_latent(sample)):
             for method, pred in task.baselines(take(sample, k)).items():
                 _add(values, method, k, task.metric(query(pred), q))
     else:
