@@ -3,6 +3,8 @@
     model = FewShotModel.from_pretrained()                 # shipped icwm-small, or a directory
     out = model.predict("pre_sr", demos={"h": H_k, "snr_db": s_k, "lam_p": L_k}, query={"h": H, "snr_db": s})
     out["W"], out["lam_p"]
+    out = model.predict("pre_sr", demos={"h": H_k, "lam_p": L_k}, query={"h": H})   # latent form: SNR not given
+    out["estimated_snr_db"]                                # what the model read off the demonstrations
 
 Inputs are numpy or torch arrays in their natural per-sample shapes (docs/contracts.md), one episode (demos
 ``[k, ...]``, query ``[...]``) or a batch of episodes (demos ``[B, k, ...]``, query ``[B, ...]``). Outputs come back in
@@ -22,9 +24,11 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
+from icwm import tasks
 from icwm.config import check, check_device, load_config, to_yaml
-from icwm.model import ICWM, ModelConfig, build_model, count_parameters
-from icwm.tasks import SPECS as TASK_SPECS
+from icwm.infer_checks import (GRID_KEYS, LABELS, POWER_DB, SNR_DB, check_consistency, check_finite,  # noqa: F401
+                               check_ranges, grid_scale)
+from icwm.model import ICWM, LATENT_HAT, ModelConfig, build_model, count_parameters
 
 SHIPPED = Path(__file__).resolve().parent / "assets" / "icwm-small"
 WEIGHTS, CONFIG, METADATA = "model.safetensors", "config.yaml", "metadata.json"
@@ -33,31 +37,9 @@ CP_T_OUT = 4  # cp prediction horizon used when an episode has no demonstrations
 # task -> ({x key: (natural ndim, kind)}, {y key: (natural ndim, kind)}) of its TaskSpec; kind: "c" complex, "f" real,
 # "i" integer.
 SPECS: dict[str, tuple[dict[str, tuple[int, str]], dict[str, tuple[int, str]]]] = {
-    t: (dict(s.x), dict(s.y)) for t, s in TASK_SPECS.items()}
+    t: (dict(s.x), dict(s.y)) for t, s in tasks.SPECS.items()}
+ESTIMATE = "estimated_"   # output key prefix of the model's estimates of a task's scalar latents
 _DTYPE = {"c": torch.complex64, "f": torch.float32, "i": torch.int64}
-
-# Accepted input ranges (ValueError outside, naming the field). Training draws snr_db in [-10, 32] dB; the tokenisers
-# read snr_db / 20 and log10(1 + 10^(snr_db / 10) |h|^2), and the det anchor solves with noise 10^(-snr_db / 10):
-# the windows keep every feature finite with a wide margin (checked with the shipped model at their corners).
-SNR_DB = (-40.0, 60.0)
-_NORMALISED = (-40.0, 40.0, "a path-loss-normalised channel has E|h|^2 = 1, 0 dB")
-POWER_DB: dict[str, dict[str, tuple[float, float, str]]] = {  # task -> key -> mean |.|^2 per entry per sample (dB)
-    "pre_sr": {"h": _NORMALISED}, "pre_mm": {"h": _NORMALISED},
-    "det": {"h": _NORMALISED, "y": (-60.0, 80.0, "y = h x + noise with unit-energy symbols")},
-    **{t: {"h_sub6": (-100.0, 60.0, "path loss included, scaled by 10^(ref_gain_db / 20) = 100 dB")}
-       for t in ("bf", "de", "pe")},
-}
-LABELS = {  # demo label key -> accepted range of its values (magnitudes for complex labels)
-    "lam_p": (0.0, 1.0, "normalised optimal-structure parameters"),
-    "x": (0.0, 10.0, "magnitudes of unit-energy symbols (16-QAM: <= 1.35)"),
-    "distance_m": (1e-3, 1e5, "metres"), "pathloss_db": (0.0, 250.0, "dB"),
-}
-# ce / cp / pf are linear estimation problems (the answer scales with the channel): each episode is normalised to the
-# training data's unit mean input power per entry and the outputs scaled back, so predict(c x) = c predict(x) for any
-# scale c (on in-range data of the seen family this moves the shipped model's NMSE by < 0.01 dB). Demo labels must
-# lie within GRID_LABEL_DB of their episode's input power.
-GRID_LABEL_DB = 40.0
-GRID_KEYS = {"ce": ("h_ls", "h"), "cp": ("h_hist", "h_fut"), "pf": ("h_ul", "h_dl")}
 
 
 def _as_tensor(x: Any, field: str, kind: str) -> torch.Tensor:
@@ -119,45 +101,58 @@ class FewShotModel:
     def predict(self, task: str, demos: Optional[Mapping[str, Any]], query: Mapping[str, Any]) -> dict[str, Any]:
         """Answer the query of one episode (or a batch of episodes) from its demonstrations.
 
+        Latent form: an input of the task's ``TaskSpec.latent_x`` (``snr_db`` for pre_* / ce / cp / pf; ``h`` and
+        ``snr_db`` for det) may be left out of the query and of every demonstration; the model then infers it from
+        the demonstrations (det without ``h`` needs k >= 1: the number of users is read from the demos' ``x``).
+
         Args:
             task: task id, one of the model's tasks.
             demos: X_KEYS and Y_KEYS -> [k, ...] (or [B, k, ...]); None or {} for k = 0.
-            query: X_KEYS -> [...] (or [B, ...]).
+            query: X_KEYS -> [...] (or [B, ...]), less the hidden inputs of the latent form.
         Returns:
             Natural outputs for the query ([...] or [B, ...]): pre_* ``lam_p`` [user, 2] and ``W`` [ant, user]
-            (contract convention, ||W||_F^2 = 10^(snr_db/10)); det ``x`` [slot, user] complex and ``x_idx`` (16-QAM
-            hard decisions); ce ``h``, cp ``h_fut``, pf ``h_dl`` complex; bf ``beam`` and ``beam_scores``
-            [n_beams] (probabilities); de ``distance_m``; pe ``pathloss_db``. Always finite.
+            (contract convention, ||W||_F^2 = 10^(snr_db/10); in the latent form designed at, and with the power
+            of, ``estimated_snr_db``); det ``x`` [slot, user] complex and ``x_idx`` (16-QAM hard decisions); ce
+            ``h``, cp ``h_fut``, pf ``h_dl`` complex; bf ``beam`` and ``beam_scores`` [n_beams] (probabilities); de
+            ``distance_m``; pe ``pathloss_db``. Also the model's estimate of each scalar latent of the task,
+            ``estimated_<name>`` ([] or [B] float32; ``icwm.model.probe_latents``): ``estimated_snr_db`` (pre_*,
+            det, ce, cp, pf; in the given form the model's reading of the given SNR), bf
+            ``estimated_panel_offset_deg``, de / pe ``estimated_power_offset_db`` (0 for a cell the given form
+            describes). Always finite.
         Raises:
             ValueError: naming the field, for inputs the model cannot take (keys, shapes, dtypes, NaN / inf, snr_db
-            outside ``SNR_DB``, channel power outside ``POWER_DB``, demo labels outside ``LABELS``), or when the
-            model's output is not finite.
+            outside ``SNR_DB``, channel power outside ``POWER_DB``, demo labels outside ``LABELS``, a hidden input
+            given in some pairs only), or when the model's output is not finite.
         """
         batch, single, as_numpy, scale = self.episode(task, demos, query)
         with torch.inference_mode():
             pred = self.model({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
         last = {k: v[:, -1] for k, v in pred.items()}  # the query's predictions [B, ...]
         check_finite(task, last)
-        q = {k: batch[k][:, -1].to(self.device) for k in SPECS[task][0]}
-        out = natural_outputs(task, last, q)
+        est = {ESTIMATE + k[len(LATENT_HAT):]: v for k, v in last.items() if k.startswith(LATENT_HAT)}
+        q = {k: batch[k][:, -1].to(self.device) for k in SPECS[task][0] if k in batch}
+        out = natural_outputs(task, {k: v for k, v in last.items() if not k.startswith(LATENT_HAT)}, q)
         if task in GRID_KEYS:
             out = {k: v * scale.to(v.device).view((-1,) + (1,) * (v.dim() - 1)).to(v.dtype) for k, v in out.items()}
+        out = {**out, **est}
         check_finite(task, out)
         out = {k: (v[0] if single else v).cpu() for k, v in out.items()}
         return {k: v.numpy() for k, v in out.items()} if as_numpy else out
 
-    def episode(self, task: str, demos: Optional[Mapping[str, Any]], query: Mapping[str, Any]) -> tuple[dict, bool, bool]:
-        """Validate inputs and assemble the model batch (tensors [B, k+1, ...], zero query labels).
+    def episode(self, task: str, demos: Optional[Mapping[str, Any]],
+                query: Mapping[str, Any]) -> tuple[dict, bool, bool, torch.Tensor]:
+        """Validate inputs and assemble the model batch (tensors [B, k+1, ...], zero query labels; the inputs the
+        latent form omits stay absent).
 
         Returns:
             (batch, single episode?, inputs were numpy?, scale [B]): ce / cp / pf channels in the batch are divided by
             ``scale`` (``grid_scale``; the outputs are to be multiplied by it), 1 for the other tasks.
         """
         check(task in self.cfg.tasks, "task", f"one of the model's tasks {self.cfg.tasks}", task)
-        xs, ys = SPECS[task]
         check(isinstance(query, Mapping), "query", "a dict of arrays", type(query).__name__)
         demos = demos or {}
         check(isinstance(demos, Mapping), "demos", "a dict of arrays (or None)", type(demos).__name__)
+        xs, ys = given_inputs(task, demos, query), SPECS[task][1]
         for name, d, keys in (("query", query, xs), ("demos", demos, {**xs, **ys} if demos else {})):
             check(set(d) == set(keys), name, f"exactly the keys {sorted(keys)}", sorted(d))
         as_numpy = not torch.is_tensor(next(iter(query.values())))
@@ -219,6 +214,8 @@ class FewShotModel:
         ys = SPECS[task][1]
         if d:
             return {key: torch.zeros_like(d[key][:, 0]) for key in ys}
+        check(task != "det" or "h" in q, "demos", "at least one demonstration for det without h (the number of "
+              "users is read from the demos' x)", "k = 0")
         shape = {"pre_sr": lambda: q["h"].shape[1:2] + (2,), "pre_mm": lambda: q["h"].shape[1:2] + (2,),
                  "det": lambda: (q["y"].shape[1], q["h"].shape[2]),
                  "ce": lambda: (q["h_ls"].shape[1], q["h_ls"].shape[2] * self.cfg.pilot_spacing, q["h_ls"].shape[3]),
@@ -228,108 +225,29 @@ class FewShotModel:
         return {key: torch.zeros((n_b,) + size, dtype=_DTYPE[kind])}
 
 
-def check_consistency(task: str, x: dict, y: dict, cfg: ModelConfig) -> None:
-    """Cross-key shape checks of one (x, y) pair [B, ...] and the tokeniser limits; ValueError naming the field."""
-    def lim(*items: tuple[str, int, str]) -> None:
-        for field, value, name in items:
-            check(value <= getattr(cfg, name), field, f"<= model.{name} = {getattr(cfg, name)}", value)
-
-    if task in ("pre_sr", "pre_mm"):
-        n_user, n_ant = x["h"].shape[1:]
-        lim(("h (users)", n_user, "max_users"), ("h (antennas)", n_ant, "max_ant"))
-        check(y["lam_p"].shape[1:] == (n_user, 2), "lam_p", f"shape [user={n_user}, 2]", tuple(y["lam_p"].shape[1:]))
-    elif task == "det":
-        n_rx, n_user = x["h"].shape[1:]
-        lim(("h (users)", n_user, "max_users"), ("h (rx)", n_rx, "max_ant"), ("y (slots)", x["y"].shape[1], "max_slots"))
-        check(x["y"].shape[2] == n_rx, "y", f"shape [slot, rx={n_rx}] (rx of h)", tuple(x["y"].shape[1:]))
-        check(y["x"].shape[1:] == (x["y"].shape[1], n_user), "x", "shape [slot, user] (slots of y, users of h)",
-              tuple(y["x"].shape[1:]))
-    elif task in ("ce", "cp", "pf"):
-        kx, ky = {"ce": ("h_ls", "h"), "cp": ("h_hist", "h_fut"), "pf": ("h_ul", "h_dl")}[task]
-        (t_x, s_x, n_x), (t_y, s_y, n_y) = x[kx].shape[1:], y[ky].shape[1:]
-        lim((kx, t_x, "max_time"), (ky, t_y, "max_time"), (kx, n_x, "max_ant"), (ky, s_y, "max_sc"))
-        check(n_y == n_x, ky, f"{n_x} antennas (as {kx})", n_y)
-        expect_s = -(-s_y // cfg.pilot_spacing) if task == "ce" else s_y
-        check(s_x == expect_s, kx, f"{expect_s} subcarriers for a label band of {s_y}", s_x)
-        check(task == "cp" or t_y == t_x, ky, f"{t_x} time steps (as {kx})", t_y)
-    else:
-        s6, a6 = x["h_sub6"].shape[1:]
-        lim(("h_sub6 (subcarriers)", s6, "max_sc"), ("h_sub6 (antennas)", a6, "max_ant"))
-        if task == "bf":
-            b = y["beam"]
-            ok = (b >= 0) & (b < cfg.n_beams)
-            check(bool(ok.all()), "beam", f"indices in [0, {cfg.n_beams})", b[~ok].tolist()[:5])
-
-
-def power_db(t: torch.Tensor, ndim: int) -> torch.Tensor:
-    """10 log10 of the mean |t|^2 over the last ``ndim`` dims, in float64 (no overflow for any float32 input)."""
-    p = t.to(torch.complex128).abs().pow(2) if t.is_complex() else t.double().pow(2)
-    return 10.0 * torch.log10(p.flatten(-ndim).mean(-1) if ndim else p)
-
-
-def _within(v: torch.Tensor, field: str, lo: float, hi: float, what: str) -> None:
-    """ValueError naming ``field`` unless every value of ``v`` lies in [lo, hi] (reports the first one outside)."""
-    bad = ~((v >= lo) & (v <= hi))
-    if bool(bad.any()):
-        check(False, field, f"{what} within [{lo:g}, {hi:g}]", round(float(v[bad][0]), 2))
-
-
-def check_ranges(task: str, arrays: dict[str, torch.Tensor], where: str) -> None:
-    """Value ranges of one side's arrays [B, (k,) ...] (``where``: query / demos): ``snr_db`` in ``SNR_DB``, channel
-    power per sample in ``POWER_DB``, labels in ``LABELS`` (the query's labels are placeholders and not passed)."""
-    spec = {**SPECS[task][0], **SPECS[task][1]}
-    for key, t in arrays.items():
-        field = f"{where}[{key!r}]"
-        if key == "snr_db":
-            _within(t, field, *SNR_DB, "an SNR in dB")
-        elif key in POWER_DB.get(task, {}):
-            lo, hi, what = POWER_DB[task][key]
-            _within(power_db(t, spec[key][0]), field, lo, hi, f"mean |{key}|^2 per entry in dB ({what})")
-        elif key in LABELS:
-            lo, hi, what = LABELS[key]
-            _within(t.abs() if t.is_complex() else t, field, lo, hi, f"values ({what})")
-
-
-def grid_scale(task: str, q: dict, d: dict) -> tuple[dict, dict, torch.Tensor]:
-    """ce / cp / pf: normalise each episode to unit mean power per entry of its inputs (query and demos).
-
-    Args:
-        q: query tensors [B, ...]; d: demo tensors [B, k, ...] (empty for k = 0).
-    Returns:
-        (q, d, scale [B] float64): the channels (inputs and demo labels) divided by ``scale``, the inputs' RMS.
-    Raises:
-        ValueError: all-zero inputs, or demo labels more than ``GRID_LABEL_DB`` away from the inputs' power.
-    """
-    kx, ky = GRID_KEYS[task]
-    n = SPECS[task][0][kx][0]
-    pw = [10.0 ** (power_db(q[kx], n) / 10.0)] + ([10.0 ** (power_db(d[kx], n) / 10.0).mean(1)] if d else [])
-    p_db = 10.0 * torch.log10(sum(pw) / len(pw))                                               # [B]
-    field = f"{kx} (query and demos)"
-    check(bool(torch.isfinite(p_db).all()), field, "a non-zero channel", "all-zero entries")
-    if d:
-        gap = power_db(d[ky], n) - p_db[:, None]                                               # [B, k]
-        _within(gap, f"demos[{ky!r}]", -GRID_LABEL_DB, GRID_LABEL_DB,
-                f"mean |{ky}|^2 per entry in dB relative to {kx}'s")
-    scale = 10.0 ** (p_db / 20.0)                                                              # [B]
-    div = lambda t: (t / scale.view((-1,) + (1,) * (t.dim() - 1))).to(t.dtype)  # noqa: E731
-    q = {**q, kx: div(q[kx])}
-    d = {**d, kx: div(d[kx]), ky: div(d[ky])} if d else d
-    return q, d, scale
-
-
-def check_finite(task: str, out: dict[str, torch.Tensor]) -> None:
-    """Last guard: ValueError naming the output when the model produced NaN / inf (never pass them on)."""
-    for key, v in out.items():
-        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
-            check(False, f"{task} output {key!r}", "finite values (these inputs are outside what the model handles)",
-                  "NaN / inf")
+def given_inputs(task: str, demos: Mapping[str, Any], query: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
+    """The task's inputs {key: (rank, kind)} this episode gives: all X_KEYS but those of ``TaskSpec.latent_x`` the
+    query omits (the latent form). ValueError naming the key when a hidden input is given in some pairs only."""
+    hidden = [key for key in tasks.spec(task).latent_x if key not in query]
+    for key in tasks.spec(task).latent_x:
+        if demos and (key in demos) != (key not in hidden):
+            where, other = ("demos", "query") if key in demos else ("query", "demos")
+            check(False, f"{where}[{key!r}]", f"no {key!r} (absent from the {other}; an input the latent form hides "
+                  "must be omitted from the query and from every demonstration, or given in all of them)", "an array")
+    return {key: v for key, v in SPECS[task][0].items() if key not in hidden}
 
 
 def natural_outputs(task: str, pred: dict, q: dict) -> dict[str, torch.Tensor]:
-    """Post-process the query's predictions [B, ...] into the natural outputs (see ``FewShotModel.predict``)."""
+    """Post-process the query's predictions [B, ...] into the natural outputs (see ``FewShotModel.predict``).
+
+    Args:
+        pred: the model's label outputs at the query (pre_* in the latent form also ``snr_db``, the SNR it designs
+            the precoder at); q: the query's given inputs.
+    """
     if task in ("pre_sr", "pre_mm"):
         from icwm.wireless.precoding import precoder_from_structure
-        p = torch.pow(10.0, q["snr_db"].float() / 10.0)
+        snr_db = q["snr_db"] if "snr_db" in q else pred["snr_db"]
+        p = torch.pow(10.0, snr_db.float() / 10.0)
         return {"lam_p": pred["lam_p"], "W": precoder_from_structure(q["h"], pred["lam_p"], p).to(torch.complex64)}
     if task == "det":
         from icwm.wireless.detection import qam16

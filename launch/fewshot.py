@@ -3,9 +3,11 @@
     python launch/fewshot.py --task pre_sr --demos demos.npz --query query.npz --out out.npz [--model PATH]
 
 ``demos.npz`` holds the task's X_KEYS and Y_KEYS as arrays [k, ...] (or [B, k, ...]); omit it for k = 0.
-``query.npz`` holds the X_KEYS [...] (or [B, ...]). ``out.npz`` receives the natural outputs (see
-``icwm.infer.FewShotModel.predict``). ``--model`` is a directory written by ``save_pretrained`` (default: the
-shipped icwm-small). Exit status 2 on bad input (``fewshot: <what> (<path or field>)`` on stderr).
+``query.npz`` holds the X_KEYS [...] (or [B, ...]). Latent form: leave an input of the task's ``LATENT_X`` (e.g.
+``snr_db``) out of both files and the model infers it from the demonstrations. ``out.npz`` receives the natural
+outputs and the model's ``estimated_*`` latents (see ``icwm.infer.FewShotModel.predict``). ``--model`` is a
+directory written by ``save_pretrained`` (default: the shipped icwm-small). Exit status 2 on bad input
+(``fewshot: <what> (<path or field>)`` on stderr).
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run one prediction, write ``--out`` atomically; returns the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", required=True)
-    ap.add_argument("--demos", default=None, help=".npz with X_KEYS and Y_KEYS [k, ...] (omit for k = 0)")
-    ap.add_argument("--query", required=True, help=".npz with X_KEYS [...]")
+    ap.add_argument("--demos", default=None,
+                    help=".npz with X_KEYS and Y_KEYS [k, ...] (omit for k = 0; LATENT_X may be left out)")
+    ap.add_argument("--query", required=True, help=".npz with X_KEYS [...] (LATENT_X may be left out)")
     ap.add_argument("--out", required=True, help=".npz to write the predictions to")
     ap.add_argument("--model", default=None, help="model directory (default: shipped icwm-small)")
     args = ap.parse_args(argv)

@@ -98,10 +98,10 @@ def test_pretrain_cross_field_checks_name_the_field():
 
 def test_entry_config_help_bad_value_and_good_value(capsys):
     from icwm.config import entry_config
-    from icwm.eval.handover_gate import GateConfig
-    assert entry_config(["--help"], "the doc", "prog", lambda: GateConfig) == 0
+    from icwm.eval.config import EvalConfig
+    assert entry_config(["--help"], "the doc", "prog", lambda: EvalConfig) == 0
     assert capsys.readouterr().out == "the doc\n"
-    assert entry_config(["episodes=0"], "the doc", "prog", lambda: GateConfig) == 2
+    assert entry_config(["episodes=0"], "the doc", "prog", lambda: EvalConfig) == 2
     assert capsys.readouterr().err.startswith("prog: episodes: expected an integer >= 1")
-    cfg = entry_config(["episodes=3"], "the doc", "prog", lambda: GateConfig)
-    assert isinstance(cfg, GateConfig) and cfg.episodes == 3
+    cfg = entry_config(["episodes=3"], "the doc", "prog", lambda: EvalConfig)
+    assert isinstance(cfg, EvalConfig) and cfg.episodes == 3

@@ -13,10 +13,27 @@ def test_demo_writes_table_and_plot(tmp_path):
     spec.loader.exec_module(demo)
     cfg = ModelConfig.flavour("debug")
     save_pretrained(build_model(cfg), cfg, tmp_path / "model")
-    assert demo.main(["--model", str(tmp_path / "model"), "--episodes", "2", "--out", str(tmp_path / "out")]) == 0
+    assert demo.main(["--model", str(tmp_path / "model"), "--episodes", "4", "--out", str(tmp_path / "out")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "out" / "demo.csv")))
-    methods = {(r["task"], r["method"]) for r in rows}
-    assert {("pre_sr", "wmmse"), ("pre_sr", "zf"), ("pre_mm", "optimal"), ("pre_sr", "icwm k=0")} <= methods
-    rates = {r["method"]: float(r["value"]) for r in rows if r["task"] == "pre_sr"}
-    assert rates["wmmse"] >= rates["mrt"] > 0
+    val = {(r["row"], int(r["k"])): float(r["value"]) for r in rows}
+    assert {r for r, _ in val} == {"icwm", "icwm SNR error [dB]", "oracle", "blind", "in_context",
+                                   "in_context SNR error [dB]"}
+    assert {k for _, k in val} == {0, 1, 2, 4, 8, 16}
+    # oracle and blind do not read the demonstrations; the in-context fit at k = 0 is the blind design
+    assert len({val["oracle", k] for k in (0, 4, 16)}) == 1
+    assert abs(val["in_context", 0] - val["blind", 0]) < 1e-6
+    # the classical SNR fit learns from the demonstrations (its error shrinks from k = 0 to 16)
+    assert val["in_context SNR error [dB]", 16] < 0.5 * val["in_context SNR error [dB]", 0]
+    assert val["oracle", 0] >= val["blind", 0] > 0
     assert (tmp_path / "out" / "demo.png").stat().st_size > 1000
+
+
+def test_demo_refuses_a_given_form_system(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("demo", Path(__file__).resolve().parents[1] / "launch" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    cfg = ModelConfig.flavour("debug")
+    save_pretrained(build_model(cfg), cfg, tmp_path / "model")
+    rc = demo.main(["--model", str(tmp_path / "model"), "--family", "configs/systems/unseen.yaml",
+                    "--system", "unseen_nt96", "--episodes", "2", "--out", str(tmp_path / "out")])
+    assert rc == 2 and "latent-form system" in capsys.readouterr().err

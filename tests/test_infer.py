@@ -102,7 +102,8 @@ def _episode(task: str, k: int, r: np.random.Generator) -> tuple[dict, dict, dic
     demos = {**{key: np.stack([v] * k) for key, v in query.items()}, **ys} if k else {}
     shapes = {"ce": {"h": (1, 12, 5)}, "cp": {"h_fut": (4, 8, 2)}, "pf": {"h_dl": (1, 8, 4)},
               "bf": {"beam": (), "beam_scores": (256,)}, "de": {"distance_m": ()}, "pe": {"pathloss_db": ()}}[task]
-    return demos, query, shapes
+    estimate = {"bf": "panel_offset_deg", "de": "power_offset_db", "pe": "power_offset_db"}.get(task, "snr_db")
+    return demos, query, {**shapes, f"estimated_{estimate}": ()}
 
 
 @pytest.mark.parametrize("task", ["ce", "cp", "pf", "bf", "de", "pe"])
@@ -124,6 +125,74 @@ def test_detection_symbols_and_hard_decisions(fsm):
     const = qam16().numpy()
     assert out["x"].shape == (5, 2) and out["x_idx"].shape == (5, 2)
     np.testing.assert_array_equal(out["x_idx"], np.abs(out["x"][..., None] - const).argmin(-1))
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_latent_form_precoding_runs_at_its_own_snr_estimate(fsm, k: int):
+    demos, query = _pre(k)
+    demos = {key: v for key, v in demos.items() if key != "snr_db"} if k else None
+    out = fsm.predict("pre_sr", demos, {"h": query["h"]})
+    assert {key: v.shape for key, v in out.items()} == {"lam_p": (3, 2), "W": (6, 3), "estimated_snr_db": ()}
+    assert all(np.isfinite(v).all() for v in out.values())
+    np.testing.assert_allclose(out["lam_p"].sum(0), [1.0, 1.0], rtol=1e-5)
+    power = np.sum(np.abs(out["W"]) ** 2)                     # designed at, with the power of, the estimated SNR
+    np.testing.assert_allclose(power, 10.0 ** (out["estimated_snr_db"] / 10.0), rtol=1e-4)
+    given = fsm.predict("pre_sr", {**demos, "snr_db": np.full(k, 10.0, np.float32)} if k else None,
+                        {**query, "snr_db": np.float32(10.0)})
+    assert not np.allclose(given["lam_p"], out["lam_p"])       # the missing-SNR embedding, not a fed default
+
+
+def test_latent_form_batch_equals_single_episodes(fsm):
+    demos, query = _pre(2, lead=(2,), seed=5)
+    demos.pop("snr_db")
+    out = fsm.predict("pre_mm", demos, {"h": query["h"]})
+    assert out["estimated_snr_db"].shape == (2,) and out["W"].shape == (2, 6, 3)
+    for b in range(2):
+        one = fsm.predict("pre_mm", {key: v[b] for key, v in demos.items()}, {"h": query["h"][b]})
+        np.testing.assert_allclose(one["estimated_snr_db"], out["estimated_snr_db"][b], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(one["lam_p"], out["lam_p"][b], rtol=1e-5, atol=1e-6)
+
+
+def test_latent_form_detection_runs_without_the_channel(fsm):
+    r = np.random.default_rng(2)
+    demos = {"y": _c(3, 5, 4, rng=r), "x": _c(3, 5, 2, rng=r)}
+    out = fsm.predict("det", demos, {"y": _c(5, 4, rng=r)})
+    assert {key: v.shape for key, v in out.items()} == {"x": (5, 2), "x_idx": (5, 2), "estimated_snr_db": ()}
+    assert all(np.isfinite(v).all() for v in out.values())
+    with pytest.raises(ValueError, match="demos: expected at least one demonstration for det without h"):
+        fsm.predict("det", None, {"y": _c(5, 4, rng=r)})          # k = 0: the number of users is unknown
+
+
+@pytest.mark.parametrize("task", ["ce", "cp", "pf"])
+def test_latent_form_grid_tasks(fsm, task: str):
+    demos, query, shapes = _episode(task, 3, np.random.default_rng(3))
+    demos.pop("snr_db")
+    out = fsm.predict(task, demos, {key: v for key, v in query.items() if key != "snr_db"})
+    assert {key: v.shape for key, v in out.items()} == shapes
+    assert all(np.isfinite(v).all() for v in out.values())
+
+
+MIXED = [  # (task, demos, query) with a hidden input given in some pairs only; the field the error names
+    ("pre_sr", lambda d, q: ({key: v for key, v in d.items() if key != "snr_db"}, q), "query['snr_db']"),
+    ("pre_sr", lambda d, q: (d, {"h": q["h"]}), "demos['snr_db']"),
+    ("det", lambda d, q: (d, {key: v for key, v in q.items() if key != "h"}), "demos['h']"),
+    ("det", lambda d, q: ({key: v for key, v in d.items() if key != "snr_db"}, q), "query['snr_db']"),
+]
+
+
+@pytest.mark.parametrize("task,mutate,field", MIXED)
+def test_a_hidden_input_given_in_some_pairs_only_is_rejected(fsm, task, mutate, field):
+    if task == "det":
+        r = np.random.default_rng(1)
+        demos = {"h": _c(3, 4, 2, rng=r), "y": _c(3, 5, 4, rng=r), "snr_db": np.full(3, 15, np.float32),
+                 "x": _c(3, 5, 2, rng=r)}
+        query = {"h": _c(4, 2, rng=r), "y": _c(5, 4, rng=r), "snr_db": np.float32(15)}
+    else:
+        demos, query = _pre(3)
+    d, q = mutate(demos, query)
+    with pytest.raises(ValueError, match=r"must be omitted from the query and from every demonstration") as info:
+        fsm.predict(task, d, q)
+    assert str(info.value).startswith(field)
 
 
 BAD = [  # (description, mutate(task, demos, query) -> (task, demos, query), field named in the error)
@@ -177,3 +246,20 @@ def test_cli_round_trip_and_bad_input(saved, fsm, tmp_path):
         np.testing.assert_allclose(o["W"], fsm.predict("pre_sr", demos, query)["W"], rtol=1e-6)
     assert cli.main(["--task", "det"] + argv[2:] + ["--out", str(tmp_path / "bad.npz")]) == 2
     assert not (tmp_path / "bad.npz").exists()
+
+
+def test_cli_latent_form_files_without_the_snr(saved, fsm, tmp_path):
+    spec = importlib.util.spec_from_file_location("fewshot_cli", ROOT / "launch" / "fewshot.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    demos, query = _pre(2)
+    demos.pop("snr_db")
+    np.savez(tmp_path / "d.npz", **demos)
+    np.savez(tmp_path / "q.npz", h=query["h"])
+    argv = ["--task", "pre_sr", "--demos", str(tmp_path / "d.npz"), "--query", str(tmp_path / "q.npz"),
+            "--model", str(saved), "--out", str(tmp_path / "o.npz")]
+    assert cli.main(argv) == 0
+    ref = fsm.predict("pre_sr", demos, {"h": query["h"]})
+    with np.load(tmp_path / "o.npz") as o:
+        assert set(o.files) == {"lam_p", "W", "estimated_snr_db"}
+        np.testing.assert_allclose(o["W"], ref["W"], rtol=1e-6)

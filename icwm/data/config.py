@@ -156,6 +156,8 @@ class EpisodeConfig:
     task_weights: dict[str, float] = field(default_factory=dict)  # task -> weight; {} = uniform over the source's
     k_min: int = 0                         # demos per episode drawn uniformly in [k_min, k_max] per batch
     k_max: int = 8
+    k_ramp: int = 0                        # curriculum: the upper bound of k rises linearly from k_min to k_max over
+                                           # the first k_ramp global batches of the run (0 = k_max from the start)
     batch_size: int = 8                    # episodes per batch (per rank)
     seed: int = 0
     episodes_per_group: int = 1            # source=shards: episodes drawn from each group per pass
@@ -166,6 +168,7 @@ class EpisodeConfig:
         check(self.source in SOURCES, "source", f"one of {SOURCES}", self.source)
         check(self.k_min >= 0, "k_min", "an integer >= 0", self.k_min)
         check(self.k_min <= self.k_max, "k_min", f"<= k_max ({self.k_max})", self.k_min)
+        check(self.k_ramp >= 0, "k_ramp", "an integer >= 0", self.k_ramp)
         check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
         check(self.episodes_per_group >= 1, "episodes_per_group", "an integer >= 1", self.episodes_per_group)
         check(self.batches_per_epoch >= 0, "batches_per_epoch", "an integer >= 0", self.batches_per_epoch)

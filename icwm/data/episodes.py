@@ -226,12 +226,20 @@ class EpisodeDataset(IterableDataset):
             self._plan = (epoch, picks, pos)
         return self._plan[1], self._plan[2]
 
+    def k_high(self, epoch: int, i: int) -> int:
+        """Upper bound of k for global batch ``i`` of ``epoch``: the curriculum ``k_ramp`` (linear in the run's
+        global batch index ``epoch * global_len + i``), then ``k_max``."""
+        g, cfg = epoch * self.global_len + i, self.cfg
+        if cfg.k_ramp <= 0 or g >= cfg.k_ramp:
+            return cfg.k_max
+        return cfg.k_min + (cfg.k_max - cfg.k_min) * (g + 1) // cfg.k_ramp
+
     def batch_at(self, epoch: int, i: int) -> dict:
         """Global batch ``i`` of ``epoch`` (independent of rank, worker and history)."""
         picks, pos = self._task_plan(epoch, i + 1)
         task = self.source.tasks[int(picks[i])]
         rng = make_generator(self.cfg.seed, "batch", epoch, i)
-        k = int(torch.randint(self.cfg.k_min, self.cfg.k_max + 1, (), generator=rng))
+        k = int(torch.randint(self.cfg.k_min, self.k_high(epoch, i) + 1, (), generator=rng))
         out = self.source.batch(task, int(pos[i]), epoch, k, rng)
         clash = [key for key in RESERVED if key in out and key not in ("system", "shard", "groups")]
         check(not clash, f"{task} tensors", f"no key among {RESERVED}", clash)

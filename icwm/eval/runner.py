@@ -29,7 +29,7 @@ from icwm.data.config import load_family
 from icwm.data.shards import stable_seed
 from icwm.eval.config import EvalConfig
 from icwm.eval.eta import eta, per_query_metric
-from icwm.tasks.common import PRIOR_PREFIX, is_latent
+from icwm.tasks.common import is_latent
 from icwm.wireless.sysconfig import SystemConfig
 
 MODEL = "icwm"                   # method name of the native model in the results
@@ -125,30 +125,22 @@ def episodes(task: ModuleType, system: SystemConfig, n: int, n_pairs: int, chunk
         yield task.generate(system, min(chunk, n - start), n_pairs, rng)
 
 
-def model_inputs(task: ModuleType, sample: dict) -> Optional[dict[str, torch.Tensor]]:
-    """The model's x and y tensors of episodes ``[E, pair, ...]``; on latent-form samples each omitted scalar input
-    is fed its ``prior_<key>`` (the centre of the system's latent range: a model trained on the given form sees the
-    nominal value). None when an omitted input has no prior (e.g. det's channel): the model cannot run."""
-    keys = task_registry.x_keys(task, sample)
-    out = {key: sample[key] for key in (*keys, *task.Y_KEYS)}
-    for key in (k for k in task.X_KEYS if k not in keys):
-        if PRIOR_PREFIX + key not in sample:
-            return None
-        out[key] = sample[PRIOR_PREFIX + key]
-    return out
+def model_inputs(task: ModuleType, sample: dict) -> dict[str, torch.Tensor]:
+    """The model's x and y tensors of episodes ``[E, pair, ...]``: on latent-form samples the inputs the form omits
+    (``LATENT_X``) stay absent (the model infers them from the demonstrations); ``latent_*`` / ``prior_*`` fields are
+    never passed."""
+    return {key: sample[key] for key in (*task_registry.x_keys(task, sample), *task.Y_KEYS)}
 
 
 def model_query_pred(model: torch.nn.Module, task: ModuleType, sample: dict, k: int,
-                     device: torch.device) -> Optional[dict[str, torch.Tensor]]:
-    """The model's prediction of the query from the first ``k`` demos: Y_KEYS form ``[E, ...]`` on CPU (None when
-    the model cannot read the episodes, ``model_inputs``).
+                     device: torch.device) -> dict[str, torch.Tensor]:
+    """The model's prediction of the query from the first ``k`` demos: every model output at the query ``[E, ...]``
+    on CPU (Y_KEYS form, plus the latent probe's ``latent_hat_*`` and, for precoding in the latent form, the
+    ``snr_db`` the metric renders ``lam_p`` at).
 
     The query's labels are replaced by zeros before the forward pass (block-causal: they cannot leak anyway).
     """
-    inputs = model_inputs(task, sample)
-    if inputs is None:
-        return None
-    sub = take(inputs, k)
+    sub = take(model_inputs(task, sample), k)
     for key in task.Y_KEYS:
         sub[key] = sub[key].clone()
         sub[key][:, -1] = 0
@@ -170,21 +162,16 @@ def evaluate_chunk(task: ModuleType, sample: dict, ks: list[int], model: Optiona
 
     Returns:
         None, or a note: the message of a ``ValueError`` the task's baselines raised (e.g. exhaustive ML detection
-        beyond its user limit; the model's metrics are kept), or that the model cannot read latent episodes.
+        beyond its user limit; the model's metrics are kept).
     """
     q = query(sample)
-    note = None
     for k in model_ks if model is not None else []:
-        pred = model_query_pred(model, task, sample, k, device)
-        if pred is None:
-            note = f"model not run: the latent form omits inputs {task.LATENT_X} it needs and has no prior for"
-            break
-        _add(values, MODEL, k, task.metric(pred, q))
+        _add(values, MODEL, k, task.metric(model_query_pred(model, task, sample, k, device), q))
     try:
         _baselines(task, sample, ks, q, values)
     except ValueError as err:
         return f"baselines failed: {err}"
-    return note
+    return None
 
 
 def _baselines(task: ModuleType, sample: dict, ks: list[int], q: dict, values: Values) -> None:

@@ -3,6 +3,9 @@
 ``ModelConfig`` is a plain dataclass, loadable with ``icwm.config.load_config`` (unknown keys are errors) and stored
 as ``config.yaml`` beside every checkpoint. Derived values (``head_dim``, ``ffn_hidden``) are computed once in
 ``__post_init__``; they are plain attributes, not fields, so they never appear in (or are read from) YAML.
+
+Every constant the model uses is a field here (with the reason for its default) or a trained parameter; the
+``icr_*`` fields are only the starting points of trained parameters.
 """
 from __future__ import annotations
 
@@ -12,20 +15,13 @@ from dataclasses import dataclass, field
 from icwm.config import check
 from icwm.tasks import TASKS
 
-POS_KINDS = ("rope", "learned")
-DET_ANCHORS = ("lmmse", "ep")
-
 # Size flavours: overrides of the defaults below. debug ~0.1 M params (tests), small a few M (CPU, shipped),
 # base / large for GPUs.
 FLAVOURS: dict[str, dict] = {
-    "debug": dict(d_model=32, n_layers=2, n_heads=2, ffn_mult=2.0, k_max=16, grid_filter=True, demo_fit=True,
-                  fit_half_width=8, det_anchor="ep", ce_handover=True),
-    "small": dict(d_model=160, n_layers=6, n_heads=5, ffn_mult=3.0, k_max=16, grid_filter=True, demo_fit=True,
-                  fit_half_width=8, det_anchor="ep", ce_handover=True),
-    "base": dict(d_model=512, n_layers=12, n_heads=8, ffn_mult=4.0, k_max=32, grid_filter=True, demo_fit=True,
-                  fit_half_width=8, det_anchor="ep", ce_handover=True),
-    "large": dict(d_model=1024, n_layers=24, n_heads=16, ffn_mult=4.0, k_max=32, grid_filter=True, demo_fit=True,
-                  fit_half_width=8, det_anchor="ep", ce_handover=True),
+    "debug": dict(d_model=32, n_layers=2, n_heads=2, ffn_mult=2.0, k_max=16),
+    "small": dict(d_model=160, n_layers=6, n_heads=5, ffn_mult=3.0, k_max=16),
+    "base": dict(d_model=512, n_layers=12, n_heads=8, ffn_mult=4.0, k_max=32),
+    "large": dict(d_model=1024, n_layers=24, n_heads=16, ffn_mult=4.0, k_max=32),
 }
 
 
@@ -44,8 +40,7 @@ class ModelConfig:
     n_heads: int = 4                # attention heads (d_model % n_heads == 0)
     ffn_mult: float = 4.0           # SwiGLU hidden width = ffn_mult * d_model (rounded up to a multiple of 8)
     dropout: float = 0.0            # residual / attention dropout
-    pos: str = "rope"               # pair positions: "rope" (rotary over the pair index) or "learned"
-    rope_base: float = 10000.0      # RoPE frequency base
+    rope_base: float = 10000.0      # RoPE frequency base (positions are pair indices)
     k_max: int = 16                 # most demonstrations per episode (k + 1 pairs in total)
     max_users: int = 64             # K limit (pre_*, det)
     max_ant: int = 1024             # Nt / Nr limit
@@ -57,13 +52,17 @@ class ModelConfig:
     sub6_group: int = 8             # bf / de / pe: sub-6 subcarriers per token
     n_ang_bins: int = 16            # bf / de / pe: fixed angular bins of the antenna-axis projection
     n_beams: int = 256              # bf: mmWave codebook size
-    demo_attn: bool = False         # ce / cp / pf heads: per-antenna attention over the earlier pairs' labels
-    grid_filter: bool = False       # ce / cp heads: context-generated linear filters on each antenna's inputs
-    demo_fit: bool = False          # in-context fits to the earlier pairs: ce/cp filters (with grid_filter), pf band
-                                    # map, de/pe ridge law, bf angle prior + beam votes
-    fit_half_width: int = 2         # ce demo_fit: pilots on each side of a group's pilot among the fit's regressors
-    ce_handover: bool = False       # ce: blend in LMMSE from the earlier pairs' covariance as k grows (handover.py)
-    det_anchor: str = "lmmse"       # det: first guess the head corrects, "lmmse" or "ep" (expectation propagation)
+    filter_half_width: int = 2      # ce: pilots each side of a group's pilot in its token-generated filter (the
+                                    # filter's coefficients are per token, so its width costs parameters)
+    bf_prior_floor: float = -20.0   # bf: floor of the sub-6 prior's log-scores (beams 20 nepers below the peak are
+                                    # all unlikely; keeps the prior's logits finite)
+    icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
+    icr_half_width: int = 8         # ce icr: pilots each side among the fit's regressors (the fit has no weights;
+                                    # demonstrations pin down a window as wide as the delay spread needs)
+    icr_band_half_width: int = 1    # pf icr: delay bins each side among a bin's regressors (UL-DL delay leakage)
+    icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
+    icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
+    icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:
@@ -75,11 +74,12 @@ class ModelConfig:
         check(self.n_layers >= 1, "model.n_layers", "an integer >= 1", self.n_layers)
         check(self.ffn_mult > 0, "model.ffn_mult", "a positive float", self.ffn_mult)
         check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
-        check(self.pos in POS_KINDS, "model.pos", f"one of {POS_KINDS}", self.pos)
-        check(self.fit_half_width >= 0, "model.fit_half_width", "an integer >= 0", self.fit_half_width)
-        check(self.det_anchor in DET_ANCHORS, "model.det_anchor", f"one of {DET_ANCHORS}", self.det_anchor)
+        for name in ("filter_half_width", "icr_half_width", "icr_band_half_width"):
+            check(getattr(self, name) >= 0, f"model.{name}", "an integer >= 0", getattr(self, name))
+        for name in ("icr_n0", "icr_pool"):
+            check(getattr(self, name) > 0, f"model.{name}", "a positive float", getattr(self, name))
         for name in ("k_max", "max_users", "max_ant", "max_sc", "max_slots", "max_time", "sc_group",
-                     "pilot_spacing", "sub6_group", "n_ang_bins", "n_beams"):
+                     "pilot_spacing", "sub6_group", "n_ang_bins", "n_beams", "icr_features"):
             check(getattr(self, name) >= 1, f"model.{name}", "a positive integer", getattr(self, name))
         check(len(self.tasks) >= 1 and set(self.tasks) <= set(TASKS) and len(set(self.tasks)) == len(self.tasks),
               "model.tasks", f"distinct task ids out of {TASKS}", self.tasks)

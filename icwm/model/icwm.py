@@ -1,26 +1,43 @@
-"""ICWM: the native in-context wireless model (task embedders -> block-causal transformer -> task heads)."""
+"""ICWM: the native in-context wireless model (family embedders -> block-causal transformer -> family heads).
+
+Each task family has one module (``precoding``, ``detection``, ``grid``, ``sub6``) holding its embedder, head,
+typed head context and tokeniser limits; this module wires them to the trunk (``transformer.py``) and adds the
+latent probe: a linear read-out, from every pair's x-tokens (which see the earlier pairs, never their own label),
+of the task's scalar latents (``LATENT_SCALES``). It is trained with an auxiliary loss (``icwm.train.objective``)
+and is how the network states what it inferred from the demonstrations: precoding renders its ``lam_p`` at the
+probe's SNR in the latent form, bf reads its prior at the probe's panel offset.
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from icwm import tasks
 from icwm.config import check
+from icwm.model import detection, grid, precoding, sub6
 from icwm.model.config import ModelConfig
-from icwm.model.heads import build_head
-from icwm.model.tokenizer import GRID_KEYS, build_embedder
 from icwm.model.transformer import EpisodeTransformer
 
-# Which input dimension is bounded by which tokeniser limit: task -> [(key, dim from the end, limit field)].
-_LIMITS = {
-    "pre_sr": [("h", -2, "max_users"), ("h", -1, "max_ant")],
-    "pre_mm": [("h", -2, "max_users"), ("h", -1, "max_ant")],
-    "det": [("h", -1, "max_users"), ("h", -2, "max_ant"), ("y", -2, "max_slots")],
-    "bf": [("h_sub6", -1, "max_ant"), ("h_sub6", -2, "max_sc")],
-    "de": [("h_sub6", -1, "max_ant"), ("h_sub6", -2, "max_sc")],
-    "pe": [("h_sub6", -1, "max_ant"), ("h_sub6", -2, "max_sc")],
-}
-for _t, (_kx, _ky) in GRID_KEYS.items():
-    _LIMITS[_t] = [(k, d, f) for k in (_kx, _ky) for d, f in ((-1, "max_ant"), (-2, "max_sc"), (-3, "max_time"))]
+# Scalar latents the probe reads out, with the scale (natural units per output unit) of its read-out and loss.
+LATENT_SCALES = {"snr_db": 20.0, "panel_offset_deg": 20.0, "power_offset_db": 10.0}
+LATENT_HAT = "latent_hat_"     # output key prefix of the probe's estimates
+
+
+def probe_latents(task: str) -> tuple[str, ...]:
+    """The scalar latents of ``task`` the probe estimates (from its ``TaskSpec``)."""
+    return tuple(n for n in tasks.spec(task).latent if n in LATENT_SCALES)
+
+
+def _family(cfg: ModelConfig, task: str) -> tuple[nn.Module, nn.Module, list]:
+    """(embedder, head, tokeniser limits) of ``task``: the one place task ids map to families."""
+    if task in ("pre_sr", "pre_mm"):
+        return precoding.PrecodingEmbed(cfg), precoding.PrecodingHead(cfg), precoding.LIMITS
+    if task == "det":
+        return detection.DetEmbed(cfg), detection.DetHead(cfg), detection.LIMITS
+    if task in grid.KEYS:
+        return grid.GridEmbed(cfg, task), grid.GridHead(cfg, task), grid.LIMITS[task]
+    check(task in sub6.Y, "task", "a known task id", task)
+    return sub6.Sub6Embed(cfg, task), sub6.Sub6Head(cfg, task), sub6.LIMITS
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -39,11 +56,16 @@ class ICWM(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.embedders = nn.ModuleDict({t: build_embedder(cfg, t) for t in cfg.tasks})
-        self.heads = nn.ModuleDict({t: build_head(cfg, t) for t in cfg.tasks})
+        parts = {t: _family(cfg, t) for t in cfg.tasks}
+        self.embedders = nn.ModuleDict({t: parts[t][0] for t in cfg.tasks})
+        self.heads = nn.ModuleDict({t: parts[t][1] for t in cfg.tasks})
+        self.limits = {t: parts[t][2] for t in cfg.tasks}
+        self.probes = nn.ModuleDict({t: nn.Linear(d, len(probe_latents(t))) for t in cfg.tasks if probe_latents(t)})
+        for probe in self.probes.values():     # start at "no offset": the untrained bf head is the sub-6 angle map
+            nn.init.zeros_(probe.weight)
+            nn.init.zeros_(probe.bias)
         self.task_emb = nn.Embedding(len(cfg.tasks), d)
         self.role_emb = nn.Embedding(2, d)  # 0: x-token, 1: y-token
-        self.pair_emb = nn.Embedding(cfg.k_max + 1, d) if cfg.pos == "learned" else None
         self.trunk = EpisodeTransformer(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -52,7 +74,7 @@ class ICWM(nn.Module):
         task, k = batch.get("task"), batch.get("k")
         check(task in self.cfg.tasks, "batch['task']", f"one of the model's tasks {self.cfg.tasks}", task)
         check(isinstance(k, int) and 0 <= k <= self.cfg.k_max, "batch['k']", f"an int in [0, {self.cfg.k_max}]", k)
-        for key, dim, field in _LIMITS[task]:
+        for key, dim, field in self.limits[task]:
             check(key in batch, f"batch[{key!r}]", f"a tensor for task {task}", None)
             x = batch[key]
             check(x.dim() >= 2 and x.shape[1] == k + 1, f"batch[{key!r}]", f"shape [B, k+1={k + 1}, ...]",
@@ -61,14 +83,23 @@ class ICWM(nn.Module):
             check(x.shape[dim] <= limit, f"batch[{key!r}]", f"dim {dim} <= model.{field} = {limit}", tuple(x.shape))
         return task, k + 1
 
+    def probe(self, task: str, hx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d]."""
+        names = probe_latents(task)
+        if not names:
+            return {}
+        o = self.probes[task](hx.mean(2)).float()                       # [B, P, n_latent]
+        return {n: LATENT_SCALES[n] * o[..., i] for i, n in enumerate(names)}
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Predict every pair of the episodes in ``batch``.
 
         Args:
-            batch: ``task`` (str), ``k`` (int) and, for the task's X_KEYS and Y_KEYS, tensors [B, k+1, ...]
-                (the query is the last pair; its labels may be zeros).
+            batch: ``task`` (str), ``k`` (int) and, for the task's inputs (the latent form omits ``LATENT_X``) and
+                labels, tensors [B, k+1, ...] (the query is the last pair; its labels may be zeros).
         Returns:
-            Natural predictions in the Y_KEYS form, [B, k+1, ...] (bf also ``beam_logits`` [B, k+1, n_beams]).
+            Natural predictions in the Y_KEYS form, [B, k+1, ...] (bf also ``beam_logits`` [B, k+1, n_beams]), and
+            the probe's ``latent_hat_<name>`` [B, k+1] (precoding in the latent form also ``snr_db``).
         """
         task, n_pairs = self.check_batch(batch)
         x, y, ctx = self.embedders[task](batch)            # [S, P, n_x, d], [S, P, n_y, d]
@@ -78,11 +109,11 @@ class ICWM(nn.Module):
         x = x + self.role_emb.weight[0] + self.task_emb(tid)
         y = y + self.role_emb.weight[1] + self.task_emb(tid)
         tok = torch.cat((x, y), dim=2)                     # [S, P, n_x + n_y, d]
-        if self.pair_emb is not None:
-            tok = tok + self.pair_emb.weight[:n_pairs, None, :]
         h = self.trunk(self.drop(tok.reshape(s, n_pairs * (n_x + n_y), d)), n_pairs, n_x, n_y)
         hx = h.reshape(s, n_pairs, n_x + n_y, d)[:, :, :n_x]  # x-tokens of every pair
-        return self.heads[task](hx, ctx)
+        latent = self.probe(task, hx)
+        out = self.heads[task](hx, ctx, latent)
+        return {**out, **{LATENT_HAT + n: v for n, v in latent.items()}}
 
 
 def build_model(cfg: ModelConfig) -> ICWM:

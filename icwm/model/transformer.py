@@ -73,7 +73,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with optional RoPE, through ``F.scaled_dot_product_attention``."""
+    """Multi-head self-attention with RoPE (``rope`` None: none), through ``F.scaled_dot_product_attention``."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -134,10 +134,8 @@ class EpisodeTransformer(nn.Module):
     def forward(self, x: torch.Tensor, n_pairs: int, n_x: int, n_y: int) -> torch.Tensor:
         """x: [batch, n_pairs * (n_x + n_y), d_model] -> same (final-normed)."""
         mask = block_causal_mask(n_pairs, n_x, n_y, x.device)
-        rope = None
-        if self.cfg.pos == "rope":
-            pos = pair_positions(n_pairs, n_x, n_y, x.device)
-            rope = rope_tables(pos, self.cfg.head_dim, self.cfg.rope_base, x.dtype)
+        pos = pair_positions(n_pairs, n_x, n_y, x.device)
+        rope = rope_tables(pos, self.cfg.head_dim, self.cfg.rope_base, x.dtype)
         for blk in self.blocks:
             x = blk(x, mask, rope)
         return self.norm(x)

@@ -61,6 +61,8 @@ class TrainConfig:
                                        # absent there keep their initialisation ("" = random init)
     export: bool = True                # write out_dir/model (safetensors + config.yaml) at the end
     num_workers: int = 0               # DataLoader workers per rank (0 = in process)
+    latent_weight: float = 1.0         # weight of the latent probe's loss (its squared error in LATENT_SCALES units,
+                                       # O(0.1) at k = 0, next to task losses of O(1))
     dwa_temperature: float = 2.0       # DWA temperature T
     dwa_window: int = 20               # optimiser steps per DWA window
     progress: bool = True              # tqdm bar on rank 0
@@ -73,6 +75,7 @@ class TrainConfig:
             check(getattr(self, name) >= 1, f"train.{name}", "an integer >= 1", getattr(self, name))
         for name in ("eval_every", "ckpt_every", "keep_last", "num_workers"):
             check(getattr(self, name) >= 0, f"train.{name}", "an integer >= 0", getattr(self, name))
+        check(self.latent_weight >= 0, "train.latent_weight", "a float >= 0", self.latent_weight)
         check(self.dwa_temperature > 0, "train.dwa_temperature", "a positive temperature", self.dwa_temperature)
         check(len(self.out_dir) > 0, "train.out_dir", "a directory path", self.out_dir)
         check(len(self.resume) > 0, "train.resume", "'auto', 'none' or a checkpoint directory", self.resume)
@@ -133,4 +136,4 @@ class PretrainConfig:
         """Held-out episode config: ``eval_data``, else ``data`` with a distinct seed, at k = ``data.k_max``."""
         if self.eval_data is not None:
             return self.eval_data
-        return dataclasses.replace(self.data, seed=self.data.seed + 1_000_003, k_min=self.data.k_max)
+        return dataclasses.replace(self.data, seed=self.data.seed + 1_000_003, k_min=self.data.k_max, k_ramp=0)

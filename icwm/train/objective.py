@@ -6,6 +6,8 @@ from torch import nn
 
 from icwm import tasks
 from icwm.config import check
+from icwm.model import LATENT_HAT, LATENT_SCALES
+from icwm.tasks.common import LATENT_PREFIX
 
 
 def flatten_pairs(d: dict, n_batch: int, n_pairs: int) -> dict:
@@ -37,16 +39,43 @@ def pair_losses(pred: dict, batch: dict) -> torch.Tensor:
     return loss.reshape(n_b, n_p)
 
 
-def task_losses(model: nn.Module, batch: dict) -> torch.Tensor:
+def latent_target(batch: dict, name: str) -> torch.Tensor:
+    """The true value of scalar latent ``name`` for every pair, [B, k+1]: ``latent_<name>`` (latent form), else the
+    input ``name`` (given form, e.g. the SNR), else 0 (an offset the given form does not apply: panel, power)."""
+    for key in (LATENT_PREFIX + name, name):
+        if key in batch:
+            return batch[key].float()
+    lead = batch[tasks.get(batch["task"]).Y_KEYS[0]]
+    return torch.zeros(lead.shape[:2], device=lead.device)
+
+
+def latent_losses(pred: dict, batch: dict) -> torch.Tensor:
+    """The latent probe's squared error, in ``LATENT_SCALES`` units, summed over the task's probed latents:
+    [B, k+1] (zeros when the model has no probe for the task)."""
+    lead = batch[tasks.get(batch["task"]).Y_KEYS[0]]
+    loss = torch.zeros(lead.shape[:2], device=lead.device)
+    for key, hat in pred.items():
+        if key.startswith(LATENT_HAT):
+            name = key[len(LATENT_HAT):]
+            loss = loss + ((hat - latent_target(batch, name)) / LATENT_SCALES[name]).pow(2)
+    return loss
+
+
+def task_losses(model: nn.Module, batch: dict, latent_weight: float = 0.0) -> torch.Tensor:
     """Mean loss of one sampler batch over all its episodes and all k + 1 positions.
 
     Args:
         model: an ``ICWM`` (or a wrapper whose forward takes the batch dict).
         batch: ``task``, ``k`` and tensors [B, k+1, ...] for the task's X_KEYS, Y_KEYS and metadata.
+        latent_weight: weight of the latent probe's loss (``latent_losses``) added to the task's.
     Returns:
         Scalar tensor (differentiable).
     """
-    return pair_losses(model(batch), batch).mean()
+    pred = model(batch)
+    loss = pair_losses(pred, batch)
+    if latent_weight > 0:
+        loss = loss + latent_weight * latent_losses(pred, batch)
+    return loss.mean()
 
 
 def nonfinite_episodes(batch: dict) -> dict[str, list[int]]:

@@ -199,6 +199,28 @@ def rotated_angle_map(az_sub6: torch.Tensor, n_beams: int, offset_deg: torch.Ten
     return nearest_beam(spacing_mmw * torch.sin(az_sub6 - offset), n_beams)
 
 
+def rotated_beam_scores(h_sub6: torch.Tensor, n_beams: int, offset_deg: torch.Tensor, spacing_sub6: float = 0.5,
+                        spacing_mmw: float = 0.5) -> torch.Tensor:
+    """:func:`sub6_beam_scores` for a mmWave panel rotated by ``offset_deg`` against the sub-6 panel (differentiable
+    in the offset): beam ``b`` points at azimuth ``az_b`` in the mmWave frame, ``az_b + offset`` in the sub-6 frame,
+    where the sub-6 spectrum is read (from the spatial covariance, as :func:`angle_spectrum_cov`).
+
+    Args:
+        h_sub6: [..., sc6, ant6] complex; offset_deg: [...] float (0: :func:`sub6_beam_scores`).
+
+    Returns:
+        [..., n_beams] float32 log-scores, max 0.
+    """
+    az = beam_azimuth(torch.arange(n_beams, device=h_sub6.device), n_beams, spacing_mmw)            # [n_beams]
+    u6 = spacing_sub6 * torch.sin(az + torch.deg2rad(offset_deg.float())[..., None])                # [..., n_beams]
+    n = torch.arange(h_sub6.shape[-1], device=h_sub6.device, dtype=torch.float32)
+    a = torch.polar(torch.ones_like(u6)[..., None].expand(u6.shape + n.shape), 2 * math.pi * u6[..., None] * n)
+    cov = h_sub6.transpose(-2, -1) @ h_sub6.conj()                                                  # [..., ant, ant]
+    p = (a.conj() * (a @ cov.transpose(-2, -1).to(a.dtype))).sum(-1).real                          # [..., n_beams]
+    p = p / p.amax(-1, keepdim=True).clamp_min(1e-30)
+    return torch.log(p.clamp_min(1e-30)).float()
+
+
 def kernel_mode(x: torch.Tensor, use: torch.Tensor, width: float) -> torch.Tensor:
     """Robust location of the values ``x`` selected by ``use``: the Gaussian-kernel density mode among them,
     refined by the kernel-weighted mean around it (outliers farther than a few ``width`` get no weight).

@@ -87,17 +87,21 @@ def latent_task(task_id: str) -> types.ModuleType:
     return m
 
 
-class PriorModel(torch.nn.Module):
-    """Answers with the fed slope c (the prior on latent episodes) at k = 0, the demos' LS slope after."""
+class LatentModel(torch.nn.Module):
+    """Reads the latent form as it is (no ``c``, no ``latent_*`` / ``prior_*`` fields): answers with its own guess
+    of c, the centre of the latent range (as a trained model would) at k = 0 and the demos' LS slope after; like
+    ``ICWM`` it also outputs its estimate ``latent_hat_c`` [B, k+1]."""
 
     def __init__(self, task_id: str):
         super().__init__()
         self.cfg = types.SimpleNamespace(k_max=16, tasks=(task_id,))
 
     def forward(self, batch):
+        assert "c" not in batch and not any(key.startswith(("latent_", "prior_")) for key in batch)
         x, y, k = batch["x"], batch["y"], batch["k"]
-        c = (x[:, :k] * y[:, :k]).sum(1, keepdim=True) / x[:, :k].pow(2).sum(1, keepdim=True) if k else batch["c"]
-        return {"y": c * x}
+        c = (x[:, :k] * y[:, :k]).sum(1, keepdim=True) / x[:, :k].pow(2).sum(1, keepdim=True) if k else 3.0
+        c = torch.as_tensor(c).expand_as(x)
+        return {"y": c * x, "latent_hat_c": c}
 
 
 def test_runner_scores_latent_episodes_against_oracle_and_blind(monkeypatch, tmp_path):
@@ -105,12 +109,12 @@ def test_runner_scores_latent_episodes_against_oracle_and_blind(monkeypatch, tmp
     cfg = EvalConfig(model="none", tasks=["cp"], ks=[0, 1, 4, 16], families=["latent"], episodes=64,
                      batch_size=32, seed=3, device="cpu")
     systems = [SystemConfig(name="l1"), SystemConfig(name="l2", num_users=2)]
-    res = run(cfg, PriorModel("cp"), {"latent": systems}, progress=False)
+    res = run(cfg, LatentModel("cp"), {"latent": systems}, progress=False)
     val = {(r["method"], r["k"], r["metric"]): r["value"] for r in res.rows if r["system"] == ALL}
     for k in (0, 1, 4, 16):                       # every method at every k; oracle and blind do not move with k
         assert val[("oracle", k, "nmse")] == val[("oracle", 0, "nmse")]
         assert val[("blind", k, "nmse")] == val[("blind", 0, "nmse")]
-    assert val[(MODEL, 0, "eta")] == pytest.approx(0.0, abs=1e-9)     # k = 0: the model was fed the prior = blind
+    assert val[(MODEL, 0, "eta")] == pytest.approx(0.0, abs=1e-9)     # k = 0: its guess is the prior = blind
     assert val[("in_context", 0, "eta")] == pytest.approx(0.0, abs=1e-9)
     assert 0.5 < val[("in_context", 1, "eta")] < val[("in_context", 16, "eta")] <= 1.05
     assert val[("oracle", 0, "gap")] < -3.0 * val[("oracle", 0, "gap_se")]   # dB: the oracle's NMSE is lower

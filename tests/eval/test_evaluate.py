@@ -246,3 +246,34 @@ def test_task_prefix_selects_the_task_family_files():
     assert [s.name for s in pre["seen"]] == [s.name for s in fams["seen"]]
     with pytest.raises(ValueError, match="task_prefix"):
         EvalConfig(model="none", task_prefix={"nope": "x"})
+
+
+def test_debug_model_runs_on_latent_episodes_and_its_snr_reaches_the_metric():
+    """Latent pre_sr / det: the model reads the episodes as they are (no prior_* / latent_* fields, the hidden inputs
+    absent), det runs without its channel, and pre_sr's metric renders lam_p at the model's own SNR estimate."""
+    from icwm.eval.runner import evaluate_chunk, model_inputs, model_query_pred, query
+    from icwm.model import ModelConfig, build_model
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.flavour("debug")).eval()
+    system = SystemConfig(name="lat", form="latent", array=ArrayConfig(kind="ula", cols=4), num_users=2,
+                          snr_db=[0.0, 20.0])
+    for t in ("pre_sr", "det"):
+        task = icwm.tasks.get(t)
+        sample = task.generate(system, 2, 4, torch.Generator().manual_seed(1))
+        inputs = model_inputs(task, sample)
+        assert set(inputs) == set(task.X_KEYS) - set(task.LATENT_X) | set(task.Y_KEYS)
+        pred = model_query_pred(model, task, sample, 3, torch.device("cpu"))
+        assert all(v.shape[0] == 2 and bool(torch.isfinite(v).all()) for v in pred.values())
+        assert pred["latent_hat_snr_db"].shape == (2,)
+        values: dict = {}
+        assert evaluate_chunk(task, sample, [0, 3], model, [0, 3], torch.device("cpu"), values) is None
+        assert (MODEL, 0) in values and (MODEL, 3) in values
+    task = icwm.tasks.get("pre_sr")
+    sample = task.generate(system, 2, 4, torch.Generator().manual_seed(1))
+    q, pred = query(sample), model_query_pred(model, task, sample, 3, torch.device("cpu"))
+    assert torch.equal(pred["snr_db"], pred["latent_hat_snr_db"])
+    metric = task.metric
+    at = lambda snr: metric({"lam_p": pred["lam_p"], "snr_db": torch.full((2,), snr)}, q)["sum_rate"]  # noqa: E731
+    assert not torch.allclose(at(-30.0), at(40.0))            # the design SNR matters ...
+    torch.testing.assert_close(metric(pred, q)["sum_rate"], metric({**pred, "latent_hat_snr_db": pred["snr_db"] + 9}, q)
+                               ["sum_rate"])                    # ... and it is the model's snr_db, not the probe key

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import torch
 
+from icwm import tasks
+from icwm.tasks.common import LATENT_PREFIX, PRIOR_PREFIX
+
 
 def _c(shape: tuple[int, ...], g: torch.Generator, scale: float = 1.0) -> torch.Tensor:
     z = torch.randn(shape + (2,), generator=g) * (scale * 0.5 ** 0.5)
@@ -41,14 +44,33 @@ KEYS = {  # task -> (X_KEYS, Y_KEYS), as in docs/contracts.md
 }
 
 
+def latent_batch(task: str, seed: int = 0, **sizes) -> dict:
+    """``random_batch`` in the latent form: the inputs of ``SPEC.latent_x`` removed, and for every theta name of
+    ``SPEC.latent`` a ``latent_<name>`` field (and for scalar ones a ``prior_<name>``) with arbitrary values shared by
+    the pairs of an episode (the model must never read them)."""
+    spec = tasks.spec(task)
+    b = random_batch(task, seed=seed, **sizes)
+    g = torch.Generator().manual_seed(seed + 1000)
+    n_b, n_p = b[spec.y_keys[0]].shape[:2]
+    for name in spec.latent:
+        if name in b and b[name].is_complex():                      # a latent channel (det: h)
+            shape = tuple(b[name].shape[2:])
+            b[LATENT_PREFIX + name] = _c((n_b, 1) + shape, g).expand((n_b, n_p) + shape).clone()
+            continue
+        b[LATENT_PREFIX + name] = (5.0 * torch.randn(n_b, 1, generator=g)).expand(n_b, n_p).clone()
+        b[PRIOR_PREFIX + name] = torch.full((n_b, n_p), 3.0)
+    for key in spec.latent_x:
+        del b[key]
+    return b
+
+
 def wake_bf_head(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give a fresh model's bf head the dependencies training gives it: its confidence layer starts at zero (the
-    untrained head is the angle map, blind to the trunk) and its vote weight at 0 (shipped off); tests of the trunk's
-    wiring (masking, gradients) need both live. Returns ``model``."""
-    head = model.heads["bf"] if "bf" in model.heads else None
-    if head is not None and hasattr(head, "vote_w"):
+    """Give a fresh model's bf head the dependency on the trunk that training gives it: its confidence layer starts at
+    zero (the untrained head is the sub-6 angle map at the probe's offset); tests of the trunk's wiring (masking,
+    gradients) need it live. Returns ``model``."""
+    if "bf" in model.heads:
         g = torch.Generator().manual_seed(seed)
+        last = model.heads["bf"].out[-1]
         with torch.no_grad():
-            head.out[-1].weight.copy_(0.1 * torch.randn(head.out[-1].weight.shape, generator=g))
-            head.vote_w.fill_(1.0)
+            last.weight.copy_(0.1 * torch.randn(last.weight.shape, generator=g))
     return model

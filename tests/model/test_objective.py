@@ -1,4 +1,5 @@
-"""icwm.train.objective: the task loss over all k + 1 pairs (flattening order, mean, gradients)."""
+"""icwm.train.objective: the task loss over all k + 1 pairs (flattening order, mean, gradients), the latent probe's
+loss and its targets, and a few Adam steps on a latent-form batch that lower the loss."""
 from __future__ import annotations
 
 import types
@@ -9,7 +10,8 @@ import torch
 from icwm.model import ModelConfig, build_model
 from icwm.tasks import TASKS
 from icwm.train import objective
-from model_batches import random_batch, wake_bf_head
+from icwm.model import LATENT_HAT, probe_latents
+from model_batches import latent_batch, random_batch, wake_bf_head
 
 
 def _fake_task(monkeypatch) -> None:
@@ -33,7 +35,7 @@ def test_flattening_keeps_pair_order_and_mean(monkeypatch):
     loss = objective.task_losses(model, b)
     assert torch.allclose(loss, expect.mean())
     loss.backward()
-    assert model.embedders["pre_sr"].self_lin.weight.grad.abs().sum() > 0
+    assert model.embedders["pre_sr"].gram.phi[0].weight.grad.abs().sum() > 0
 
 
 def _with_metadata(b: dict) -> dict:
@@ -51,3 +53,56 @@ def test_real_task_losses_are_finite_and_differentiable(task: str):
     loss.backward()
     grads = [p.grad for p in model.trunk.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum() for g in grads) > 0
+
+
+def test_latent_losses_closed_form():
+    """Zero when the probe states the truth; ((hat - truth) / scale)^2 summed over the probed latents otherwise."""
+    b = latent_batch("bf", k=3)
+    truth = b["latent_panel_offset_deg"]
+    pred = {"beam": b["beam"], LATENT_HAT + "panel_offset_deg": truth.clone()}
+    assert torch.equal(objective.latent_losses(pred, b), torch.zeros(2, 4))
+    pred[LATENT_HAT + "panel_offset_deg"] = truth + torch.arange(4.0)
+    torch.testing.assert_close(objective.latent_losses(pred, b), (torch.arange(4.0) / 20.0).pow(2).expand(2, 4))
+    assert torch.equal(objective.latent_losses({"beam": b["beam"]}, b), torch.zeros(2, 4))   # no probe: no loss
+
+
+def test_latent_target_falls_back_to_the_input_then_zero():
+    given, latent = random_batch("pre_sr", k=2), latent_batch("pre_sr", k=2)
+    assert torch.equal(objective.latent_target(latent, "snr_db"), latent["latent_snr_db"])
+    assert torch.equal(objective.latent_target(given, "snr_db"), given["snr_db"])
+    for task in ("bf", "de", "pe"):                     # the given form applies no offset
+        name = probe_latents(task)[0]
+        assert torch.equal(objective.latent_target(random_batch(task, k=2), name), torch.zeros(2, 3))
+        lb = latent_batch(task, k=2)
+        assert torch.equal(objective.latent_target(lb, name), lb["latent_" + name])
+
+
+@pytest.mark.parametrize("task", ["pre_sr", "det", "de"])
+def test_task_losses_adds_the_weighted_latent_loss(task: str):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.flavour("debug")).eval()
+    b = _with_metadata(latent_batch(task, k=3))
+    with torch.no_grad():
+        plain = objective.task_losses(model, b)
+        weighted = objective.task_losses(model, b, latent_weight=0.5)
+        pred = model(b)
+        ref = (objective.pair_losses(pred, b) + 0.5 * objective.latent_losses(pred, b)).mean()
+    assert float(weighted - plain) > 0
+    torch.testing.assert_close(weighted, ref)
+
+
+def test_a_few_adam_steps_lower_the_loss_of_a_latent_batch():
+    """de (a positive loss): task + latent probe loss on a fixed latent-form batch, 60 Adam steps."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.flavour("debug")).train()
+    b = latent_batch("de", B=4, k=3)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = objective.task_losses(model, b, latent_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[0] > 0
+    assert losses[-1] < 0.7 * losses[0], losses

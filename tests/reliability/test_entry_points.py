@@ -18,7 +18,7 @@ from icwm.model import ModelConfig
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {"pretrain": "configs/pretrain/debug.yaml", "evaluate": "configs/eval/debug.yaml",
            "compare": "configs/compare/debug.yaml", "finetune_llm": "configs/adapters/debug.yaml",
-           "make_data": "configs/data/debug.yaml", "calibrate_handover": None}
+           "make_data": "configs/data/debug.yaml"}
 
 
 def script(name: str):
@@ -118,11 +118,6 @@ def test_evaluate_truncated_safetensors(tmp_path, truncated_model, capsys):
                                 f"out_dir={tmp_path / 'ev'}"], capsys)
     assert_bad(rc, err, "evaluate", f"({truncated_model / WEIGHTS})")
     assert not (tmp_path / "ev").exists()
-
-
-def test_calibrate_handover_truncated_safetensors(tmp_path, truncated_model, capsys):
-    rc, err = call("calibrate_handover", [f"model={truncated_model}", f"out={tmp_path / 'g.json'}"], capsys)
-    assert_bad(rc, err, "calibrate_handover", f"({truncated_model / WEIGHTS})")
 
 
 def test_demo_truncated_safetensors(tmp_path, truncated_model, capsys):

@@ -8,16 +8,27 @@ from icwm.train.checkpoint import init_weights
 
 
 def test_warm_start_keeps_new_modules_fresh(tmp_path):
-    old_cfg = ModelConfig.flavour("debug", grid_filter=False)
+    old_cfg = ModelConfig.flavour("debug", icr=False)          # a model without the in-context ridge fits
     old = build_model(old_cfg)
     save_pretrained(old, old_cfg, tmp_path / "old")
     torch.manual_seed(3)
     new = build_model(ModelConfig.flavour("debug"))
+    init = {k: v.clone() for k, v in new.state_dict().items()}
     fresh = init_weights(new, tmp_path / "old")
-    assert fresh and all(".filter." in k for k in fresh)
+    assert fresh and set(fresh) == set(new.state_dict()) - set(old.state_dict())
+    assert all(".icr." in k for k in fresh)
     own = new.state_dict()
+    for k in fresh:
+        assert torch.equal(own[k], init[k]), k
     for k, v in old.state_dict().items():
         assert torch.equal(own[k], v), k
+
+
+def test_warm_start_rejects_weights_the_model_lacks(tmp_path):
+    cfg = ModelConfig.flavour("debug")
+    save_pretrained(build_model(cfg), cfg, tmp_path / "m")
+    with pytest.raises(ValueError, match="train.init_from"):
+        init_weights(build_model(ModelConfig.flavour("debug", icr=False)), tmp_path / "m")
 
 
 def test_warm_start_rejects_other_shapes(tmp_path):

@@ -1,14 +1,15 @@
-"""ModelConfig flavours and loading; tokeniser shapes for every task, seen and unseen sizes; the attention mask."""
+"""ModelConfig flavours, loading and validation; tokens per task at seen and unseen sizes; the block-causal mask."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from icwm.config import load_config, to_yaml
 from icwm.model import ModelConfig, build_model, count_parameters
-from icwm.model.tokenizer import build_embedder, c2r
 from icwm.model.transformer import block_causal_mask
-from model_batches import random_batch
+from model_batches import latent_batch, random_batch
 
 
 def test_flavour_sizes():
@@ -22,27 +23,48 @@ def test_flavour_sizes():
         ModelConfig.flavour("huge")
 
 
+def test_icr_off_removes_exactly_the_ridge_parameters():
+    """icr=False drops the in-context ridge modules (3 trained scalars each: log_n0, slope, log_pool), nothing else."""
+    on = dict(build_model(ModelConfig.flavour("debug")).named_parameters())
+    off = dict(build_model(ModelConfig.flavour("debug", icr=False)).named_parameters())
+    assert set(off) < set(on)
+    extra = set(on) - set(off)
+    owners = {k.rsplit(".", 1)[0] for k in extra}
+    assert all(k.rsplit(".", 1)[1] in ("log_n0", "slope", "log_pool") and ".icr" in k for k in extra)
+    assert len(owners) == 6     # det (embedder), ce / cp / pf (GridFit), de / pe (head)
+
+
+@pytest.mark.parametrize("name", ["icr_n0", "icr_pool"])
+def test_icr_fields_start_the_trained_parameters(name: str):
+    model = build_model(ModelConfig.flavour("debug", **{name: 0.25}))
+    param = "log_n0" if name == "icr_n0" else "log_pool"
+    values = [float(p.detach()) for k, p in model.named_parameters() if k.endswith(param)]
+    assert len(values) == 6 and all(abs(v - math.log(0.25)) < 1e-6 for v in values)
+
+
 def test_yaml_round_trip_and_validation(tmp_path):
-    cfg = ModelConfig.flavour("debug", pos="learned", tasks=("det", "bf"))
+    cfg = ModelConfig.flavour("debug", icr=False, icr_half_width=3, tasks=("det", "bf"))
     path = tmp_path / "config.yaml"
     path.write_text(to_yaml(cfg))
     back = load_config(ModelConfig, path)
     assert back == cfg and back.tasks == ("det", "bf") and back.head_dim == 16 and back.ffn_hidden == 64
+    assert not back.icr and back.icr_half_width == 3
+    assert "head_dim" not in path.read_text()                      # derived values are not fields
     with pytest.raises(ValueError, match="d_modle"):
         load_config(ModelConfig, path, ["d_modle=3"])
-    with pytest.raises(ValueError, match="model.pos"):
-        ModelConfig(pos="alibi")
+    for removed in ("pos=rope", "demo_fit=true", "grid_filter=true", "det_anchor=ep", "fit_half_width=2"):
+        with pytest.raises(ValueError, match=removed.split("=")[0]):
+            load_config(ModelConfig, path, [removed])
     with pytest.raises(ValueError, match="model.d_model"):
         ModelConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="model.tasks"):
         ModelConfig(tasks=("pre_sr", "xx"))
-    with pytest.raises(ValueError, match="model.fit_half_width"):
-        ModelConfig(fit_half_width=-1)
-
-
-def test_c2r_is_the_real_imag_split():
-    z = torch.complex(torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5])).conj()
-    assert c2r(z).tolist() == [[1.0, -3.0], [-2.0, -0.5]]
+    with pytest.raises(ValueError, match="model.filter_half_width"):
+        ModelConfig(filter_half_width=-1)
+    with pytest.raises(ValueError, match="model.icr_n0"):
+        ModelConfig(icr_n0=0.0)
+    with pytest.raises(ValueError, match="model.icr_features"):
+        ModelConfig(icr_features=0)
 
 
 # task -> (sizes, expected tokens per x, per y), B = 2
@@ -56,11 +78,13 @@ CASES = [
 
 
 @pytest.mark.parametrize("task,sizes,n_x,n_y", CASES)
-def test_token_shapes(task: str, sizes: dict, n_x: int, n_y: int):
+@pytest.mark.parametrize("form", ["given", "latent"])
+def test_token_shapes(task: str, sizes: dict, n_x: int, n_y: int, form: str):
     cfg = ModelConfig.flavour("debug")
-    b = random_batch(task, B=2, k=4, **sizes)
+    make = random_batch if form == "given" else latent_batch
+    b = make(task, B=2, k=4, **sizes)
     with torch.no_grad():
-        x, y, _ = build_embedder(cfg, task)(b)
+        x, y, _ = build_model(cfg).embedders[task](b)
     assert x.shape == (2, 5, n_x, cfg.d_model) and y.shape == (2, 5, n_y, cfg.d_model)
     assert torch.isfinite(x).all() and torch.isfinite(y).all()
 

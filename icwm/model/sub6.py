@@ -1,0 +1,121 @@
+"""bf / de / pe: sub-6 GHz channel -> mmWave beam, distance, path loss; one token per sub-6 subcarrier group.
+
+Learned: the group tokens (angular power over fixed bins, power in dB, lag-1 correlation), the read-outs, the
+confidence of bf's prior, de / pe's regressors of the in-context fit; in the latent form what the cell's panel
+offset (bf) or power offset (de, pe) is, through the trunk (the latent probe in ``icwm.py`` reads it out).
+Closed form: bf's prior, the sub-6 angle spectrum read at the mmWave beams' directions with the panel rotated by
+the probe's offset estimate (``beams.rotated_beam_scores``; physics of the rotation, the offset is the network's);
+de / pe, with ``cfg.icr``: the in-context ridge regression (``icr.py``) of what the read-out ``z0`` missed on
+``[1, received power, learned features]`` (the cell's own path-loss law and offset).
+
+Heads: bf = learned confidence x prior logits (argmax-preserving); de / pe = read-out ``z0`` + ICR add-on.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from icwm.model.common import c2r, mlp, pad_dim, sinusoid
+from icwm.model.config import ModelConfig
+from icwm.model.icr import InContextRidge
+from icwm.wireless import beams
+
+Y = {"bf": "beam", "de": "distance_m", "pe": "pathloss_db"}
+LIMITS = [("h_sub6", -1, "max_ant"), ("h_sub6", -2, "max_sc")]
+
+
+def to_z(task: str, value: torch.Tensor) -> torch.Tensor:
+    """de / pe labels in the model's regression space: ``log(d / 100 m)``, ``(PL - 100 dB) / 20``."""
+    if task == "de":
+        return torch.log(value.clamp_min(1e-3) / 100.0)
+    return (value - 100.0) / 20.0
+
+
+def from_z(task: str, z: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``to_z`` (de clamped to 100 m * e^[-8, 8])."""
+    if task == "de":
+        return 100.0 * torch.exp(z.clamp(-8.0, 8.0))
+    return 100.0 + 20.0 * z
+
+
+@dataclass
+class Sub6Ctx:
+    """Mean received power [B, P] (dB / 20), labels [B, P] (bf beams, de / pe in ``to_z`` space), the channel."""
+
+    power: torch.Tensor
+    label: torch.Tensor
+    h: torch.Tensor
+
+
+class Sub6Embed(nn.Module):
+    """x = h_sub6 [sc6, ant6]; one token per subcarrier group; a single y-token."""
+
+    def __init__(self, cfg: ModelConfig, task: str) -> None:
+        super().__init__()
+        self.task, self.group, self.bins, self.d = task, cfg.sub6_group, cfg.n_ang_bins, cfg.d_model
+        self.x_lin = mlp(cfg.n_ang_bins + 3, cfg.d_model)
+        self.y_emb = nn.Embedding(cfg.n_beams, cfg.d_model) if task == "bf" else nn.Linear(1, cfg.d_model)
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """h: [B, P, S, A] complex -> [B, P, n_groups, n_ang_bins + 3] float32 (angular power, dB/20, lag-1 corr)."""
+        s, a = h.shape[-2:]
+        n_g = -(-s // self.group)
+        u = -1.0 + (2 * torch.arange(self.bins, device=h.device) + 1.0) / self.bins          # [bins] sin(angle)
+        steer = torch.exp(1j * math.pi * torch.arange(a, device=h.device)[:, None] * u[None, :]) / math.sqrt(a)
+        c = (h @ steer.conj().to(h.dtype)).abs().pow(2)                                       # [B, P, S, bins]
+        pw = h.abs().pow(2).sum(-1)                                                           # [B, P, S]
+        lag = pad_dim((h[..., 1:, :] * h[..., :-1, :].conj()).sum(-1), -1, s)                 # [B, P, S]
+        grp = lambda t: pad_dim(t, 2, n_g * self.group).unflatten(2, (n_g, self.group)).sum(3)  # noqa: E731
+        cnt = grp(torch.ones_like(pw)) * a
+        pw_g, ang_g, lag_g = grp(pw), grp(c), grp(lag)
+        db = 10.0 * torch.log10(pw_g / cnt + 1e-30) / 20.0
+        ang = ang_g / ang_g.sum(-1, keepdim=True).clamp_min(1e-30)
+        return torch.cat((ang, db[..., None], c2r(lag_g / pw_g.clamp_min(1e-30))), -1)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, Sub6Ctx]:
+        """h_sub6: [B, P, S, A] c64 -> x [B, P, n_groups, d], y [B, P, 1, d]."""
+        f = self.features(batch["h_sub6"])
+        dt = self.x_lin[0].weight.dtype
+        x = self.x_lin(f.to(dt)) + sinusoid(f.shape[2], self.d, f.device).to(dt)
+        lab = batch[Y[self.task]]
+        label = lab.long() if self.task == "bf" else to_z(self.task, lab.float())
+        y = self.y_emb(label) if self.task == "bf" else self.y_emb(label[..., None].to(dt))
+        return x, y[:, :, None], Sub6Ctx(power=f[..., self.bins].mean(-1), label=label, h=batch["h_sub6"])
+
+
+class Sub6Head(nn.Module):
+    """Mean of the pair's x-tokens -> bf beam logits, de distance (m), pe path loss (dB) (module doc)."""
+
+    def __init__(self, cfg: ModelConfig, task: str) -> None:
+        super().__init__()
+        self.task, self.n_beams, self.floor = task, cfg.n_beams, cfg.bf_prior_floor
+        d = cfg.d_model
+        self.out = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 1))
+        if task == "bf":
+            nn.init.zeros_(self.out[-1].weight)   # confidence starts at 1: the untrained head is the angle map
+            nn.init.zeros_(self.out[-1].bias)
+            return
+        self.feat = nn.Linear(d, cfg.icr_features)
+        self.icr = InContextRidge(cfg) if cfg.icr else None
+
+    def regress(self, h: torch.Tensor, z0: torch.Tensor, ctx: Sub6Ctx) -> torch.Tensor:
+        """In-context correction of z0 [B, P] from the earlier pairs' residuals ``label - z0``: [B, P]."""
+        reg = torch.cat((torch.ones_like(z0)[..., None], ctx.power.float()[..., None],
+                         torch.tanh(self.feat(h).float())), -1)[:, :, None, None]       # [B, P, U 1, sample 1, F]
+        return self.icr(reg, (ctx.label.float() - z0)[:, :, None, None, None])[:, :, 0, 0, 0]
+
+    def forward(self, hx: torch.Tensor, ctx: Sub6Ctx, latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """hx: [B, P, G, d] -> bf {"beam_logits" [B, P, n_beams], "beam" [B, P] int64}; de / pe [B, P] float32."""
+        h = hx.mean(-2)
+        o = self.out(h).float()
+        if self.task == "bf":
+            prior = beams.rotated_beam_scores(ctx.h, self.n_beams, latent["panel_offset_deg"]).clamp_min(self.floor)
+            logits = torch.exp(o.clamp(-5.0, 5.0)) * prior                   # confidence > 0 keeps the argmax
+            return {"beam_logits": logits, "beam": logits.argmax(-1)}
+        z = o[..., 0]
+        if self.icr is not None and hx.shape[1] > 1:
+            z = z + self.regress(h, z, ctx)
+        return {Y[self.task]: from_z(self.task, z)}

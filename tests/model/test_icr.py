@@ -1,0 +1,145 @@
+"""InContextRidge (icwm/model/icr.py): the closed-form ridge fit of pair p to the pairs before it, against numpy
+least squares; pair 0 gets zero; block causality; scale equivariance per unit; partial pooling over units."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from icwm.model import ModelConfig
+from icwm.model.icr import InContextRidge, exclusive_cumsum, prefix_stats
+
+
+def _icr(n0: float = 0.5, slope: float = 0.7, pool: float = 0.3) -> InContextRidge:
+    m = InContextRidge(ModelConfig.flavour("debug"))
+    with torch.no_grad():
+        m.log_n0.fill_(math.log(n0))
+        m.slope.fill_(slope)
+        m.log_pool.fill_(math.log(pool))
+    return m
+
+
+def _data(b: int, p: int, u: int, s: int, f: int, o: int, seed: int, dtype=torch.complex128):
+    g = torch.Generator().manual_seed(seed)
+    cn = lambda *sh: torch.view_as_complex(torch.randn(*sh, 2, generator=g, dtype=torch.float64))  # noqa: E731
+    if dtype.is_complex:
+        return cn(b, p, u, s, f).to(dtype), cn(b, p, u, s, o).to(dtype)
+    return (torch.randn(b, p, u, s, f, generator=g, dtype=torch.float64).to(dtype),
+            torch.randn(b, p, u, s, o, generator=g, dtype=torch.float64).to(dtype))
+
+
+def _reference(reg: torch.Tensor, tgt: torch.Tensor, n0: float, slope: float, pool: float) -> np.ndarray:
+    """numpy lstsq per (episode, pair, unit): rows = the samples of pairs < p of the unit (weight 1) and of every unit
+    (weight pool / U, i.e. pool x the mean statistics), plus sqrt(ridge) I; ridge = n0 exp(slope / max(p, 1)) x the
+    mean power of pair p's own regressors in the unit."""
+    x, t = reg.numpy().astype(np.complex128), tgt.numpy().astype(np.complex128)
+    n_b, n_p, n_u, _, n_f = x.shape
+    out = np.zeros(t.shape, dtype=np.complex128)
+    for bi in range(n_b):
+        for p in range(1, n_p):
+            for u in range(n_u):
+                rows, targets, weights = [], [], []
+                for v in range(n_u):
+                    w = (1.0 if v == u else 0.0) + (pool / n_u if n_u > 1 else 0.0)
+                    rows.append(x[bi, :p, v].reshape(-1, n_f))
+                    targets.append(t[bi, :p, v].reshape(-1, t.shape[-1]))
+                    weights.append(np.full(rows[-1].shape[0], math.sqrt(w)))
+                lam = n0 * math.exp(slope / max(p, 1)) * np.mean(np.abs(x[bi, p, u]) ** 2)
+                wt = np.concatenate(weights)[:, None]
+                a = np.concatenate([np.concatenate(rows) * wt, math.sqrt(lam) * np.eye(n_f)])
+                rhs = np.concatenate([np.concatenate(targets) * wt, np.zeros((n_f, t.shape[-1]))])
+                coef = np.linalg.lstsq(a, rhs, rcond=None)[0]                      # [F, O]
+                out[bi, p, u] = x[bi, p, u] @ coef
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.complex128, torch.complex64, torch.float64])
+@pytest.mark.parametrize("n_units", [1, 3])
+def test_equals_the_closed_form_ridge_of_the_earlier_pairs(dtype, n_units):
+    reg, tgt = _data(2, 5, n_units, 4, 3, 2, seed=1, dtype=dtype)
+    m = _icr(0.5, 0.7, 0.3)
+    with torch.no_grad():
+        out = m(reg, tgt)
+    assert out.shape == tgt.shape and out.dtype == dtype
+    ref = _reference(reg, tgt, 0.5, 0.7, 0.3)
+    tol = 1e-4 if dtype == torch.complex64 else 1e-6      # the ridge parameters are float32
+    np.testing.assert_allclose(out.numpy(), ref, rtol=tol, atol=tol)
+    assert torch.equal(out[:, 0], torch.zeros_like(out[:, 0]))                    # pair 0: nothing to fit
+    assert out[:, 1:].abs().min() > 0
+
+
+def test_ridge_schedule():
+    m = _icr(0.5, 0.7)
+    got = m.ridge(4).detach()
+    ref = torch.tensor([0.5 * math.exp(0.7 / max(j, 1)) for j in range(4)])
+    torch.testing.assert_close(got, ref)
+
+
+def test_block_causal():
+    """Pair p reads the targets of pairs < p and the regressors of pairs <= p only."""
+    reg, tgt = _data(2, 6, 2, 3, 2, 2, seed=2)
+    m, q = _icr(), 3
+    with torch.no_grad():
+        ref = m(reg, tgt)
+        reg2, tgt2 = reg.clone(), tgt.clone()
+        tgt2[:, q:] = 3.0 * tgt2[:, q:] + 1.0
+        reg2[:, q + 1:] = 2.0 * reg2[:, q + 1:] - 0.5
+        out = m(reg2, tgt2)
+    torch.testing.assert_close(out[:, : q + 1], ref[:, : q + 1], rtol=0, atol=0)
+    assert (out[:, q + 1:] - ref[:, q + 1:]).abs().amin((-1, -2, -3)).min() > 1e-6    # later pairs do change
+
+
+@pytest.mark.parametrize("a,b", [(3.0, 0.5), (0.2 - 1.1j, 4.0 + 2.0j)])
+def test_scale_equivariance_of_one_unit(a, b):
+    """Scaling unit u's regressors by a and targets by b (all pairs) scales its fit by b: the ridge is relative to
+    the unit's own power. With pooling off the other units are untouched; with pooling on, all units scaled alike."""
+    reg, tgt = _data(1, 5, 3, 4, 3, 2, seed=3)
+    m = _icr(pool=1e-30)
+    with torch.no_grad():
+        ref = m(reg, tgt)
+        reg2, tgt2 = reg.clone(), tgt.clone()
+        reg2[:, :, 1] *= a
+        tgt2[:, :, 1] *= b
+        out = m(reg2, tgt2)
+        torch.testing.assert_close(out[:, :, 1], b * ref[:, :, 1], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(out[:, :, [0, 2]], ref[:, :, [0, 2]], rtol=1e-9, atol=1e-12)
+        pooled = _icr(pool=0.5)
+        torch.testing.assert_close(pooled(a * reg, b * tgt), b * pooled(reg, tgt), rtol=1e-9, atol=1e-12)
+
+
+def test_pooling_weight_to_zero_gives_per_unit_fits():
+    reg, tgt = _data(2, 5, 4, 3, 2, 1, seed=4)
+    with torch.no_grad():
+        alone = torch.cat([_icr()(reg[:, :, u: u + 1], tgt[:, :, u: u + 1]) for u in range(4)], 2)
+        apart = _icr(pool=1e-30)(reg, tgt)
+        pooled = _icr(pool=1.0)(reg, tgt)
+    torch.testing.assert_close(apart, alone, rtol=1e-9, atol=1e-12)
+    assert (pooled[:, 1:] - alone[:, 1:]).abs().max() > 1e-3                        # pooling is a real change
+
+
+def test_noiseless_linear_map_is_recovered():
+    """Targets t = A x of one map per unit: with a tiny ridge the pairs after enough demonstrations recover it."""
+    reg, _ = _data(2, 6, 2, 3, 4, 2, seed=5)
+    g = torch.Generator().manual_seed(6)
+    a = torch.view_as_complex(torch.randn(2, 1, 2, 2, 4, 2, generator=g, dtype=torch.float64))   # [B, 1, U, O, F]
+    tgt = torch.einsum("bquof,bpusf->bpuso", a, reg)
+    with torch.no_grad():
+        out = _icr(n0=1e-9, slope=0.0, pool=1e-30)(reg, tgt)
+    err = (out - tgt).abs().pow(2).sum((2, 3, 4)) / tgt.abs().pow(2).sum((2, 3, 4))         # [B, P]
+    assert err[:, 2:].max() < 1e-6                                   # >= 6 samples for 4 unknowns per output
+    assert err[:, 1].min() > 1e-3                                    # 3 samples cannot pin 4 unknowns
+
+
+def test_prefix_helpers_against_loops():
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
+    ref = torch.stack([a[:, :p].sum(1) for p in range(5)], 1)
+    torch.testing.assert_close(exclusive_cumsum(a), ref)
+    reg, tgt = _data(1, 4, 1, 3, 2, 2, seed=8)
+    gram, cross = prefix_stats(reg, tgt)
+    p = 3
+    x, t = reg[0, :p, 0].reshape(-1, 2), tgt[0, :p, 0].reshape(-1, 2)
+    torch.testing.assert_close(gram[0, p, 0], x.T @ x.conj())
+    torch.testing.assert_close(cross[0, p, 0], t.T @ x.conj())

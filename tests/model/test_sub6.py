@@ -1,0 +1,190 @@
+"""bf / de / pe (icwm/model/sub6.py). bf: the prior is the sub-6 angle spectrum read at the mmWave beams with the
+panel rotated by the latent probe's offset (``beams.rotated_beam_scores``); the untrained head is that angle map and
+any confidence keeps its argmax. de / pe: read-out + the in-context ridge fit on [1, power, learned features]
+against the closed form, recovery of a cell's law, block causality, absent at k = 0."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from icwm.model import LATENT_SCALES, ModelConfig, build_model
+from icwm.model.sub6 import Y, Sub6Ctx, Sub6Head, from_z, to_z
+from icwm.wireless import beams
+from model_batches import random_batch, wake_bf_head
+
+
+# ---- the rotated prior (icwm.wireless.beams) -------------------------------------------------------------------------
+def test_rotated_beam_scores_at_zero_offset_are_the_sub6_beam_scores():
+    h = random_batch("bf", B=3, k=2, A=8, S6=16)["h_sub6"]
+    got = beams.rotated_beam_scores(h, 256, torch.zeros(h.shape[:2]))
+    ref = beams.sub6_beam_scores(h, 256)
+    assert got.shape == ref.shape == (3, 3, 256) and torch.isfinite(ref).all()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [-25.0, 0.0, 10.0, 40.0])
+def test_rotated_beam_scores_peak_at_the_rotated_path(offset: float, rng: torch.Generator):
+    """One path at sub-6 azimuth alpha: the best beam is the one at alpha - offset in the mmWave frame
+    (``rotated_angle_map``), within one beam (the sub-6 and beam grids differ)."""
+    alpha = torch.deg2rad(torch.tensor([-50.0, -20.0, 5.0, 30.0, 55.0]))
+    n = torch.arange(8)
+    a = torch.exp(1j * math.pi * torch.sin(alpha)[:, None] * n)                        # [path, ant]
+    gains = torch.exp(2j * math.pi * torch.rand(5, 16, 1, generator=rng))                            # per subcarrier
+    h = (gains * a[:, None, :]).to(torch.complex64)                                    # [path, sc, ant]
+    best = beams.rotated_beam_scores(h, 64, torch.full((5,), offset)).argmax(-1)
+    ref = beams.rotated_angle_map(alpha, 64, offset)
+    assert ((best - ref + 32) % 64 - 32).abs().max() <= 1, (best, ref)
+    if offset != 0.0:
+        assert not torch.equal(best, beams.rotated_angle_map(alpha, 64, 0.0))
+
+
+# ---- bf head ---------------------------------------------------------------------------------------------------------
+def _probe_at(model: torch.nn.Module, task: str, value: float, name: str) -> None:
+    """Force the latent probe of ``task`` to output ``value`` (natural units) whatever the tokens."""
+    with torch.no_grad():
+        model.probes[task].weight.zero_()
+        model.probes[task].bias.fill_(value / LATENT_SCALES[name])
+
+
+@pytest.mark.parametrize("offset", [0.0, 10.0])
+def test_untrained_bf_head_is_the_rotated_angle_map_at_the_probe_offset(offset: float):
+    cfg = ModelConfig.flavour("debug")
+    model = build_model(cfg).eval()
+    _probe_at(model, "bf", offset, "panel_offset_deg")
+    batch = random_batch("bf", k=3)
+    with torch.no_grad():
+        out = model(batch)
+    torch.testing.assert_close(out["latent_hat_panel_offset_deg"], torch.full((2, 4), offset))
+    scores = beams.rotated_beam_scores(batch["h_sub6"], cfg.n_beams, torch.full((2, 4), offset))
+    torch.testing.assert_close(out["beam_logits"], scores.clamp_min(cfg.bf_prior_floor))   # confidence 1
+    assert torch.equal(out["beam"], scores.argmax(-1))
+    with torch.no_grad():
+        awake = wake_bf_head(model)(batch)                                             # any confidence > 0
+    assert not torch.allclose(awake["beam_logits"], out["beam_logits"])
+    assert torch.equal(awake["beam"], scores.argmax(-1))
+
+
+def test_fresh_bf_head_is_the_sub6_angle_map():
+    cfg = ModelConfig.flavour("debug")
+    model = build_model(cfg).eval()
+    batch = random_batch("bf", k=3)
+    with torch.no_grad():
+        out = model(batch)
+    assert torch.equal(out["beam"], beams.sub6_beam_scores(batch["h_sub6"], cfg.n_beams).argmax(-1))
+
+
+def test_bf_prior_follows_the_probe():
+    """Two offsets far apart give different decisions on a one-path channel (the probe's offset is used)."""
+    model = build_model(ModelConfig.flavour("debug")).eval()
+    batch = random_batch("bf", B=1, k=1)
+    alpha = torch.deg2rad(torch.tensor(20.0))
+    a = torch.exp(1j * math.pi * torch.sin(alpha) * torch.arange(8)).to(torch.complex64)
+    batch["h_sub6"] = a.expand(1, 2, 16, 8).clone()
+    decided = []
+    for off in (0.0, 30.0):
+        _probe_at(model, "bf", off, "panel_offset_deg")
+        with torch.no_grad():
+            decided.append(model(batch)["beam"][0, 0])
+    assert decided[0] != decided[1]
+    assert int(decided[1]) == int(beams.rotated_beam_scores(batch["h_sub6"][0, :1], 256,
+                                                            torch.tensor([30.0])).argmax(-1))
+
+
+# ---- de / pe ---------------------------------------------------------------------------------------------------------
+def _head(task: str, **kw) -> tuple[Sub6Head, ModelConfig]:
+    torch.manual_seed(0)
+    cfg = ModelConfig.flavour("debug", **kw)
+    return Sub6Head(cfg, task), cfg
+
+
+def _ctx(b: int, p: int, label: torch.Tensor, g: torch.Generator) -> Sub6Ctx:
+    return Sub6Ctx(power=torch.randn(b, p, generator=g), label=label, h=torch.zeros(b, p, 1, 1, dtype=torch.complex64))
+
+
+@pytest.mark.parametrize("task", ["de", "pe"])
+def test_z_map_round_trip(task: str):
+    v = torch.tensor([5.0, 80.0, 300.0]) if task == "de" else torch.tensor([60.0, 100.0, 140.0])
+    torch.testing.assert_close(from_z(task, to_z(task, v)), v)
+    assert to_z(task, torch.tensor([100.0])).item() == 0.0
+
+
+@pytest.mark.parametrize("task", ["de", "pe"])
+def test_de_pe_fit_matches_the_closed_form_ridge(task: str):
+    """Pair q: z0_q + f_q^T (sum_j<q f_j f_j^T + lam_q I)^-1 sum_j<q f_j (z_j - z0_j), f = [1, power, tanh(W h)],
+    lam_q = n0 exp(slope / max(q, 1)) mean(f_q^2)."""
+    g = torch.Generator().manual_seed(1)
+    head, cfg = _head(task)
+    b, p = 2, 6
+    hx = torch.randn(b, p, 3, cfg.d_model, generator=g)
+    z = torch.randn(b, p, generator=g)
+    ctx = _ctx(b, p, z, g)
+    with torch.no_grad():
+        head.icr.slope.fill_(0.5)
+        out = to_z(task, head(hx, ctx, {})[Y[task]]).double()
+        h = hx.mean(-2)
+        z0 = head.out(h)[..., 0].double()
+        f = torch.cat((torch.ones(b, p, 1), ctx.power[..., None], torch.tanh(head.feat(h))), -1).double()
+    assert f.shape[-1] == cfg.icr_features + 2
+    ref = torch.zeros(b, p, dtype=torch.float64)
+    for i in range(b):
+        for q in range(p):
+            lam = cfg.icr_n0 * math.exp(0.5 / max(q, 1)) * float(f[i, q].pow(2).mean())
+            a = lam * torch.eye(f.shape[-1], dtype=torch.float64)
+            c = torch.zeros(f.shape[-1], dtype=torch.float64)
+            for j in range(q):
+                a += torch.outer(f[i, j], f[i, j])
+                c += f[i, j] * (z[i, j] - z0[i, j])
+            ref[i, q] = z0[i, q] + f[i, q] @ torch.linalg.solve(a, c)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert (out - z0).abs()[:, 1:].min() > 1e-6                                       # the fit is active
+
+
+def test_de_fit_learns_the_cell_law_from_demonstrations():
+    """Labels from an exact law of the received power, unknown to the read-out (100 m everywhere): the earlier
+    pairs pin it down."""
+    g = torch.Generator().manual_seed(2)
+    head, cfg = _head("de", icr_n0=1e-6)
+    with torch.no_grad():
+        head.out[-1].weight.zero_()
+        head.out[-1].bias.zero_()
+    b, p = 4, 16
+    hx = torch.randn(b, p, 3, cfg.d_model, generator=g)
+    ctx = _ctx(b, p, torch.zeros(b, p), g)
+    ctx.label = 0.7 - 1.3 * ctx.power                                                  # log(d / 100) = a + b power
+    with torch.no_grad():
+        dist = head(hx, ctx, {})["distance_m"]
+    err = (to_z("de", dist) - ctx.label).abs()
+    assert err[:, -1].max() < 1e-2 * err[:, 0].mean(), (err[:, 0].mean(), err[:, -1].max())
+
+
+@pytest.mark.parametrize("task", ["de", "pe"])
+def test_de_pe_fit_is_block_causal_and_absent_without_demos(task: str):
+    g = torch.Generator().manual_seed(3)
+    head, cfg = _head(task)
+    b, p, q = 1, 5, 2
+    hx = torch.randn(b, p, 3, cfg.d_model, generator=g)
+    ctx = _ctx(b, p, torch.randn(b, p, generator=g), g)
+    with torch.no_grad():
+        out = head(hx, ctx, {})[Y[task]]
+        label, power = ctx.label.clone(), ctx.power.clone()
+        label[:, q:] += 1.0
+        power[:, q + 1:] -= 2.0
+        out2 = head(hx, Sub6Ctx(power=power, label=label, h=ctx.h), {})[Y[task]]
+        single = head(hx[:, :1], Sub6Ctx(power=ctx.power[:, :1], label=ctx.label[:, :1], h=ctx.h[:, :1]), {})[Y[task]]
+        readout = from_z(task, head.out(hx[:, 0].mean(-2))[..., 0])
+    torch.testing.assert_close(out2[:, : q + 1], out[:, : q + 1], rtol=0, atol=0)
+    assert (out2[:, q + 1] - out[:, q + 1]).abs().max() > 1e-4
+    torch.testing.assert_close(single[:, 0], readout)                                  # k = 0: the read-out
+    torch.testing.assert_close(out[:, 0], readout)                                     # pair 0 likewise
+
+
+def test_without_icr_de_is_the_read_out():
+    head, cfg = _head("de", icr=False)
+    assert head.icr is None
+    g = torch.Generator().manual_seed(4)
+    hx = torch.randn(2, 4, 3, cfg.d_model, generator=g)
+    ctx = _ctx(2, 4, torch.randn(2, 4, generator=g), g)
+    with torch.no_grad():
+        torch.testing.assert_close(head(hx, ctx, {})["distance_m"], from_z("de", head.out(hx.mean(-2))[..., 0]))
