@@ -5,6 +5,8 @@
     out["W"], out["lam_p"]
     out = model.predict("pre_sr", demos={"h": H_k, "lam_p": L_k}, query={"h": H})   # latent form: SNR not given
     out["estimated_snr_db"]                                # what the model read off the demonstrations
+    ctx = model.context("pre_sr", demos={"h": H_k, "snr_db": s_k, "lam_p": L_k})   # one cell's demos, encoded once
+    out = model.predict_many(ctx, {"h": H_q, "snr_db": s_q})                       # Q queries [Q, ...] against them
 
 Inputs are numpy or torch arrays in their natural per-sample shapes (docs/contracts.md), one episode (demos
 ``[k, ...]``, query ``[...]``) or a batch of episodes (demos ``[B, k, ...]``, query ``[B, ...]``). Outputs come back in
@@ -19,7 +21,7 @@ import pickle
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -29,6 +31,9 @@ from icwm.config import check, check_device, load_config, to_yaml
 from icwm.infer_checks import (GRID_KEYS, LABELS, POWER_DB, SNR_DB, check_consistency, check_finite,  # noqa: F401
                                check_ranges, grid_scale)
 from icwm.model import ICWM, LATENT_HAT, ModelConfig, build_model, count_parameters
+
+if TYPE_CHECKING:
+    from icwm.infer_context import Context
 
 SHIPPED = Path(__file__).resolve().parent / "assets" / "icwm-small"
 WEIGHTS, CONFIG, METADATA = "model.safetensors", "config.yaml", "metadata.json"
@@ -128,9 +133,46 @@ class FewShotModel:
         with torch.inference_mode():
             pred = self.model({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
         last = {k: v[:, -1] for k, v in pred.items()}  # the query's predictions [B, ...]
+        q = {k: batch[k][:, -1].to(self.device) for k in SPECS[task][0] if k in batch}
+        return self._outputs(task, last, q, scale, single, as_numpy)
+
+    def context(self, task: str, demos: Optional[Mapping[str, Any]]) -> "Context":
+        """Validate, normalise and encode one set of demonstrations once, for any number of queries
+        (``predict_many``; ``icwm.infer_context``).
+
+        Args:
+            task: task id.  demos: X_KEYS and Y_KEYS -> [k, ...], one set (the latent form omits its hidden inputs);
+                None or {} for k = 0.
+        Raises:
+            ValueError: as ``predict``, for demonstrations the model cannot take.
+        """
+        from icwm.infer_context import make_context
+        return make_context(self, task, demos)
+
+    def predict_many(self, context: "Context | str", queries: Mapping[str, Any],
+                     demos: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+        """Answer a batch of queries against one set of demonstrations encoded once: equal to ``predict(task, demos,
+        query)`` on each query (to float rounding), at a fraction of the cost for many queries.
+
+        Args:
+            context: from ``context``, or a task id (then ``demos`` are encoded first).
+            queries: X_KEYS -> [Q, ...] (or [...] for one query), the form (given / latent) of the demonstrations.
+            demos: with a task id, as in ``context``.
+        Returns:
+            ``predict``'s natural outputs and estimates, [Q, ...] (or [...]).
+        Raises:
+            ValueError: as ``predict``.
+        """
+        from icwm.infer_context import Context, answer
+        ctx = context if isinstance(context, Context) else self.context(context, demos)
+        return answer(self, ctx, queries)
+
+    def _outputs(self, task: str, last: dict, q: dict, scale: torch.Tensor, single: bool,
+                 as_numpy: bool) -> dict[str, Any]:
+        """The model's predictions at the query [B, ...] -> ``predict``'s outputs (checked finite, ce / cp / pf times
+        ``scale`` [B], one episode unbatched, numpy when the inputs were). ``q``: the query's given inputs [B, ...]."""
         check_finite(task, last)
         est = {ESTIMATE + k[len(LATENT_HAT):]: v for k, v in last.items() if k.startswith(LATENT_HAT)}
-        q = {k: batch[k][:, -1].to(self.device) for k in SPECS[task][0] if k in batch}
         out = natural_outputs(task, {k: v for k, v in last.items() if not k.startswith(LATENT_HAT)}, q)
         if task in GRID_KEYS:
             out = {k: v * scale.to(v.device).view((-1,) + (1,) * (v.dim() - 1)).to(v.dtype) for k, v in out.items()}
@@ -153,21 +195,15 @@ class FewShotModel:
         demos = demos or {}
         check(isinstance(demos, Mapping), "demos", "a dict of arrays (or None)", type(demos).__name__)
         xs, ys = given_inputs(task, demos, query), SPECS[task][1]
-        for name, d, keys in (("query", query, xs), ("demos", demos, {**xs, **ys} if demos else {})):
-            check(set(d) == set(keys), name, f"exactly the keys {sorted(keys)}", sorted(d))
-        as_numpy = not torch.is_tensor(next(iter(query.values())))
-        first = next(iter(xs))
-        q0 = _as_tensor(query[first], f"query[{first!r}]", xs[first][1])
-        check(q0.dim() in (xs[first][0], xs[first][0] + 1), f"query[{first!r}]",
-              f"{xs[first][0]} (one episode) or {xs[first][0] + 1} (batch) dims", tuple(q0.shape))
-        single = q0.dim() == xs[first][0]
-        q = {k: self._load(query[k], f"query[{k!r}]", spec, single, 0) for k, spec in xs.items()}
+        q, single, as_numpy = self.read_query(query, xs)
+        check(not demos or set(demos) == set(xs) | set(ys), "demos", f"exactly the keys {sorted({**xs, **ys})}",
+              sorted(demos))
         k = self._count_demos(demos, single)
         d = {key: self._load(demos[key], f"demos[{key!r}]", spec, single, 1) for key, spec in {**xs, **ys}.items()} \
             if k else {}
-        n_b = q[first].shape[0]
-        for key, v in {**q, **d}.items():
-            check(v.shape[0] == n_b, key, f"batch size {n_b} (as query[{first!r}])", tuple(v.shape))
+        n_b = next(iter(q.values())).shape[0]
+        for key, v in d.items():
+            check(v.shape[0] == n_b, key, f"batch size {n_b} (as the query)", tuple(v.shape))
         for key in xs:
             if k:
                 check(d[key].shape[2:] == q[key].shape[1:], f"demos[{key!r}]",
@@ -187,6 +223,25 @@ class FewShotModel:
         for key in ys:
             batch[key] = torch.cat((d[key], labels[key][:, None]), 1) if k else labels[key][:, None]
         return batch, single, as_numpy, scale
+
+    def read_query(self, query: Mapping[str, Any], xs: dict[str, tuple[int, str]]) -> tuple[dict, bool, bool]:
+        """The query's arrays (exactly the keys ``xs``, {key: (rank, kind)}) as tensors [B, ...].
+
+        Returns:
+            (tensors, single episode?, inputs were numpy?).
+        """
+        check(set(query) == set(xs), "query", f"exactly the keys {sorted(xs)}", sorted(query))
+        as_numpy = not torch.is_tensor(next(iter(query.values())))
+        first = next(iter(xs))
+        q0 = _as_tensor(query[first], f"query[{first!r}]", xs[first][1])
+        check(q0.dim() in (xs[first][0], xs[first][0] + 1), f"query[{first!r}]",
+              f"{xs[first][0]} (one episode) or {xs[first][0] + 1} (batch) dims", tuple(q0.shape))
+        single = q0.dim() == xs[first][0]
+        q = {k: self._load(query[k], f"query[{k!r}]", spec, single, 0) for k, spec in xs.items()}
+        n_b = q[first].shape[0]
+        for key, v in q.items():
+            check(v.shape[0] == n_b, key, f"batch size {n_b} (as query[{first!r}])", tuple(v.shape))
+        return q, single, as_numpy
 
     def _load(self, x: Any, field: str, spec: tuple[int, str], single: bool, lead: int) -> torch.Tensor:
         """Tensor with a batch dim [B, (k,) ...]; checks the number of dims."""

@@ -29,8 +29,9 @@ LABELS = {  # demo label key -> accepted range of its values (magnitudes for com
     "distance_m": (1e-3, 1e5, "metres"), "pathloss_db": (0.0, 250.0, "dB"),
 }
 # ce / cp / pf are linear estimation problems (the answer scales with the channel): each episode is normalised to the
-# training data's unit mean input power per entry and the outputs scaled back, so predict(c x) = c predict(x) for any
-# scale c. Demo labels must lie within GRID_LABEL_DB of their episode's input power.
+# training data's unit mean input power per entry (of its demonstrations' inputs; the query's at k = 0) and the
+# outputs scaled back, so predict(c x) = c predict(x) for any scale c. Demo labels must lie within GRID_LABEL_DB of
+# their episode's input power.
 GRID_LABEL_DB = 40.0
 
 
@@ -115,10 +116,12 @@ def check_ranges(task: str, arrays: dict[str, torch.Tensor], where: str) -> None
 
 
 def grid_scale(task: str, q: dict, d: dict) -> tuple[dict, dict, torch.Tensor]:
-    """ce / cp / pf: normalise each episode to unit mean power per entry of its inputs (query and demos).
+    """ce / cp / pf: normalise each episode to unit mean power per entry of its demonstrations' inputs (of the
+    query's at k = 0). With demonstrations the scale does not depend on the query, so one set of demonstrations is
+    normalised once for any number of queries (``FewShotModel.context``).
 
     Args:
-        q: query tensors [B, ...]; d: demo tensors [B, k, ...] (empty for k = 0).
+        q: query tensors [B, ...] (may be empty when ``d`` is not); d: demo tensors [B, k, ...] (empty for k = 0).
     Returns:
         (q, d, scale [B] float64): the channels (inputs and demo labels) divided by ``scale``, the inputs' RMS.
     Raises:
@@ -126,19 +129,24 @@ def grid_scale(task: str, q: dict, d: dict) -> tuple[dict, dict, torch.Tensor]:
     """
     kx, ky = GRID_KEYS[task]
     n = tasks.spec(task).x[kx][0]
-    pw = [10.0 ** (power_db(q[kx], n) / 10.0)] + ([10.0 ** (power_db(d[kx], n) / 10.0).mean(1)] if d else [])
-    p_db = 10.0 * torch.log10(sum(pw) / len(pw))                                               # [B]
-    field = f"{kx} (query and demos)"
+    src, field = (d[kx], f"{kx} (demos)") if d else (q[kx][:, None], f"{kx} (query)")
+    p_db = 10.0 * torch.log10((10.0 ** (power_db(src, n) / 10.0)).mean(1))                    # [B]
     check(bool(torch.isfinite(p_db).all()), field, "a non-zero channel", "all-zero entries")
     if d:
         gap = power_db(d[ky], n) - p_db[:, None]                                               # [B, k]
         _within(gap, f"demos[{ky!r}]", -GRID_LABEL_DB, GRID_LABEL_DB,
                 f"mean |{ky}|^2 per entry in dB relative to {kx}'s")
     scale = 10.0 ** (p_db / 20.0)                                                              # [B]
+    return scale_grids(task, q, d, scale) + (scale,)
+
+
+def scale_grids(task: str, q: dict, d: dict, scale: torch.Tensor) -> tuple[dict, dict]:
+    """ce / cp / pf: the query's input [B, ...] and the demos' input and label [B, k, ...] divided by scale [B]."""
+    kx, ky = GRID_KEYS[task]
     div = lambda t: (t / scale.view((-1,) + (1,) * (t.dim() - 1))).to(t.dtype)  # noqa: E731
-    q = {**q, kx: div(q[kx])}
+    q = {**q, kx: div(q[kx])} if q else q
     d = {**d, kx: div(d[kx]), ky: div(d[ky])} if d else d
-    return q, d, scale
+    return q, d
 
 
 def check_finite(task: str, out: dict[str, torch.Tensor]) -> None:

@@ -1,12 +1,16 @@
 """Benchmarks: ``python launch/bench.py [--suite data,latent,solvers,train,infer,llm] [--quick] [--out bench.json]``.
 
-Each suite is a module ``icwm.bench.<suite>`` with ``run(quick) -> list[dict]``; ratios are measured side by side in
-one process. Writes one JSON (rows + machine facts) and the same table as Markdown beside it (``--out`` with ``.md``).
+``--model DIR`` passes a model directory to the suites that load one (default: the shipped model).
+
+Each suite is a module ``icwm.bench.<suite>`` with ``run(quick) -> list[dict]`` (and ``model`` when it takes one);
+ratios are measured side by side in one process. Writes one JSON (rows + machine facts) and the same table as
+Markdown beside it (``--out`` with ``.md``).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suite", default=",".join(SUITES), help=f"comma list of {sorted(SUITES)}")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--out", default="outputs/bench.json")
+    ap.add_argument("--model", default=None, help="model directory for the suites that load one (default: shipped)")
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = [s for s in names if s not in SUITES]
@@ -60,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     for suite in names:
         for mod in SUITES[suite]:
             print(f"[bench] {suite}/{mod} ...", flush=True)
-            for row in importlib.import_module(f"icwm.bench.{mod}").run(quick=args.quick):
+            run = importlib.import_module(f"icwm.bench.{mod}").run
+            extra = {"model": args.model} if args.model and "model" in inspect.signature(run).parameters else {}
+            for row in run(quick=args.quick, **extra):
                 rows.append({"suite": suite, **row})
     try:
         md = write(out, rows, args.quick, argv)

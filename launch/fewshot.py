@@ -3,8 +3,9 @@
     python launch/fewshot.py --task pre_sr --demos demos.npz --query query.npz --out out.npz [--model PATH]
 
 ``demos.npz`` holds the task's X_KEYS and Y_KEYS as arrays [k, ...] (or [B, k, ...]); omit it for k = 0.
-``query.npz`` holds the X_KEYS [...] (or [B, ...]). Latent form: leave an input of the task's ``LATENT_X`` (e.g.
-``snr_db``) out of both files and the model infers it from the demonstrations. ``out.npz`` receives the natural
+``query.npz`` holds the X_KEYS [...] (or [B, ...]); with one set of demos [k, ...] and a batch of queries [Q, ...],
+all Q queries are answered against that set, encoded once (``FewShotModel.predict_many``). Latent form: leave an
+input of the task's ``LATENT_X`` (e.g. ``snr_db``) out of both files and the model infers it from the demonstrations. ``out.npz`` receives the natural
 outputs and the model's ``estimated_*`` latents (see ``icwm.infer.FewShotModel.predict``). ``--model`` is a
 directory written by ``save_pretrained`` (default: the shipped icwm-small). Exit status 2 on bad input
 (``fewshot: <what> (<path or field>)`` on stderr).
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icwm.infer import FewShotModel
+from icwm.infer import SPECS, FewShotModel
 
 
 def _read(path: str | None, what: str) -> dict[str, np.ndarray]:
@@ -59,20 +60,33 @@ def _write(dest: Path, out: dict[str, np.ndarray]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _shared_demos(task: str, demos: dict[str, np.ndarray], query: dict[str, np.ndarray]) -> bool:
+    """True when ``demos`` hold one set [k, ...] and ``query`` a batch [Q, ...] (read from the first input key)."""
+    key = next((k for k in SPECS.get(task, ({},))[0] if k in query and k in demos), None)
+    if key is None:
+        return False
+    rank = SPECS[task][0][key][0]
+    return np.ndim(query[key]) == rank + 1 and np.ndim(demos[key]) == rank + 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run one prediction, write ``--out`` atomically; returns the exit status."""
+    """Parse arguments, run the predictions, write ``--out`` atomically; returns the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", required=True)
     ap.add_argument("--demos", default=None,
                     help=".npz with X_KEYS and Y_KEYS [k, ...] (omit for k = 0; LATENT_X may be left out)")
-    ap.add_argument("--query", required=True, help=".npz with X_KEYS [...] (LATENT_X may be left out)")
+    ap.add_argument("--query", required=True, help=".npz with X_KEYS [...] or [Q, ...] (LATENT_X may be left out)")
     ap.add_argument("--out", required=True, help=".npz to write the predictions to")
     ap.add_argument("--model", default=None, help="model directory (default: shipped icwm-small)")
     args = ap.parse_args(argv)
     try:
         dest = _check_out(args.out)
         model = FewShotModel.from_pretrained(args.model)
-        out = model.predict(args.task, _read(args.demos, "demos"), _read(args.query, "query"))
+        demos, query = _read(args.demos, "demos"), _read(args.query, "query")
+        if _shared_demos(args.task, demos, query):
+            out = model.predict_many(args.task, query, demos=demos)
+        else:
+            out = model.predict(args.task, demos, query)
         _write(dest, out)
     except (ValueError, OSError) as err:
         print(f"fewshot: {err}", file=sys.stderr)

@@ -263,3 +263,109 @@ def test_cli_latent_form_files_without_the_snr(saved, fsm, tmp_path):
     with np.load(tmp_path / "o.npz") as o:
         assert set(o.files) == {"lam_p", "W", "estimated_snr_db"}
         np.testing.assert_allclose(o["W"], ref["W"], rtol=1e-6)
+
+
+def _det(k: int, r: np.random.Generator) -> tuple[dict, dict]:
+    demos = {"h": _c(k, 4, 2, rng=r), "y": _c(k, 5, 4, rng=r), "snr_db": np.full(k, 15, np.float32),
+             "x": _c(k, 5, 2, rng=r)}
+    return demos, {"h": _c(4, 2, rng=r), "y": _c(5, 4, rng=r), "snr_db": np.float32(15)}
+
+
+def _shared(task: str, k: int, latent: bool = False, n_q: int = 3) -> tuple[dict, list[dict]]:
+    """One set of demonstrations [k, ...] and n_q queries [...] of the same shapes (latent: the hidden inputs left
+    out of both)."""
+    if task in ("pre_sr", "pre_mm"):
+        make = lambda s: _pre(k, seed=s)  # noqa: E731
+    elif task == "det":
+        make = lambda s: _det(k, np.random.default_rng(s))  # noqa: E731
+    else:                               # _episode's demos repeat its query: draw distinct demo inputs
+        make = lambda s: _episode(task, k, np.random.default_rng(s))[:2]  # noqa: E731
+    demos, queries = make(0)[0], [make(s)[1] for s in range(1, n_q + 1)]
+    if task in ("ce", "cp", "pf", "bf", "de", "pe") and k:
+        demos = {**demos, **_stack([make(100 + j)[1] for j in range(k)])}
+    if latent:
+        hidden = infer.tasks.spec(task).latent_x
+        demos = {key: v for key, v in demos.items() if key not in hidden}
+        queries = [{key: v for key, v in q.items() if key not in hidden} for q in queries]
+    return demos, queries
+
+
+def _stack(queries: list[dict]) -> dict:
+    return {key: np.stack([np.asarray(q[key]) for q in queries]) for key in queries[0]}
+
+
+MANY = [(t, k, False) for t in infer.tasks.TASKS for k in (0, 3)] + \
+    [(t, 3, True) for t in ("pre_sr", "det", "ce", "cp", "pf")] + [("pre_mm", 0, True)]
+
+
+@pytest.mark.parametrize("task,k,latent", MANY)
+def test_predict_many_equals_predict_per_query(fsm, task: str, k: int, latent: bool):
+    demos, queries = _shared(task, k, latent)
+    many = fsm.predict_many(task, _stack(queries), demos=demos if k else None)
+    for i, query in enumerate(queries):
+        one = fsm.predict(task, demos if k else None, query)
+        assert set(many) == set(one)
+        for key, v in one.items():
+            assert many[key].shape == (len(queries),) + v.shape and many[key].dtype == v.dtype
+            np.testing.assert_allclose(many[key][i], v, rtol=1e-5, atol=1e-5, err_msg=f"{task} {key} query {i}")
+
+
+def test_a_context_serves_many_batches_and_single_queries(fsm):
+    demos, queries = _shared("pre_sr", 4, n_q=4)
+    ctx = fsm.context("pre_sr", {key: torch.from_numpy(np.asarray(v)) for key, v in demos.items()})
+    assert ctx.k == 4 and ctx.cache.k == 4
+    all4 = fsm.predict_many(ctx, _stack(queries))
+    assert isinstance(all4["W"], np.ndarray) and all4["W"].shape == (4, 6, 3)
+    two = fsm.predict_many(ctx, _stack(queries[2:]))
+    one = fsm.predict_many(ctx, queries[1])                                # one query: unbatched outputs
+    np.testing.assert_allclose(two["W"], all4["W"][2:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one["W"], all4["W"][1], rtol=1e-5, atol=1e-6)
+
+
+def test_grid_scale_is_the_demos_and_outputs_scale_with_the_channel(fsm):
+    """ce / cp / pf are normalised by the demonstrations' inputs' RMS (independent of the query, so a context is
+    normalised once): predict(c x) = c predict(x) for a real gain c."""
+    demos, queries = _shared("cp", 3)
+    ref = fsm.predict("cp", demos, queries[0])["h_fut"]
+    c = np.float32(30.0)                               # a real gain (the scale is the RMS, not a phase)
+    scaled = fsm.predict("cp", {**demos, "h_hist": demos["h_hist"] * c, "h_fut": demos["h_fut"] * c},
+                         {**queries[0], "h_hist": queries[0]["h_hist"] * c})["h_fut"]
+    np.testing.assert_allclose(scaled, c * ref, rtol=1e-4, atol=1e-4 * np.abs(c * ref).max())
+    ctx = fsm.context("cp", demos)
+    assert ctx.scale is not None and ctx.scale.shape == (1,)
+    want = np.sqrt(np.mean(np.abs(demos["h_hist"].astype(np.complex128)) ** 2))
+    assert float(ctx.scale) == pytest.approx(want, rel=1e-6)
+
+
+def test_predict_many_rejects_what_predict_rejects(fsm):
+    demos, queries = _shared("pre_sr", 3)
+    ctx = fsm.context("pre_sr", demos)
+    with pytest.raises(ValueError, match=r"must be omitted from the query and from every demonstration"):
+        fsm.predict_many(ctx, {"h": _stack(queries)["h"]})                 # latent query, given-form demos
+    with pytest.raises(ValueError, match=r"query\['h'\]: expected per-sample shape"):
+        fsm.predict_many(ctx, {**_stack(queries), "h": _stack(queries)["h"][..., :5]})
+    with pytest.raises(ValueError, match=r"demos\['h'\]: expected 3 dims"):
+        fsm.context("pre_sr", {key: np.stack([v, v]) for key, v in demos.items()})   # a batch of sets
+    with pytest.raises(ValueError, match="k_max"):
+        fsm.context("pre_sr", {key: np.concatenate([v] * 3) for key, v in demos.items()})
+    with pytest.raises(ValueError, match=r"demos: expected exactly the keys"):
+        fsm.context("pre_sr", {key: v for key, v in demos.items() if key != "lam_p"})
+
+
+def test_cli_many_queries_against_one_demos_file(saved, fsm, tmp_path):
+    spec = importlib.util.spec_from_file_location("fewshot_cli", ROOT / "launch" / "fewshot.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    demos, queries = _shared("pre_sr", 3, n_q=5)
+    np.savez(tmp_path / "d.npz", **demos)
+    np.savez(tmp_path / "q.npz", **_stack(queries))
+    argv = ["--task", "pre_sr", "--demos", str(tmp_path / "d.npz"), "--query", str(tmp_path / "q.npz"),
+            "--model", str(saved)]
+    assert cli.main(argv + ["--out", str(tmp_path / "o.npz")]) == 0
+    with np.load(tmp_path / "o.npz") as o:
+        assert o["W"].shape == (5, 6, 3)
+        for i, query in enumerate(queries):
+            np.testing.assert_allclose(o["W"][i], fsm.predict("pre_sr", demos, query)["W"], rtol=1e-5, atol=1e-6)
+    np.savez(tmp_path / "bad.npz", h=_stack(queries)["h"][..., :5], snr_db=_stack(queries)["snr_db"])
+    bad = argv[:5] + [str(tmp_path / "bad.npz")] + argv[6:] + ["--out", str(tmp_path / "o2.npz")]
+    assert cli.main(bad) == 2 and not (tmp_path / "o2.npz").exists()

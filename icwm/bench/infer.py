@@ -1,8 +1,11 @@
 """Inference benchmark: the ``small`` ICWM answering a batch of pre_sr episodes (k = 16) vs WMMSE-20 solving the
-same query channels on the same hardware, plus single-episode latency.
+same query channels on the same hardware, plus single-episode latency; and the serving case, the same queries
+answered against one shared set of k demonstrations, through the cached context (``icwm.model.cache``: the
+demonstrations encoded once, included in the batch time) beside the uncached forward pass on the same episodes.
 
-``run(quick) -> list[dict]``; rows have ``name, value, unit, target, met`` and details (``weights``: "trained"
-when the shipped model exists, else "random init", in which case the sum-rate ratio says nothing about quality).
+``run(quick, model) -> list[dict]``; rows have ``name, value, unit, target, met`` and details (``weights``: "trained"
+when a model directory is given or the shipped model exists, else "random init", in which case the sum-rate ratio
+says nothing about quality).
 The model's time includes turning its (lambda, p) output into the precoder W, which is what a transmitter needs.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 
 from icwm.infer import SHIPPED, FewShotModel, natural_outputs
 from icwm.model import ModelConfig, build_model
+from icwm.model.cache import answer_queries, encode_demos
 from icwm.tasks import pre_sr
 from icwm.wireless import precoding
 from icwm.wireless.sysconfig import ArrayConfig, SystemConfig
@@ -41,10 +45,11 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
     return best
 
 
-def load_small(device: torch.device) -> tuple[torch.nn.Module, str]:
-    """The shipped model when it exists (``trained``), else a randomly initialised ``small`` flavour."""
-    if (SHIPPED / "config.yaml").is_file():
-        return FewShotModel.from_pretrained(None, device=device).model, "trained"
+def load_small(device: torch.device, path: str | None = None) -> tuple[torch.nn.Module, str]:
+    """The model at ``path`` or, without one, the shipped model when it exists (``trained``), else a randomly
+    initialised ``small`` flavour."""
+    if path is not None or (SHIPPED / "config.yaml").is_file():
+        return FewShotModel.from_pretrained(path, device=device).model, "trained"
     torch.manual_seed(0)   # build_model initialises through torch.nn defaults (global RNG)
     return build_model(ModelConfig.flavour("small")).to(device).eval(), "random init"
 
@@ -76,19 +81,81 @@ def _model_fn(model: torch.nn.Module, ep: dict, k: int, device: torch.device):
     return fn
 
 
-def run(quick: bool = False) -> list[dict]:
-    """Model vs WMMSE-20 on one batch of query channels: time, speed-up, sum-rate ratio; single-episode latency."""
+def _shared(ep: dict, k: int) -> tuple[dict, dict]:
+    """One set of demonstrations (episode 0's k pairs) [1, k, ...] and every episode's query [batch, 1, ...] (zero
+    labels), as model batches. pre_sr drops are i.i.d. draws of one configuration, so any k drops can serve as the
+    context of every query."""
+    demos = {"task": "pre_sr", "k": k, **{key: ep[key][:1, :k] for key in ("h", "snr_db", "lam_p")}}
+    queries = {"task": "pre_sr", "k": 0, **{key: ep[key][:, k:] for key in ("h", "snr_db")},
+               "lam_p": torch.zeros_like(ep["lam_p"][:, k:])}
+    return demos, queries
+
+
+def _cached_fn(model: torch.nn.Module, demos: dict, queries: dict, device: torch.device, encode: bool = True):
+    """The cached path: W [batch, ant, user] for the queries, the demonstrations encoded in the call (``encode``) or
+    once beforehand (a cell's context already cached)."""
+    demos = {key: v.to(device) if torch.is_tensor(v) else v for key, v in demos.items()}
+    queries = {key: v.to(device) if torch.is_tensor(v) else v for key, v in queries.items()}
+    q = {key: queries[key][:, 0] for key in ("h", "snr_db")}
+    with torch.inference_mode():
+        cached = None if encode else encode_demos(model, demos)
+
+    def fn() -> torch.Tensor:
+        with torch.inference_mode():
+            pred = answer_queries(model, encode_demos(model, demos) if cached is None else cached, queries)
+            return natural_outputs("pre_sr", {"lam_p": pred["lam_p"]}, q)["W"]
+    return fn
+
+
+def cached_rows(model: torch.nn.Module, ep: dict, size: dict, device: torch.device, wmmse: tuple,
+                info: dict) -> list[dict]:
+    """The batch's queries against one shared context: cached vs uncached forward vs WMMSE-20 (``wmmse``: its batch
+    time in s and its precoders), sum-rate ratio, single-query latency with the context cached."""
+    k = size["k"]
+    demos, queries = _shared(ep, k)
+    episodes_shared = {key: torch.cat((demos[key].expand((size["batch"],) + demos[key].shape[1:]), ep[key][:, k:]), 1)
+                       for key in ("h", "snr_db", "lam_p")}
+    cached_fn, uncached_fn = _cached_fn(model, demos, queries, device), _model_fn(model, episodes_shared, k, device)
+    t_cached, t_uncached = _timed(cached_fn, device, size["repeats"]), _timed(uncached_fn, device, size["repeats"])
+    h = ep["h"][:, -1].to(device)
+    w_cached, (t_wmmse, w_wmmse) = cached_fn(), wmmse
+    ratio = float(precoding.sum_rate(h, w_cached).mean() / precoding.sum_rate(h, w_wmmse).mean())
+    diff = float((w_cached - uncached_fn()).abs().max())
+    one = _cached_fn(model, demos, {key: v[:1] if torch.is_tensor(v) else v for key, v in queries.items()}, device,
+                     encode=False)
+    lat = [_timed(one, device, 1) for _ in range(size["latency_runs"])]
+    info = {**info, "context": f"one set of k = {k} demonstrations shared by the batch", "w_max_abs_diff": diff}
+    return [
+        {"name": "icwm_cached_pre_sr_batch_time", "value": t_cached * 1e3, "unit": "ms/batch", "target": "", "met": "",
+         **info, "includes": "encoding the context once"},
+        {"name": "icwm_uncached_shared_batch_time", "value": t_uncached * 1e3, "unit": "ms/batch", "target": "",
+         "met": "", **info},
+        {"name": "icwm_cached_vs_uncached_speedup", "value": t_uncached / t_cached, "unit": "x", "target": "",
+         "met": "", **info},
+        {"name": "icwm_cached_vs_wmmse20_speedup", "value": t_wmmse / t_cached, "unit": "x", "target": ">= 20",
+         "met": t_wmmse / t_cached >= 20, **info},
+        {"name": "icwm_cached_vs_wmmse20_sum_rate_ratio", "value": ratio, "unit": "fraction", "target": ">= 0.99",
+         "met": ratio >= 0.99, **info},
+        {"name": "icwm_cached_single_query_latency", "value": statistics.median(lat) * 1e3, "unit": "ms (median)",
+         "target": "", "met": "", **info, "runs": size["latency_runs"]},
+    ]
+
+
+def run(quick: bool = False, model: str | None = None) -> list[dict]:
+    """Model vs WMMSE-20 on one batch of query channels: time, speed-up, sum-rate ratio; single-episode latency; the
+    same queries against one cached context (``cached_rows``). ``model``: a model directory (default: shipped)."""
     size = QUICK if quick else FULL
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, weights = load_small(device)
+    net, weights = load_small(device, model)
     ep = episodes(size, torch.Generator().manual_seed(0))
     h = ep["h"][:, -1].to(device)                                       # [batch, user, ant] query channels
     p = torch.pow(10.0, ep["snr_db"][:, -1] / 10.0).to(device)         # [batch] power budgets
-    model_fn = _model_fn(model, ep, size["k"], device)
+    model_fn = _model_fn(net, ep, size["k"], device)
     wmmse_fn = lambda: precoding.wmmse(h, p, iters=pre_sr.WMMSE_ITERS, init="rzf")  # noqa: E731
     t_model, t_wmmse = _timed(model_fn, device, size["repeats"]), _timed(wmmse_fn, device, size["repeats"])
-    ratio = float(precoding.sum_rate(h, model_fn()).mean() / precoding.sum_rate(h, wmmse_fn()).mean())
-    one = _model_fn(model, {key: v[:1] for key, v in ep.items()}, size["k"], device)
+    w_wmmse = wmmse_fn()
+    ratio = float(precoding.sum_rate(h, model_fn()).mean() / precoding.sum_rate(h, w_wmmse).mean())
+    one = _model_fn(net, {key: v[:1] for key, v in ep.items()}, size["k"], device)
     lat = [_timed(one, device, 1) for _ in range(size["latency_runs"])]
     info = {"weights": weights, "device": str(device), "batch": size["batch"], "k": size["k"],
             "nt": size["rows"] * size["cols"], "users": size["users"], "snr_db": SNR_DB}
@@ -101,4 +168,4 @@ def run(quick: bool = False) -> list[dict]:
          "met": ratio >= 0.99, **info},
         {"name": "icwm_single_episode_latency", "value": statistics.median(lat) * 1e3, "unit": "ms (median)",
          "target": "", "met": "", **info, "runs": size["latency_runs"]},
-    ]
+    ] + cached_rows(net, ep, size, device, (t_wmmse, w_wmmse), info)

@@ -47,6 +47,11 @@ class DetEmbed(nn.Module):
         self.y_lin = mlp(2 * cfg.max_slots, cfg.d_model)
         self.icr = InContextRidge(cfg) if cfg.icr else None
 
+    def fits_in_context(self, batch: dict) -> bool:
+        """Whether ``first_guess`` is the in-context fit for ``batch`` (then a pair's tokens read the pairs before it;
+        otherwise they read that pair alone). Used by ``icwm.model.cache``; mirrors ``first_guess``."""
+        return self.icr is not None and not ("h" in batch and "snr_db" in batch)
+
     def first_guess(self, batch: dict, snr: torch.Tensor) -> torch.Tensor:
         """[B, P, slot, K] complex: EP with the given channel and SNR, else the in-context fit (zeros without it)."""
         yr, labels = batch["y"], batch["x"]

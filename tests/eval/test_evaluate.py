@@ -226,12 +226,36 @@ def test_bench_infer_quick_rows():
     from icwm.bench import infer
     rows = {r["name"]: r for r in infer.run(quick=True)}
     assert set(rows) == {"icwm_pre_sr_batch_time", "wmmse20_batch_time", "icwm_vs_wmmse20_speedup",
-                         "icwm_vs_wmmse20_sum_rate_ratio", "icwm_single_episode_latency"}
+                         "icwm_vs_wmmse20_sum_rate_ratio", "icwm_single_episode_latency"} | set(CACHED_ROWS)
     assert all(math.isfinite(r["value"]) and r["value"] > 0 for r in rows.values())
     sp = rows["icwm_vs_wmmse20_speedup"]
     assert sp["value"] == pytest.approx(rows["wmmse20_batch_time"]["value"] / rows["icwm_pre_sr_batch_time"]["value"])
     assert sp["met"] == (sp["value"] >= 20) and sp["weights"] in ("trained", "random init")
     assert 0 < rows["icwm_vs_wmmse20_sum_rate_ratio"]["value"] < 1.5
+
+
+CACHED_ROWS = ("icwm_cached_pre_sr_batch_time", "icwm_uncached_shared_batch_time", "icwm_cached_vs_uncached_speedup",
+               "icwm_cached_vs_wmmse20_speedup", "icwm_cached_vs_wmmse20_sum_rate_ratio",
+               "icwm_cached_single_query_latency")
+
+
+def test_bench_infer_cached_context_rows_with_a_model_directory(tmp_path):
+    """The serving rows (queries against one cached context) run with any model directory; the cached precoders
+    equal the uncached forward pass's."""
+    from icwm.bench import infer
+    from icwm.infer import save_pretrained
+    from icwm.model import ModelConfig, build_model
+    cfg = ModelConfig.flavour("debug")
+    path = save_pretrained(build_model(cfg), cfg, tmp_path / "m")
+    rows = {r["name"]: r for r in infer.run(quick=True, model=str(path))}
+    assert set(CACHED_ROWS) <= set(rows) and all(rows[n]["weights"] == "trained" for n in CACHED_ROWS)
+    assert all(math.isfinite(rows[n]["value"]) and rows[n]["value"] > 0 for n in CACHED_ROWS)
+    sp = rows["icwm_cached_vs_uncached_speedup"]
+    assert sp["value"] == pytest.approx(rows["icwm_uncached_shared_batch_time"]["value"]
+                                        / rows["icwm_cached_pre_sr_batch_time"]["value"])
+    assert rows["icwm_cached_vs_wmmse20_speedup"]["value"] == pytest.approx(
+        rows["wmmse20_batch_time"]["value"] / rows["icwm_cached_pre_sr_batch_time"]["value"])
+    assert sp["w_max_abs_diff"] < 1e-4 and 0 < rows["icwm_cached_vs_wmmse20_sum_rate_ratio"]["value"] < 1.5
 
 
 def test_task_prefix_selects_the_task_family_files():

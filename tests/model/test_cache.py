@@ -1,0 +1,80 @@
+"""Cached demonstrations (``icwm.model.cache``): answering queries against encoded demonstrations equals the forward
+pass on each full episode at its query pair, for every task, both forms and k = 0, 1, 5."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from icwm import tasks
+from icwm.model import ModelConfig, build_model
+from icwm.model.cache import answer_queries, encode_demos
+from model_batches import latent_batch, random_batch
+
+Q = 3
+FORMS = [(t, form) for t in tasks.TASKS for form in ("given", "latent") if form == "given" or tasks.spec(t).latent_x]
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    """A debug model with every parameter perturbed (zero-initialised layers too, so every path is live)."""
+    torch.manual_seed(0)
+    m = build_model(ModelConfig.flavour("debug")).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return m
+
+
+def _split(batch: dict) -> tuple[dict, dict, dict]:
+    """A batch [Q, k+1, ...] -> (demos of episode 0 [1, k, ...], queries [Q, 1, ...] with zero labels, the full
+    episodes [Q, k+1, ...]: episode 0's demonstrations followed by each query)."""
+    task, k = batch["task"], batch["k"]
+    spec = tasks.spec(task)
+    keys = [key for key in (*spec.x_keys, *spec.y_keys) if key in batch]
+    demos = {"task": task, "k": k, **{key: batch[key][:1, :k] for key in keys}}
+    queries = {"task": task, "k": 0, **{key: batch[key][:, k:].clone() for key in keys}}
+    for key in spec.y_keys:
+        queries[key].zero_()
+    full = {"task": task, "k": k, **{key: torch.cat((demos[key].expand((Q,) + demos[key].shape[1:]), queries[key]), 1)
+                                     for key in keys}}
+    return demos, queries, full
+
+
+@pytest.mark.parametrize("k", [0, 1, 5])
+@pytest.mark.parametrize("task,form", FORMS)
+def test_cached_queries_equal_the_forward_pass(model, task: str, form: str, k: int):
+    make = latent_batch if form == "latent" else random_batch
+    demos, queries, full = _split(make(task, B=Q, k=k, seed=k))
+    with torch.no_grad():
+        ref = {key: v[:, -1] for key, v in model(full).items()}
+        out = answer_queries(model, encode_demos(model, demos), queries)
+    assert set(out) == set(ref)
+    for key, v in ref.items():
+        assert out[key].shape == v.shape and out[key].dtype == v.dtype, key
+        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda m: f"{task} {form} {key}: {m}")
+
+
+def test_cached_queries_depend_on_the_demonstrations(model):
+    """The cache carries information: other demonstrations give other answers (the test above can fail)."""
+    demos, queries, _ = _split(random_batch("cp", B=Q, k=3, seed=0))
+    other, _, _ = _split(random_batch("cp", B=Q, k=3, seed=1))
+    with torch.no_grad():
+        a = answer_queries(model, encode_demos(model, demos), queries)["h_fut"]
+        b = answer_queries(model, encode_demos(model, other), queries)["h_fut"]
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_cache_rejects_mismatched_inputs(model):
+    demos, queries, _ = _split(random_batch("pre_sr", B=Q, k=2, K=3, N=8))
+    cache = encode_demos(model, demos)
+    with pytest.raises(ValueError, match="queries\\['task'\\]"):
+        answer_queries(model, cache, {**queries, "task": "pre_mm"})
+    with pytest.raises(ValueError, match="queries\\['h'\\]: expected per-sample shape"):
+        answer_queries(model, cache, {**queries, "h": queries["h"][..., :6]})
+    with pytest.raises(ValueError, match="queries: expected the demonstrations' keys"):
+        answer_queries(model, cache, {key: v for key, v in queries.items() if key != "snr_db"})
+    with pytest.raises(ValueError, match="demos\\['h'\\]: expected shape \\[1, k=2"):
+        encode_demos(model, {**demos, "h": demos["h"].expand(2, -1, -1, -1)})
+    with pytest.raises(ValueError, match="demos\\['k'\\]"):
+        encode_demos(model, {**demos, "k": model.cfg.k_max + 1})
