@@ -4,7 +4,8 @@ classical baselines, on seen, unseen and swept configurations.
     python launch/compare.py --config configs/compare/<name>.yaml [key=value ...]
     (e.g. out_dir=outputs/compare/x, device=auto, tasks=[pre_sr,cp], llm.enabled=false, episodes=32)
 
-Writes to ``out_dir``: results.csv, report.md, plots/*.png, config.yaml, provenance.json, notes.json, llm_runs/.
+Writes to ``out_dir``: results.csv, report.md, plots/*.png, config.yaml, provenance.json, notes.json, llm_runs/, and
+with ``ttft.enabled`` ttft.csv (ICL vs test-time fine-tuning on the latent families).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Loaded with ``icwm.config.load_cli`` / ``load_config`` (defaults < YAML < ``key=value``); unknown keys and bad values
 raise ``ValueError`` naming the field. Families, task-specific family files and episodes follow ``EvalConfig``
-(``eval_config()`` builds one), so every method is scored on the episodes of ``icwm.eval.runner``.
+(``eval_config()`` builds one), so every method is scored on the episodes of ``icwm.eval.runner``; the optional
+``ttft`` section (ICL vs test-time fine-tuning on the latent families) has its own (``ttft_eval_config()``).
 """
 from __future__ import annotations
 
@@ -143,6 +144,46 @@ class SweepConfig:
         check(len(self.values) > 0, "sweeps.values", "a non-empty list of numbers", self.values)
 
 
+FILLS = ("prior", "zero")
+
+
+@dataclass
+class TTFTConfig:
+    """ICL vs test-time fine-tuning on the latent families (``icwm.compare.ttft``): on the same episodes, the native
+    model reads k demonstrations, one adapted-LLM variant is fine-tuned on the same k labelled pairs of each episode
+    (restored before the next), the classical latent baselines (oracle / blind / in_context) fit theta to them."""
+
+    enabled: bool = False
+    families: list[str] = field(default_factory=lambda: ["latent_unseen"])   # as ``families`` (task_prefix applies)
+    tasks: list[str] = field(default_factory=list)      # [] = the comparison's tasks
+    max_systems: int = 0            # >0: only the first N systems of each family
+    episodes: int = 64              # episodes per (task, system)
+    ks: list[int] = field(default_factory=lambda: [4, 16])   # demonstrations = fine-tuning pairs per episode
+    variant: str = ""               # LLM method fine-tuned at test time; "" = the best on the seen family (ttft.py)
+    max_steps: int = 50             # step cap of one episode's fine-tune
+    patience: int = 3               # stop after this many evaluations without a lower loss on the k pairs
+    min_delta: float = 0.0          # relative loss decrease that counts as lower
+    eval_every: int = 1             # loss on the k pairs every N steps
+    lr: float = 1e-3
+    batch: int = 16                 # pairs per step (drawn from the k pairs; min(batch, k))
+    fill: str = "prior"             # inputs the latent form omits, for the LLM: "prior" (prior_<name>, else 0) | "zero"
+
+    def __post_init__(self) -> None:
+        check(len(self.families) > 0, "ttft.families", "a non-empty list of family names or YAML paths",
+              self.families)
+        check(all(t in TASKS for t in self.tasks), "ttft.tasks", f"task ids among {TASKS}", self.tasks)
+        check(self.max_systems >= 0 and self.episodes >= 1, "ttft.max_systems/episodes",
+              "max_systems >= 0, episodes >= 1", (self.max_systems, self.episodes))
+        check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "ttft.ks", "a non-empty list of integers >= 1",
+              self.ks)
+        self.ks = sorted(set(self.ks))
+        check(self.max_steps >= 1 and self.patience >= 1 and self.eval_every >= 1,
+              "ttft.max_steps/patience/eval_every", "integers >= 1", (self.max_steps, self.patience, self.eval_every))
+        check(self.min_delta >= 0 and self.lr > 0 and self.batch >= 1, "ttft.min_delta/lr/batch",
+              "min_delta >= 0, lr > 0, batch >= 1", (self.min_delta, self.lr, self.batch))
+        check(self.fill in FILLS, "ttft.fill", f"one of {FILLS}", self.fill)
+
+
 @dataclass
 class CompareConfig:
     """Native ICWM vs adapted LLMs vs single-task nets vs classical baselines on seen / unseen / sweep systems."""
@@ -165,6 +206,7 @@ class CompareConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     single_task: SingleTaskConfig = field(default_factory=SingleTaskConfig)
     sweeps: list[SweepConfig] = field(default_factory=list)
+    ttft: TTFTConfig = field(default_factory=TTFTConfig)
 
     def __post_init__(self) -> None:
         check(len(self.out_dir) > 0, "out_dir", "a directory path", self.out_dir)
@@ -173,7 +215,9 @@ class CompareConfig:
         check(len(set(names)) == len(names), "sweeps", "distinct sweep names", names)
         for s in self.sweeps:
             check(set(s.tasks) <= set(self.tasks), f"sweeps.{s.name}.tasks", f"tasks among {self.tasks}", s.tasks)
+        check(set(self.ttft.tasks) <= set(self.tasks), "ttft.tasks", f"tasks among {self.tasks}", self.ttft.tasks)
         self.eval_config()          # validates tasks, families, task_prefix, episodes, batch_size, device
+        self.ttft_eval_config()
 
     def eval_config(self) -> EvalConfig:
         """The ``EvalConfig`` whose families, episodes and seeds every method shares."""
@@ -181,3 +225,12 @@ class CompareConfig:
                           families=list(self.families), systems_dir=self.systems_dir,
                           task_prefix=dict(self.task_prefix), max_systems=self.max_systems, episodes=self.episodes,
                           batch_size=self.batch_size, seed=self.seed, out_dir=self.out_dir, device=self.device)
+
+    def ttft_eval_config(self) -> EvalConfig:
+        """The ``EvalConfig`` of the ``ttft`` section: its families, tasks, k values, episodes and systems, the
+        comparison's task_prefix, batch size, seed and device."""
+        t = self.ttft
+        return EvalConfig(model=self.native.model, tasks=list(t.tasks or self.tasks), ks=list(t.ks),
+                          families=list(t.families), systems_dir=self.systems_dir, task_prefix=dict(self.task_prefix),
+                          max_systems=t.max_systems, episodes=t.episodes, batch_size=self.batch_size, seed=self.seed,
+                          out_dir=self.out_dir, device=self.device)

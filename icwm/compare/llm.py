@@ -4,7 +4,8 @@ per-system few-shot fine-tuning (built on ``adapters_llm``: ``run_finetune``, ``
 Zero-shot = the model trained on the seen family (until its validation loss stops improving when the base config
 sets ``train.eval_every`` / ``train.patience``; cached by a hash of its config and data, ``cache_key``). Few-shot
 N = that model fine-tuned (all trainable groups, one stage, the task loss) on N labelled samples of the target
-system, drawn from groups other than the evaluation episodes; its weights are restored afterwards.
+system, drawn from groups other than the evaluation episodes; its weights are restored afterwards. ``tune`` is that
+fine-tuning path (also the per-episode test-time fine-tune of ``icwm.compare.ttft``).
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from typing import Optional
 
 import torch
 
-from adapters_llm.config import DataConfig, FinetuneConfig
+from adapters_llm.config import DataConfig, FinetuneConfig, TrainConfig
+from adapters_llm.early_stop import Curve
 from adapters_llm.model import WEIGHTS, AdaptedLLM, build_model, from_checkpoint, param_counts, sample_shapes
 from adapters_llm.run import run_finetune
-from adapters_llm.train import Trainer, flatten_groups
+from adapters_llm.train import LossFn, Pool, Trainer, flatten_groups
 from icwm import tasks as task_registry
 from icwm.compare.config import CompareConfig
 from icwm.config import load_config, to_yaml
@@ -181,6 +183,33 @@ def _cached(run_dir: Path, key: str) -> bool:
     return f.is_file() and (run_dir / "final" / WEIGHTS).is_file() and json.loads(f.read_text()).get("key") == key
 
 
+def shot_train_config(m: LLMMethod, steps: int, lr: float, batch: int, **changes) -> TrainConfig:
+    """``m``'s training config for a fine-tune on a few labelled samples: one stage of every trainable group on the
+    task loss (``zheng_dai``, no supervised warm-up, no warm-up steps), ``changes`` on top (e.g. early stopping)."""
+    return dataclasses.replace(m.cfg.train, schedule="zheng_dai", steps=steps, stage1_steps=0, supervised_steps=0,
+                               warmup_steps=0, lr=lr, batch_size=batch, progress=False, **changes)
+
+
+def tune(m: LLMMethod, task: str, pool: Pool, tcfg: TrainConfig, seed: int, loss: Optional[LossFn] = None,
+         val: Optional[Pool] = None) -> tuple[float, Optional[Curve]]:
+    """Fine-tune ``m.model`` in place on ``pool`` ([N, ...] labelled samples of ``task``) with ``tcfg``; with ``val``,
+    until its loss there stops falling (``tcfg.eval_every`` / ``patience``; the best evaluation's weights kept).
+
+    Args:
+        loss: ``(pred, sample) -> [N]``; None = the task module's ``loss``. seed: the dropout (global RNG) seed.
+    Returns:
+        (wall time s, the validation curve or None). The caller restores the weights it started from.
+    """
+    fn = loss or task_registry.get(task).loss
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):        # dropout draws from the global RNG: fork and seed it
+        torch.manual_seed(seed)
+        trainer = Trainer(m.model, tcfg, {task: [pool]}, {task: fn}, val={task: [val]} if val else None)
+        trainer.fit()
+    m.model.eval()
+    return time.perf_counter() - t0, trainer.curve
+
+
 def few_shot(m: LLMMethod, cfg: CompareConfig, task: str, system: SystemConfig, n: int) -> float:
     """Fine-tune ``m.model`` in place on ``n`` labelled samples of ``system``; returns the wall time (s).
 
@@ -190,12 +219,6 @@ def few_shot(m: LLMMethod, cfg: CompareConfig, task: str, system: SystemConfig, 
     spg = cfg.llm.samples_per_group
     rng = torch.Generator().manual_seed(stable_seed(cfg.seed, "few-shot", task, system.name, n))
     pool = flatten_groups(mod.generate(system, math.ceil(n / spg), spg, rng))
-    tcfg = dataclasses.replace(m.cfg.train, schedule="zheng_dai", steps=cfg.llm.few_shot_steps, stage1_steps=0,
-                               supervised_steps=0, warmup_steps=0, lr=cfg.llm.few_shot_lr,
-                               batch_size=min(cfg.llm.few_shot_batch, n), few_shot=n, progress=False)
-    t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stable_seed(cfg.seed, "few-shot-init", m.name, task, system.name, n))
-        Trainer(m.model, tcfg, {task: [pool]}, {task: mod.loss}).fit()
-    m.model.eval()
-    return time.perf_counter() - t0
+    tcfg = shot_train_config(m, cfg.llm.few_shot_steps, cfg.llm.few_shot_lr, min(cfg.llm.few_shot_batch, n),
+                             few_shot=n)
+    return tune(m, task, pool, tcfg, stable_seed(cfg.seed, "few-shot-init", m.name, task, system.name, n))[0]

@@ -4,18 +4,21 @@ Tables: per task (main metric, methods x families: native at k = table_k and at 
 their best N; learned methods that do not beat the task's trivial baseline on the seen family are marked "not
 converged", from ``convergence.csv``); convergence (every learned method vs its trivial baseline, with its training
 steps and curve); LLM4WM-style (ce, cp, pf, bf, de, pe and Avg.); quantisation (lora vs nf4_loftq vs nf4_naive per
-backbone); backbone (gpt2 vs llama vs frozen vs no_llm); cost; then the notes of skipped methods.
+backbone); backbone (gpt2 vs llama vs frozen vs no_llm); cost; ICL vs test-time fine-tuning (from ``ttft.csv``,
+when that section ran); then the notes of skipped methods.
 """
 from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
 from omegaconf import OmegaConf
 
 from icwm.compare import table as T
+from icwm.eval.eta import ETA_PRIMARY
 from icwm.eval.report import PRIMARY
 from icwm.eval.runner import MODEL
 
@@ -169,8 +172,60 @@ def convergence_lines(conv: list[dict], z: float) -> list[str]:
     return out + [""]
 
 
-def markdown(rows: list[dict], cfg: dict, notes: list[str], conv: Optional[list[dict]] = None) -> str:
-    """The whole report text (``conv``: rows of ``convergence.csv``)."""
+def read_ttft(path: Path) -> list[dict]:
+    """Rows of a ttft.csv (``icwm.eval.runner.COLUMNS``) with typed cells."""
+    with open(path, newline="") as f:
+        return [{**r, "k": int(r["k"]) if r["k"] else None, "value": float(r["value"]), "n": int(r["n"])}
+                for r in csv.DictReader(f)]
+
+
+def _ttft_order(method: str) -> tuple[int, str]:
+    """Table order: native, the fine-tuned variant, in_context, the other baselines, blind, oracle."""
+    rank = {MODEL: 0, "in_context": 2, "blind": 4, "oracle": 5}.get(method, 1 if method.endswith("+ttft") else 3)
+    return rank, method
+
+
+def _ttft_cells(rs: list[dict], method: str, k: int, metric: str, teaches: bool) -> list[str]:
+    mine = {r["metric"]: r["value"] for r in rs if r["method"] == method and r["k"] == k}
+    get = mine.get
+    eta, se = (get("eta"), get("eta_se")) if teaches and method not in ("oracle", "blind") else (None, None)
+    flops = get("flops")
+    return [T.fmt(get(metric)), "-" if eta is None else f"{T.fmt(eta)} ± {T.fmt(se)}", T.fmt(get("steps")),
+            T.fmt(get("seconds")), T.fmt(None if flops is None else flops / 1e9)]
+
+
+def ttft_lines(rows: list[dict]) -> list[str]:
+    """The "ICL vs test-time fine-tuning" section: per task and latent family (pooled systems), the eta metric, eta
+    and the cost per episode of every method at each k (``ttft.csv`` rows)."""
+    out = ["## ICL vs test-time fine-tuning", "",
+           "Same episodes of the latent families, same k labelled pairs: native ICWM reads them as demonstrations (no "
+           "weight update); `<variant>+ttft` is the adapted LLM fine-tuned on them, for every episode from its trained "
+           "adapter, until their loss stops falling (then reset); oracle / blind / in_context are the classical latent "
+           "baselines. eta = (m - m_blind) / (m_oracle - m_blind) +- its paired standard error (icwm.eval.eta); "
+           "\"teaches nothing\": the oracle - blind gap is within two standard errors. Cost per episode: fine-tuning "
+           "steps, wall seconds (fine-tune + query prediction; native: its forward) and GFLOPs (FlopCounterMode: "
+           "steps x F_step + evaluations x 2 x F_fwd(k) + F_fwd(query), icwm/compare/ttft.py).", ""]
+    pooled = [r for r in rows if r["system"] == T.ALL]
+    for task, fam in dict.fromkeys((r["task"], r["family"]) for r in pooled):
+        rs = [r for r in pooled if r["task"] == task and r["family"] == fam]
+        metric = ETA_PRIMARY[task][0]
+        gap = next((r["value"] for r in rs if r["method"] == "oracle" and r["metric"] == "gap"), None)
+        teaches = any(r["metric"] == "eta" and math.isfinite(r["value"]) for r in rs)
+        note = f"oracle - blind gap {T.fmt(gap)}" + ("" if teaches else ": the family teaches nothing here")
+        out += [f"### {task} / {fam} ({metric}; {note})", "",
+                "| method | k | " + metric + " | eta | steps | s / episode | GFLOPs / episode |",
+                "|---|---|---|---|---|---|---|"]
+        methods = sorted(dict.fromkeys(r["method"] for r in rs), key=_ttft_order)
+        for m in methods:
+            for k in sorted({r["k"] for r in rs if r["method"] == m and r["k"] is not None}):
+                out.append(f"| {m} | {k} | " + " | ".join(_ttft_cells(rs, m, k, metric, teaches)) + " |")
+        out.append("")
+    return out
+
+
+def markdown(rows: list[dict], cfg: dict, notes: list[str], conv: Optional[list[dict]] = None,
+             ttft: Optional[list[dict]] = None) -> str:
+    """The whole report text (``conv``: rows of ``convergence.csv``; ``ttft``: rows of ``ttft.csv``)."""
     conv = conv or []
     bad = frozenset((r["method"], r["task"]) for r in conv if r["converged"] != "True")
     fams, k = T.families(rows), int(cfg["native"]["table_k"])
@@ -193,6 +248,7 @@ def markdown(rows: list[dict], cfg: dict, notes: list[str], conv: Optional[list[
                         f"Quantisation ({bb})")
     out += llm_grid(rows, [n for n in llms if n.endswith(("_lora", "_frozen")) or n == "no_llm"], fams, "Backbones")
     out += cost_lines(rows, int(cfg["batch_size"]), k)
+    out += ttft_lines(ttft) if ttft else []
     out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(out)
 
@@ -207,6 +263,7 @@ def write_report(folder: str | Path) -> Path:
     if (folder / "convergence.csv").is_file():
         with open(folder / "convergence.csv", newline="") as f:
             conv = list(csv.DictReader(f))
+    ttft = read_ttft(folder / "ttft.csv") if (folder / "ttft.csv").is_file() else None
     path = folder / "report.md"
-    path.write_text(markdown(rows, cfg, notes, conv))
+    path.write_text(markdown(rows, cfg, notes, conv, ttft))
     return path

@@ -3,7 +3,8 @@ every task x family x system (and sweep point), write the output folder.
 
 Output folder (``out_dir``): ``config.yaml`` (resolved), ``provenance.json``, ``results.csv``, ``notes.json``,
 ``convergence.csv`` (each learned method vs its task's trivial baseline on the seen family, ``converge``),
-``curves.csv`` (training / validation loss per evaluation of every learned method, ``curves``), ``report.md``,
+``curves.csv`` (training / validation loss per evaluation of every learned method, ``curves``), ``ttft.csv`` (with
+``ttft.enabled``: ICL vs test-time fine-tuning on the latent families, ``icwm.compare.ttft``), ``report.md``,
 ``plots/*.png`` (report and plots are built from the CSVs), ``llm_runs/`` (adapter checkpoints, reused on a rerun
 with an unchanged setup: ``llm.cache``).
 """
@@ -30,6 +31,7 @@ from icwm.compare.llm import LLMMethod, build_methods, missing_weights, train_ba
 from icwm.compare.provenance import provenance
 from icwm.compare.single_task import train_net
 from icwm.compare.sweeps import sweep_units
+from icwm.compare.ttft import run_ttft
 from icwm.config import check, to_yaml
 from icwm.data.shards import stable_seed
 from icwm.eval import runner
@@ -255,11 +257,19 @@ def run(cfg: CompareConfig, argv: list[str]) -> Path:
     if cfg.llm.enabled:
         train_llms(cfg, ms, seen_of, Path(cfg.llm.cache_dir) if cfg.llm.cache_dir else out / "llm_runs")
     rows = evaluate_all(cfg, ms, units, sweep_units(cfg.sweeps, seen_of), device, seen_name)
+    ttft_rows: list[dict] = []
+    if cfg.ttft.enabled:
+        ttft_rows, notes = run_ttft(cfg, ms.llms, ms.model, ms.convergence, device)
+        ms.notes += notes
     tmp = Path(tempfile.mkdtemp(prefix=".compare-tmp-", dir=out))
     try:
         write_csv(rows, tmp / "results.csv")
         write_table(ms.convergence, C.COLUMNS, tmp / "convergence.csv")
         write_curves(ms.curves, tmp)
+        if cfg.ttft.enabled:
+            write_table(ttft_rows, runner.COLUMNS, tmp / "ttft.csv")
+        elif (out / "ttft.csv").is_file():
+            (out / "ttft.csv").unlink()                       # a stale section of an earlier run
         (tmp / "config.yaml").write_text(to_yaml(cfg))
         (tmp / "notes.json").write_text(json.dumps(list(dict.fromkeys(ms.notes)), indent=1))
         (tmp / "provenance.json").write_text(json.dumps(provenance(argv, device), indent=1))
