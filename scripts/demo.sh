@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command demo on a fresh machine (a few minutes on 2 CPU cores): set up, generate a small dataset with the data
 # engine, run a short DeepSpeed pretraining of the `debug` flavour on it, then few-shot inference with the shipped
-# icwm-small model on an unseen configuration against WMMSE / ZF / optimal max-min (table + outputs/demo/demo.png).
+# icwm-small model on an unseen configuration whose SNR is hidden, beside oracle / blind / classical in-context WMMSE
+# designs (table + outputs/demo/demo.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
