@@ -57,9 +57,10 @@ class ModelConfig:
     bf_prior_floor: float = -20.0   # bf: floor of the sub-6 prior's log-scores (beams 20 nepers below the peak are
                                     # all unlikely; keeps the prior's logits finite)
     icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
-    icr_half_width: int = 8         # ce icr: pilots each side among the fit's regressors (the fit has no weights;
-                                    # demonstrations pin down a window as wide as the delay spread needs)
-    icr_band_half_width: int = 1    # pf icr: delay bins each side among a bin's regressors (UL-DL delay leakage)
+    icr_half_width: int = 12        # ce icr: pilots each side among the fit's regressors; chosen on training
+                                    # episodes (python -m icwm.train.select_icr, docs/model.md)
+    icr_band_half_width: int = 1    # pf icr: delay bins each side among a bin's regressors (UL-DL delay leakage);
+                                    # chosen on training episodes like icr_half_width
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
