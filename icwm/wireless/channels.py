@@ -204,10 +204,12 @@ def sample_links(cfg: SystemConfig, geo: Geometry, bs_array, carrier_hz: float, 
 
 
 def coefficients(links: Links, bs_array, carrier_hz: float, n_time: int, interval_s: float,
-                 fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 fast: bool | None = None, shared: fastcoef.SharedRays | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TR 38.901 step 11 (path coefficients with Doppler time evolution) for ``bs_array`` at ``carrier_hz``:
     through ``icwm.wireless.fastcoef`` (same numbers within 1e-6 relative, separable array) or Sionna's
-    ``ChannelCoefficientsGenerator``; ``fast`` None takes ``links.fast`` (the system's ``fast``).
+    ``ChannelCoefficientsGenerator``; ``fast`` None takes ``links.fast`` (the system's ``fast``). ``shared``: the
+    fast path's ``fastcoef.shared_rays`` of these links, computed once for several bands (ignored by Sionna's path).
 
     Returns:
         a: [drop, user, path, ant, time] complex64 (unit average power per link before element gains).
@@ -216,7 +218,7 @@ def coefficients(links: Links, bs_array, carrier_hz: float, n_time: int, interva
     ue = arrays.ue_array(carrier_hz, device_key(links.c_ds.device))
     if links.fast if fast is None else fast:
         a, tau = fastcoef.fast_coefficients(n_time, 1.0 / interval_s, links.lsp.k_factor, links.rays, links.topology,
-                                            links.c_ds, bs_array, ue, carrier_hz)
+                                            links.c_ds, bs_array, ue, carrier_hz, shared=shared)
     else:
         gen = ChannelCoefficientsGenerator(carrier_hz, bs_array, ue, subclustering=True,
                                            device=device_key(links.c_ds.device))

@@ -23,7 +23,7 @@ import torch
 from sionna.phy.channel.tr38901.channel_coefficients import Topology
 
 from icwm.config import check
-from icwm.wireless import arrays
+from icwm.wireless import arrays, fastcoef
 from icwm.wireless.channels import (ELEMENT_BUDGET, LIMITS, Geometry, coefficients, concat, derive_seed, device_key,
                                     draw_geometry, make_scenario, ofdm, sample_links, set_geometry, sionna_seeded,
                                     split, validate)
@@ -76,11 +76,24 @@ def rotated(links, yaw_rad: torch.Tensor):
 
 
 def _band(links, n_ant: int, pattern: str, carrier_hz: float, n_sc: int, spacing_hz: float,
-          interval_s: float, device: str) -> torch.Tensor:
-    """One band's frequency response [drop, user, sc, ant] (unit-power rays, element gains included)."""
+          interval_s: float, device: str, shared: fastcoef.SharedRays | None = None) -> torch.Tensor:
+    """One band's frequency response [drop, user, sc, ant] (unit-power rays, element gains included); ``shared``:
+    the fast path's band-independent terms (``_shared``), None to compute them (or on Sionna's path)."""
     bs = arrays.ula(n_ant, pattern, carrier_hz, device)
-    a, tau = coefficients(links, bs, carrier_hz, 1, interval_s)
+    a, tau = coefficients(links, bs, carrier_hz, 1, interval_s, shared=shared)
     return ofdm(a, tau, n_sc, spacing_hz)[:, :, 0]
+
+
+def _shared(links, links_m, bs_array, carrier_hz: float, device: str) -> tuple:
+    """The fast path's ``fastcoef.shared_rays`` for the sub-6 band and for the mmWave band: computed once and given
+    to both when the mmWave panel is not rotated (same rays, element pattern and orientations: the same numbers bit
+    for bit), else None for the mmWave band (its own fields). (None, None) on Sionna's path."""
+    if not links.fast:
+        return None, None
+    ue = arrays.ue_array(carrier_hz, device)                              # element patterns only enter
+    shared = fastcoef.shared_rays(links.rays, links.topology, bs_array, ue)
+    same = torch.equal(links_m.topology.tx_orientations, links.topology.tx_orientations)
+    return shared, shared if same else None
 
 
 def _chunk(cfg: SystemConfig) -> int:
@@ -90,13 +103,14 @@ def _chunk(cfg: SystemConfig) -> int:
 def _dual_chunk(cfg: SystemConfig, geo: Geometry, offset_deg: torch.Tensor, device: str) -> DualBand:
     db = cfg.dual_band
     pattern = cfg.array.pattern
-    links = sample_links(cfg, geo, arrays.ula(db.sub6_ant, pattern, db.sub6_carrier_hz, device),
-                         db.sub6_carrier_hz, device)
-    h6 = _band(links, db.sub6_ant, pattern, db.sub6_carrier_hz, db.sub6_subcarriers, db.sub6_spacing_hz,
-               cfg.sampling_interval_s, device)
+    bs6 = arrays.ula(db.sub6_ant, pattern, db.sub6_carrier_hz, device)
+    links = sample_links(cfg, geo, bs6, db.sub6_carrier_hz, device)
     links_m = rotated(links, offset_deg * (math.pi / 180.0))               # the mmWave panel's bearing
+    shared6, shared_m = _shared(links, links_m, bs6, db.sub6_carrier_hz, device)
+    h6 = _band(links, db.sub6_ant, pattern, db.sub6_carrier_hz, db.sub6_subcarriers, db.sub6_spacing_hz,
+               cfg.sampling_interval_s, device, shared6)
     hm = _band(links_m, db.mmw_ant, pattern, db.mmw_carrier_hz, db.mmw_subcarriers, db.mmw_spacing_hz,
-               cfg.sampling_interval_s, device)
+               cfg.sampling_interval_s, device, shared_m)
     sc_m = make_scenario(cfg, db.mmw_carrier_hz, arrays.ula(db.mmw_ant, pattern, db.mmw_carrier_hz, device), device)
     set_geometry(sc_m, cfg, geo, los=links.scenario.los.clone())
     sf_db = -10 * torch.log10(links.lsp.sf[:, 0])

@@ -23,6 +23,7 @@ sorting by delay; the LOS ray added to the first path with the K-factor weights 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -33,6 +34,21 @@ SPEED_OF_LIGHT = 299792458.0
 SUB_CLUSTERS = ((0, 1, 2, 3, 4, 5, 6, 7, 18, 19), (8, 9, 10, 11, 16, 17), (12, 13, 14, 15))
 RAY_ORDER = tuple(i for group in SUB_CLUSTERS for i in group)
 SUB_DELAY_OFFSETS = (0.0, 1.28, 2.56)
+
+
+@dataclass
+class RayFields:
+    """Carrier-independent per-ray terms (``ray_fields``): the same for every band seen through arrays of the same
+    element pattern and orientation, so a dual-band drop computes them once (``shared_rays``).
+
+    coef: [b, x, u, ...rays] complex, field . phase matrix . field (7.5-22 without array phases and Doppler).
+    r_tx, r_rx: [b, x, u, ...rays, 3] departure / arrival unit vectors.  lead: number of ray axes after [b, x, u].
+    """
+
+    coef: torch.Tensor
+    r_tx: torch.Tensor
+    r_rx: torch.Tensor
+    lead: int
 
 
 def unit_vector(theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
@@ -134,16 +150,13 @@ def _bilinear(f_rx: torch.Tensor, h_phase: torch.Tensor, f_tx: torch.Tensor) -> 
     return f_rx[..., 0] * t0 + f_rx[..., 1] * t1
 
 
-def ray_terms(topology, k_wave: torch.Tensor, zoa, aoa, zod, aod, t: torch.Tensor, tx_array, rx_array, h_phase):
-    """Per-ray factors of (7.5-22) for angles [b, x, u, ...rays] (rays = (cluster, ray), or (1,) for LOS).
+def ray_fields(topology, zoa, aoa, zod, aod, tx_array, rx_array, h_phase) -> RayFields:
+    """Carrier-independent per-ray factors of (7.5-22) for angles [b, x, u, ...rays] (rays = (cluster, ray), or (1,)
+    for LOS): unit vectors and field . phase matrix . field (element patterns and BS orientations, no wavelength).
 
     Args:
-        topology: Sionna ``Topology``.  k_wave: [] 2 pi / wavelength (1/m).  zoa, aoa, zod, aod: [b, x, u, ...] rad.
-        t: [time] s.  tx_array, rx_array: see ``fast_coefficients``.  h_phase: [b, x, u, ..., 2, 2] or [2, 2] complex.
-
-    Returns:
-        coef: [b, x, u, ...] complex (field . phase matrix . field, times the UE array phase).
-        arow: [b, x, u, ..., row] complex.  acol: [b, x, u, ..., col] complex.  dop: [b, x, u, ..., time] complex.
+        topology: Sionna ``Topology``.  zoa, aoa, zod, aod: [b, x, u, ...] rad.  tx_array, rx_array: see
+        ``fast_coefficients`` (only their element patterns enter).  h_phase: [b, x, u, ..., 2, 2] or [2, 2] complex.
     """
     lead = zod.dim() - 3
     tx_o = topology.tx_orientations[:, :, None].reshape(*topology.tx_orientations.shape[:2], 1, *([1] * lead), 3)
@@ -152,7 +165,22 @@ def ray_terms(topology, k_wave: torch.Tensor, zoa, aoa, zod, aod, t: torch.Tenso
     r_tx, r_rx = unit_vector(zod, aod), unit_vector(zoa, aoa)
     f_tx = global_field(tx_array, tx_o, zod, aod, r_tx).to(h_phase.dtype)
     f_rx = global_field(rx_array, rx_o, zoa, aoa, r_rx).to(h_phase.dtype)
-    coef = _bilinear(f_rx, h_phase, f_tx)
+    return RayFields(_bilinear(f_rx, h_phase, f_tx), r_tx, r_rx, lead)
+
+
+def array_terms(topology, k_wave: torch.Tensor, fields: RayFields, t: torch.Tensor, tx_array, rx_array):
+    """The wavelength-dependent per-ray factors on top of ``fields`` (``ray_fields``): UE and BS array phases and
+    the Doppler term.
+
+    Args:
+        topology: Sionna ``Topology``.  k_wave: [] 2 pi / wavelength (1/m).  fields: ``RayFields`` [b, x, u, ...].
+        t: [time] s.  tx_array, rx_array: see ``fast_coefficients`` (element positions at their wavelength).
+
+    Returns:
+        coef: [b, x, u, ...] complex (field . phase matrix . field, times the UE array phase).
+        arow: [b, x, u, ..., row] complex.  acol: [b, x, u, ..., col] complex.  dop: [b, x, u, ..., time] complex.
+    """
+    coef, r_tx, r_rx, lead = fields.coef, fields.r_tx, fields.r_rx, fields.lead
     # UE (single element) phase, element rotated to the GCS as Sionna does (exactly 1 for an element at the origin)
     rot_rx = rotation(topology.rx_orientations)                                # [b, u, 3, 3]
     d_rx = (rot_rx @ rx_array.ant_pos[0].to(rot_rx.dtype)).reshape(rot_rx.shape[0], 1, rot_rx.shape[1],
@@ -246,9 +274,53 @@ def _reduce(s: torch.Tensor, rays, c_ds, sub: bool) -> tuple[torch.Tensor, torch
     return h, delays
 
 
+@dataclass
+class SharedRays:
+    """The band-independent part of step 11 for one set of rays and one topology (``shared_rays``).
+
+    nlos: ``RayFields`` [b, x, u, n, m] of the rays (in ``RAY_ORDER`` with sub-clustering).
+    scale: [b, x, u, n, m or 1] ray amplitudes ``sqrt(P_n / M)`` times the per-ray blockage if any.
+    los: ``RayFields`` [b, x, u, 1] of the LOS ray.  subclustering: the rays' order was built for sub-clusters.
+    """
+
+    nlos: RayFields
+    scale: torch.Tensor
+    los: RayFields
+    subclustering: bool
+
+
+def shared_rays(rays, topology, tx_array, rx_array, subclustering: bool = True) -> SharedRays:
+    """Step 11 terms without the wavelength: the same for every carrier and array size seen through arrays with the
+    element patterns and orientations of ``tx_array`` / ``rx_array`` on ``topology``, so the bands of a dual-band drop
+    compute them once and pass them to ``fast_coefficients`` (same numbers, bit for bit).
+
+    Args:
+        rays: Sionna ``Rays`` with ``phases`` [b, x, u, n, m, 4].  topology: Sionna ``Topology``.
+        tx_array, rx_array: see ``fast_coefficients`` (their element patterns only).  subclustering: as there.
+    """
+    dtype = rays.aoa.dtype
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    order = torch.tensor(RAY_ORDER, device=rays.aoa.device) if subclustering else None
+    ph = _phase(_in_order(rays.phases.to(dtype), order, -2))
+    xs = torch.sqrt(1 / _in_order(rays.xpr, order)).to(cdtype)
+    h_phase = torch.stack([ph[..., 0], xs * ph[..., 1], xs * ph[..., 2], ph[..., 3]], -1).unflatten(-1, (2, 2))
+    angles = [_in_order(a, order) for a in (rays.zoa, rays.aoa, rays.zod, rays.aod)]
+    nlos = ray_fields(topology, *angles, tx_array, rx_array, h_phase)
+    scale = torch.sqrt(rays.powers / rays.aoa.shape[-1])[..., None]
+    blockage = getattr(rays, "blockage_loss_db", None)
+    if blockage is not None and not getattr(rays, "blockage_loss_applied_to_powers", False):
+        bl = _db_scale(blockage)
+        bl = _in_order(bl, order) if bl.dim() == nlos.coef.dim() else bl       # per-ray losses follow the rays
+        scale = scale * bl.reshape(*bl.shape, *([1] * (nlos.coef.dim() - bl.dim())))
+    los_ang = [a[..., None] for a in (topology.los_zoa, topology.los_aoa, topology.los_zod, topology.los_aod)]
+    los_phase = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=cdtype, device=rays.aoa.device)
+    return SharedRays(nlos, scale, ray_fields(topology, *los_ang, tx_array, rx_array, los_phase), subclustering)
+
+
 def fast_coefficients(num_time_samples: int, sampling_frequency: float, k_factor: torch.Tensor, rays, topology,
                       c_ds: torch.Tensor | None, tx_array, rx_array, carrier_hz: float,
-                      subclustering: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                      subclustering: bool = True, shared: SharedRays | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """TR 38.901 step 11 on Sionna's rays; drop-in for ``ChannelCoefficientsGenerator(...)(...)``.
 
     Args:
@@ -257,6 +329,8 @@ def fast_coefficients(num_time_samples: int, sampling_frequency: float, k_factor
         topology: Sionna ``Topology`` (angles in rad).  c_ds: [b, x, u] cluster delay spread in s (subclustering).
         tx_array: one-panel single-polarised ``PanelArray``.  rx_array: single-element single-polarised array.
         carrier_hz: carrier frequency.  subclustering: split the two strongest clusters (UMa/UMi/RMa).
+        shared: ``shared_rays`` of these rays and topology (arrays of the same element patterns), e.g. computed
+            once for the two bands of a dual-band drop; None computes them here.
 
     Returns:
         h: [b, x, u, path, 1, ant, time] complex (ant = col * rows + row).  delays: [b, x, u, path] s.
@@ -268,25 +342,17 @@ def fast_coefficients(num_time_samples: int, sampling_frequency: float, k_factor
     n_cl, m = rays.aoa.shape[-2:]
     check(not subclustering or m == 20, "rays", "20 rays per cluster with subclustering (Table 7.5-5)", m)
     check(not subclustering or n_cl >= 2, "rays", "at least 2 clusters with subclustering", n_cl)
+    shared = shared_rays(rays, topology, tx_array, rx_array, subclustering) if shared is None else shared
+    check(shared.subclustering == subclustering, "shared.subclustering", "the call's subclustering",
+          shared.subclustering)
     dtype = rays.aoa.dtype
-    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
     lam = torch.tensor(SPEED_OF_LIGHT / carrier_hz, dtype=dtype, device=rays.aoa.device)
     k_wave = 2 * math.pi / lam              # rounded as Sionna rounds it: phases of 1e4 rad amplify any difference
     t = torch.arange(num_time_samples, dtype=dtype, device=rays.aoa.device) / sampling_frequency
-    order = torch.tensor(RAY_ORDER, device=rays.aoa.device) if subclustering else None
-    ph = _phase(_in_order(rays.phases.to(dtype), order, -2))
-    xs = torch.sqrt(1 / _in_order(rays.xpr, order)).to(cdtype)
-    h_phase = torch.stack([ph[..., 0], xs * ph[..., 1], xs * ph[..., 2], ph[..., 3]], -1).unflatten(-1, (2, 2))
-    angles = [_in_order(a, order) for a in (rays.zoa, rays.aoa, rays.zod, rays.aod)]
-    coef, arow, acol, dop = ray_terms(topology, k_wave, *angles, t, tx_array, rx_array, h_phase)
-    scale = torch.sqrt(rays.powers / m)[..., None]
-    blockage = getattr(rays, "blockage_loss_db", None)
-    if blockage is not None and not getattr(rays, "blockage_loss_applied_to_powers", False):
-        bl = _db_scale(blockage)
-        bl = _in_order(bl, order) if bl.dim() == coef.dim() else bl             # per-ray losses follow the rays
-        scale = scale * bl.reshape(*bl.shape, *([1] * (coef.dim() - bl.dim())))
-    h_nlos, delays = _reduce(_cluster_sums(coef * scale, arow, acol, dop, subclustering), rays, c_ds, subclustering)
-    h = los_combine(h_nlos, topology, k_factor, lam, t, tx_array, rx_array, rays)
+    coef, arow, acol, dop = array_terms(topology, k_wave, shared.nlos, t, tx_array, rx_array)
+    s = _cluster_sums(coef * shared.scale, arow, acol, dop, subclustering)
+    h_nlos, delays = _reduce(s, rays, c_ds, subclustering)
+    h = los_combine(h_nlos, topology, k_factor, lam, t, tx_array, rx_array, rays, shared.los)
     return h.unsqueeze(4), delays
 
 
@@ -296,19 +362,22 @@ def _in_order(x: torch.Tensor, order: torch.Tensor | None, dim: int = -1) -> tor
 
 
 def los_combine(h_nlos: torch.Tensor, topology, k_factor, lam: torch.Tensor, t, tx_array, rx_array,
-                rays) -> torch.Tensor:
+                rays, fields: RayFields | None = None) -> torch.Tensor:
     """Add the LOS ray to the first path of LOS links with the K-factor weights (7.5-29/30).
 
     Args:
         h_nlos: [b, x, u, path, ant, time] complex.  k_factor: [b, x, u].  lam: [] wavelength in m.
         t: [time] s.  rays: Sionna ``Rays`` (optional ``los_blockage_loss_db`` [b, x, u]).
+        fields: the LOS ray's ``RayFields`` [b, x, u, 1] (``SharedRays.los``); None computes them here.
 
     Returns:
         h: [b, x, u, path, ant, time] complex (NLOS links unchanged).
     """
-    ang = [a[..., None] for a in (topology.los_zoa, topology.los_aoa, topology.los_zod, topology.los_aod)]
-    h_phase = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=h_nlos.dtype, device=h_nlos.device)
-    coef, arow, acol, dop = ray_terms(topology, 2 * math.pi / lam, *ang, t, tx_array, rx_array, h_phase)
+    if fields is None:
+        ang = [a[..., None] for a in (topology.los_zoa, topology.los_aoa, topology.los_zod, topology.los_aod)]
+        h_phase = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=h_nlos.dtype, device=h_nlos.device)
+        fields = ray_fields(topology, *ang, tx_array, rx_array, h_phase)
+    coef, arow, acol, dop = array_terms(topology, 2 * math.pi / lam, fields, t, tx_array, rx_array)
     coef = coef * _phase(-2 * math.pi * topology.distance_3d[..., None] / lam)   # Sionna's order of operations
     los_block = getattr(rays, "los_blockage_loss_db", None)
     if los_block is not None:

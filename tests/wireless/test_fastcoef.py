@@ -114,6 +114,21 @@ def test_dual_band_fast_by_default_equals_reference(offset):
     assert (offset is None) == bool((ref.panel_offset_deg == 0).all())
 
 
+@pytest.mark.parametrize("los", [True, False])
+def test_shared_rays_give_every_band_the_same_bits(los):
+    """The band-independent terms computed once (``shared_rays``, as a dual-band drop does) give each band exactly
+    what its own full computation gives: sub-6 8-element and 28 GHz 64-element ULAs on the same rays."""
+    cfg = cfg_of("uma", "ula", 1, 8, los)
+    links, bs6 = links_of(cfg, seed=5)
+    shared = fastcoef.shared_rays(links.rays, links.topology, bs6, arrays.ue_array(cfg.carrier_hz))
+    for n_ant, carrier in ((8, cfg.carrier_hz), (64, 28e9)):
+        bs, ue = arrays.ula(n_ant, "38.901", carrier), arrays.ue_array(carrier)
+        args = (N_TIME, FS, links.lsp.k_factor, links.rays, links.topology, links.c_ds, bs, ue, carrier)
+        h, d = fastcoef.fast_coefficients(*args)
+        h_s, d_s = fastcoef.fast_coefficients(*args, shared=shared)
+        assert torch.equal(h_s, h) and torch.equal(d_s, d)
+
+
 def test_data_config_fast_switch_rewrites_every_system():
     systems = [SystemConfig(name="a"), SystemConfig(name="b", fast=False)]
     assert [s.fast for s in DataConfig(systems=systems).systems_for("pre_sr")] == [True, False]
