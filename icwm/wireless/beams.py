@@ -65,15 +65,22 @@ def beam_gains(h: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 
 def dft_beam_gains(h: torch.Tensor, n_beams: int) -> torch.Tensor:
-    """:func:`beam_gains` of the ``dft_codebook(ant, n_beams)`` through one FFT (n_beams even).
+    """:func:`beam_gains` of the ``dft_codebook(ant, n_beams)`` through FFTs (n_beams even).
 
-    ``h @ w_b = sum_n h_n e^{-j 2 pi n (b - B/2) / B} / sqrt(N)``: the B-point DFT of ``h`` over the antennas, shifted
-    by half the beams. Args/Returns as :func:`beam_gains`.
+    ``h @ w_b = sum_n h_n e^{-j 2 pi n (b - B/2) / B} / sqrt(N)``, so the mean over subcarriers of ``|h @ w_b|^2`` is
+    the B-point DFT (shifted by half the beams) of the antenna-lag autocorrelation ``r_l = mean_sc sum_n h_{n+l}
+    h_n^*``, |l| < N; ``r`` comes from one 2N-point FFT per subcarrier (no wrap-around), and lags beyond the B-point
+    grid fold onto it (the DFT of the folded sequence is the same at the B frequencies). Args/Returns as
+    :func:`beam_gains` (equal up to rounding, clamped at 0).
     """
     n_ant = h.shape[-1]
     check(n_beams >= n_ant and n_beams % 2 == 0, "n_beams", f"an even count >= n_ant={n_ant}", n_beams)
-    spec = torch.fft.fft(h, n=n_beams, dim=-1).roll(n_beams // 2, dims=-1)   # [..., sc, n_beams]
-    return spec.abs().pow(2).mean(-2) / n_ant
+    s = torch.fft.fft(h, n=2 * n_ant, dim=-1)                                 # [..., sc, 2N]
+    r = torch.fft.ifft(torch.view_as_real(s).square().sum(-1).mean(-2).to(s.dtype), dim=-1)   # [..., 2N] lags
+    lag = torch.arange(2 * n_ant, device=h.device)
+    fold = torch.where(lag < n_ant, lag, lag - 2 * n_ant) % n_beams           # lag 0..N-1, -N..-1 -> grid index
+    r_b = r.new_zeros(r.shape[:-1] + (n_beams,)).index_add_(r.dim() - 1, fold, r)
+    return torch.fft.fft(r_b, dim=-1).real.roll(n_beams // 2, dims=-1).clamp_min(0.0) / n_ant
 
 
 def best_beam(h: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
