@@ -3,8 +3,11 @@
 In an episode no demonstration token attends to the query (block-causal mask, ``transformer.py``), and RoPE runs over
 the pair index, so every layer's keys and values of the k demonstration pairs (positions 0..k-1) and their final
 x-token states are the same for every query. ``encode_demos`` computes them once (``DemoCache``); ``answer_queries``
-runs the trunk only over the query pair's tokens (position k), attending to the cached keys and values, and equals
-``ICWM.forward`` on each full episode at its query pair (up to float rounding).
+runs the trunk only over the query pair's x-tokens (position k), attending to the cached keys and values, and equals
+``ICWM.forward`` on each full episode at its query pair (up to float rounding). Two savings are exact: an x-token
+never attends to a label token of its own pair, and the heads read x-token states only, so the query's label tokens
+are not run; and RoPE scores depend on relative positions only, so the cached keys are stored rotated to j - k
+(demonstration j relative to the query at k) and the query's own queries and keys need no rotation.
 
 What is recomputed per query:
 - tokens: the query pair alone through the family embedder, except where the embedder reads the demonstrations for
@@ -42,8 +45,8 @@ class DemoCache:
     Args:
         task: task id.  k: number of demonstrations (0: an empty cache).
         demos: the demonstrations' input and label tensors [1, k, ...] (the task's keys present in the batch).
-        kv: per transformer layer, keys and values of the demonstration tokens after RoPE,
-            [1, head, k (n_x + n_y), head_dim] each (empty at k = 0).
+        kv: per transformer layer, keys and values of the demonstration tokens, [1, head, k (n_x + n_y), head_dim]
+            each (empty at k = 0); the keys rotated (RoPE) to their pair's position relative to the query's, j - k.
         hx: the demonstrations' final x-token states [1, k, n_x, d] (None at k = 0).
         ctx: the family embedder's head context of the demonstrations (pair dim k; None at k = 0).
     """
@@ -99,10 +102,13 @@ def _tokens(model: ICWM, task: str, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return tok.flatten(1, 2)
 
 
-def _qkv(attn: nn.Module, x: torch.Tensor, rope: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``Attention``'s projections: x [B, t, d] -> q, k (RoPE applied), v: [B, head, t, head_dim]."""
+def _qkv(attn: nn.Module, x: torch.Tensor, rope: Optional[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``Attention``'s projections: x [B, t, d] -> q, k (RoPE applied unless ``rope`` is None), v: [B, head, t,
+    head_dim]."""
     b, t, _ = x.shape
     q, k, v = attn.qkv(x).view(b, t, 3, attn.n_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    if rope is None:
+        return q, k, v
     return apply_rope(q, *rope), apply_rope(k, *rope), v
 
 
@@ -130,7 +136,7 @@ def _cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: O
     return out + p[..., n_t:] @ v
 
 
-def _block(blk: nn.Module, x: torch.Tensor, rope: tuple, mask: torch.Tensor,
+def _block(blk: nn.Module, x: torch.Tensor, rope: Optional[tuple], mask: torch.Tensor,
            past: Optional[KV]) -> tuple[torch.Tensor, KV]:
     """One pre-norm ``Block`` over x [B, t, d] (attending to ``past`` too when given) -> (x, own (k, v))."""
     q, k, v = _qkv(blk.attn, blk.norm1(x), rope)
@@ -140,26 +146,29 @@ def _block(blk: nn.Module, x: torch.Tensor, rope: tuple, mask: torch.Tensor,
 
 
 def _encode_trunk(model: ICWM, tok: torch.Tensor, k: int, n_x: int, n_y: int) -> tuple[torch.Tensor, list[KV]]:
-    """The trunk over the demonstration tokens [1, k (n_x + n_y), d] -> (final-normed states, per-layer (K, V))."""
+    """The trunk over the demonstration tokens [1, k (n_x + n_y), d] -> (final-normed states, per-layer (K, V) with
+    the keys rotated to positions j - k relative to the query pair)."""
     trunk = model.trunk
     mask = block_causal_mask(k, n_x, n_y, tok.device)
     rope = rope_tables(pair_positions(k, n_x, n_y, tok.device), trunk.cfg.head_dim, trunk.cfg.rope_base, tok.dtype)
+    back = rope_tables(torch.full((1,), -k, device=tok.device), trunk.cfg.head_dim, trunk.cfg.rope_base, tok.dtype)
     kv = []
     for blk in trunk.blocks:
-        tok, layer_kv = _block(blk, tok, rope, mask, None)
-        kv.append(layer_kv)
+        tok, (key, value) = _block(blk, tok, rope, mask, None)
+        kv.append((apply_rope(key, *back), value))                       # R_{-k} R_j = R_{j-k}
     return trunk.norm(tok), kv
 
 
-def _query_trunk(model: ICWM, tok: torch.Tensor, cache: DemoCache, n_x: int, n_y: int) -> torch.Tensor:
-    """The trunk over the query pair's tokens [Q, n_x + n_y, d] at pair position k -> final-normed states [Q, n_x + n_y,
-    d]."""
-    trunk, k, per = model.trunk, cache.k, n_x + n_y
-    mask = block_causal_mask(k + 1, n_x, n_y, tok.device)[k * per:, k * per:]           # [per, per] own pair
-    pos = torch.full((per,), k, device=tok.device, dtype=torch.long)
-    rope = rope_tables(pos, trunk.cfg.head_dim, trunk.cfg.rope_base, tok.dtype)
+def _query_trunk(model: ICWM, tok: torch.Tensor, cache: DemoCache) -> torch.Tensor:
+    """The trunk over the query pair's x-tokens [Q, n_x, d] at pair position k -> final-normed states [Q, n_x, d].
+
+    The x-tokens of a pair attend to each other (and to the demonstrations); all sit at position k, so with the
+    cached keys stored relative to k no rotation is applied.
+    """
+    trunk, n_x = model.trunk, tok.shape[1]
+    mask = torch.ones(n_x, n_x, dtype=torch.bool, device=tok.device)
     for i, blk in enumerate(trunk.blocks):
-        tok, _ = _block(blk, tok, rope, mask, cache.kv[i] if k else None)
+        tok, _ = _block(blk, tok, None, mask, cache.kv[i] if cache.k else None)
     return trunk.norm(tok)
 
 
@@ -238,8 +247,7 @@ def answer_queries(model: ICWM, cache: DemoCache, queries: dict) -> dict[str, to
     whole = bool(cache.k) and reads_other_pairs(head, queries)         # the head fits the demonstrations
     x, y, ctx = _embed_query(model, cache, queries, q, whole)         # [Q, 1, n_x, d], [Q, 1, n_y, d]
     n_x = x.shape[2]
-    h = _query_trunk(model, _tokens(model, task, x, y), cache, n_x, y.shape[2])
-    hx = h[:, None, :n_x]                                              # [Q, 1, n_x, d]
+    hx = _query_trunk(model, _tokens(model, task, x, y)[:, :n_x], cache)[:, None]   # [Q, 1, n_x, d]
     if whole:
         hx = _with_demos(cache.hx, hx)                                 # [Q, k+1, n_x, d]
     latent = model.probe(task, hx)
