@@ -230,7 +230,8 @@ def test_bench_infer_quick_rows():
     assert all(math.isfinite(r["value"]) and r["value"] > 0 for r in rows.values())
     sp = rows["icwm_vs_wmmse20_speedup"]
     assert sp["value"] == pytest.approx(rows["wmmse20_batch_time"]["value"] / rows["icwm_pre_sr_batch_time"]["value"])
-    assert sp["met"] == (sp["value"] >= 20) and sp["weights"] in ("trained", "random init")
+    assert sp["target"] == ">= 0.25" and sp["met"] == (sp["value"] >= 0.25)      # the CPU target (GPU: >= 20)
+    assert sp["weights"] in ("trained", "random init")
     assert 0 < rows["icwm_vs_wmmse20_sum_rate_ratio"]["value"] < 1.5
 
 
