@@ -20,6 +20,7 @@ import torch
 
 from icwm.data.config import EpisodeConfig
 from icwm.data.episodes import EpisodeDataset
+from icwm.data.shards import load_index
 from icwm.model.config import ModelConfig
 from icwm.model.grid import GridEmbed
 from icwm.model.grid_icr import GridFit
@@ -41,6 +42,10 @@ def training_batches(shards_dir: str, task: str, k: int, batches: int = 0) -> li
     = 0: one pass)."""
     if k < 1:
         raise ValueError(f"k: demonstrations per episode >= 1, got {k}")
+    split = load_index(shards_dir).get("config", {}).get("split")
+    if split != "train":
+        raise ValueError(f"shards: a training set (split 'train'), got split {split!r} ({shards_dir}): widths are "
+                         "never chosen on evaluation data")
     episodes = EpisodeConfig(shards_dir=shards_dir, task_weights={task: 1.0}, k_min=k, k_max=k, batch_size=8)
     data = EpisodeDataset(episodes, rank=0, world_size=1)
     return [data.batch_at(0, i) for i in range(batches or len(data))]
@@ -87,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=0, help="batches of 8 episodes (0: one pass)")
     ap.add_argument("--n-se", type=float, default=2.0, help="standard errors a narrower width may lose by")
     a = ap.parse_args(argv)
-    curves = width_curve(training_batches(a.shards, a.task, a.k, a.batches), a.task, a.widths)
+    try:
+        curves = width_curve(training_batches(a.shards, a.task, a.k, a.batches), a.task, a.widths)
+    except ValueError as err:                 # bad shard set or arguments (ShardError included): one line, exit 2
+        print(f"{ap.prog}: {err}", file=sys.stderr)
+        return 2
     print(f"{a.task}: mean NMSE (dB) of the first guess + in-context fit, training episodes of {a.shards}")
     score = {w: e[:, 1:].mean(1) for w, e in curves.items()}                     # {width: [E]}
     best = score[min(score, key=lambda w: float(score[w].mean()))]

@@ -1,13 +1,15 @@
 """The in-context fit's window selection (icwm/train/select_icr.py) on synthetic multipath ce episodes."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
+from icwm.data.shards import FORMAT
 from icwm.model.config import ModelConfig
-from icwm.train.select_icr import choose, width_curve
+from icwm.train.select_icr import choose, main, training_batches, width_curve
 
 S, SPACING, N, TAPS = 32, 4, 4, 3
 
@@ -49,3 +51,12 @@ def test_choose_takes_the_smallest_width_not_significantly_worse():
 def test_rejects_a_task_without_a_window():
     with pytest.raises(ValueError, match="task"):
         width_curve([], "cp", [1])
+
+
+def test_refuses_a_shard_set_that_is_not_a_training_set(tmp_path):
+    index = {"format": FORMAT, "complete": True, "config": {"split": "test"}, "shards": []}
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="split 'train'"):
+        training_batches(str(tmp_path), "ce", 16)
+    assert main(["--shards", str(tmp_path)]) == 2                       # the CLI: one line on stderr, exit 2
+    assert main(["--shards", str(tmp_path / "missing")]) == 2
