@@ -362,21 +362,17 @@ def _in_order(x: torch.Tensor, order: torch.Tensor | None, dim: int = -1) -> tor
 
 
 def los_combine(h_nlos: torch.Tensor, topology, k_factor, lam: torch.Tensor, t, tx_array, rx_array,
-                rays, fields: RayFields | None = None) -> torch.Tensor:
+                rays, fields: RayFields) -> torch.Tensor:
     """Add the LOS ray to the first path of LOS links with the K-factor weights (7.5-29/30).
 
     Args:
         h_nlos: [b, x, u, path, ant, time] complex.  k_factor: [b, x, u].  lam: [] wavelength in m.
         t: [time] s.  rays: Sionna ``Rays`` (optional ``los_blockage_loss_db`` [b, x, u]).
-        fields: the LOS ray's ``RayFields`` [b, x, u, 1] (``SharedRays.los``); None computes them here.
+        fields: the LOS ray's ``RayFields`` [b, x, u, 1] (``SharedRays.los``).
 
     Returns:
         h: [b, x, u, path, ant, time] complex (NLOS links unchanged).
     """
-    if fields is None:
-        ang = [a[..., None] for a in (topology.los_zoa, topology.los_aoa, topology.los_zod, topology.los_aod)]
-        h_phase = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=h_nlos.dtype, device=h_nlos.device)
-        fields = ray_fields(topology, *ang, tx_array, rx_array, h_phase)
     coef, arow, acol, dop = array_terms(topology, 2 * math.pi / lam, fields, t, tx_array, rx_array)
     coef = coef * _phase(-2 * math.pi * topology.distance_3d[..., None] / lam)   # Sionna's order of operations
     los_block = getattr(rays, "los_blockage_loss_db", None)
