@@ -70,14 +70,21 @@ def width_curve(batches: list[dict], task: str, widths: list[int],
     return curves
 
 
+def versus_best(curves: dict[int, torch.Tensor]) -> tuple[int, dict[int, torch.Tensor]]:
+    """The best width (lowest NMSE, dB, mean over pair positions 1..k and episodes) and each width's per-episode
+    difference to it: (best, {width: [E]}). curves: {width: [E, P]}."""
+    score = {w: c[:, 1:].mean(1) for w, c in curves.items()}                    # {width: [E]}
+    best = min(score, key=lambda w: float(score[w].mean()))
+    return best, {w: s - score[best] for w, s in score.items()}
+
+
 def choose(curves: dict[int, torch.Tensor], n_se: float = 2.0) -> int:
     """The smallest width whose NMSE (dB, mean over pair positions 1..k) exceeds the best width's by at most
     ``n_se`` standard errors of the paired per-episode difference. curves: {width: [E, P]}."""
-    score = {w: c[:, 1:].mean(1) for w, c in curves.items()}                    # {width: [E]}
-    best = min(score, key=lambda w: float(score[w].mean()))
-    for w in sorted(score):
-        d = score[w] - score[best]
-        if float(d.mean()) <= n_se * float(d.std()) / len(d) ** 0.5 or w == best:
+    best, diff = versus_best(curves)
+    for w in sorted(diff):
+        d = diff[w]
+        if w == best or float(d.mean()) <= n_se * float(d.std()) / len(d) ** 0.5:
             return w
     return best
 
@@ -98,11 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ap.prog}: {err}", file=sys.stderr)
         return 2
     print(f"{a.task}: mean NMSE (dB) of the first guess + in-context fit, training episodes of {a.shards}")
-    score = {w: e[:, 1:].mean(1) for w, e in curves.items()}                     # {width: [E]}
-    best = score[min(score, key=lambda w: float(score[w].mean()))]
-    print(f"width  pairs 1..k  vs best (SE)      k=1      k=4     k=16   ({len(best)} episodes)")
+    _, diff = versus_best(curves)
+    print(f"width  pairs 1..k  vs best (SE)      k=1      k=4     k=16   ({len(next(iter(diff.values())))} episodes)")
     for w, e in curves.items():
-        c, d = e.mean(0), score[w] - best
+        c, d = e.mean(0), diff[w]
         at = lambda j: f"{float(c[j]):7.2f}" if j < len(c) else "      -"  # noqa: E731
         print(f"{w:5d}  {float(c[1:].mean()):9.2f}  {float(d.mean()):+6.3f} ({float(d.std()) / len(d) ** 0.5:.3f})"
               f"  {at(1)}  {at(4)}  {at(16)}")
