@@ -54,6 +54,11 @@ class ModelConfig:
     n_beams: int = 256              # bf: mmWave codebook size
     filter_half_width: int = 2      # ce: pilots each side of a group's pilot in its token-generated filter (the
                                     # filter's coefficients are per token, so its width costs parameters)
+    bf_label: str = "angle"         # bf label token: "angle" (beam and sub-6 azimuth features) | "index" (a learned
+                                    # embedding per beam, v10: the probe could not relate a beam to its angle)
+    bf_angle_harmonics: int = 3     # bf "angle" label: sin / cos harmonics of each azimuth besides the angle itself
+    bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
+                                    # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     bf_prior_floor: float = -20.0   # bf: floor of the sub-6 prior's log-scores (beams 20 nepers below the peak are
                                     # all unlikely; keeps the prior's logits finite)
     icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
@@ -75,12 +80,13 @@ class ModelConfig:
         check(self.n_layers >= 1, "model.n_layers", "an integer >= 1", self.n_layers)
         check(self.ffn_mult > 0, "model.ffn_mult", "a positive float", self.ffn_mult)
         check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
+        check(self.bf_label in ("angle", "index"), "model.bf_label", "'angle' or 'index'", self.bf_label)
         for name in ("filter_half_width", "icr_half_width", "icr_band_half_width"):
             check(getattr(self, name) >= 0, f"model.{name}", "an integer >= 0", getattr(self, name))
         for name in ("icr_n0", "icr_pool"):
             check(getattr(self, name) > 0, f"model.{name}", "a positive float", getattr(self, name))
         for name in ("k_max", "max_users", "max_ant", "max_sc", "max_slots", "max_time", "sc_group",
-                     "pilot_spacing", "sub6_group", "n_ang_bins", "n_beams", "icr_features"):
+                     "pilot_spacing", "sub6_group", "bf_angle_harmonics", "n_ang_bins", "n_beams", "icr_features"):
             check(getattr(self, name) >= 1, f"model.{name}", "a positive integer", getattr(self, name))
         check(len(self.tasks) >= 1 and set(self.tasks) <= set(TASKS) and len(set(self.tasks)) == len(self.tasks),
               "model.tasks", f"distinct task ids out of {TASKS}", self.tasks)

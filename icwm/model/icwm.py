@@ -61,9 +61,9 @@ class ICWM(nn.Module):
         self.heads = nn.ModuleDict({t: parts[t][1] for t in cfg.tasks})
         self.limits = {t: parts[t][2] for t in cfg.tasks}
         self.probes = nn.ModuleDict({t: nn.Linear(d, len(probe_latents(t))) for t in cfg.tasks if probe_latents(t)})
-        for probe in self.probes.values():     # start at "no offset": the untrained bf head is the sub-6 angle map
-            nn.init.zeros_(probe.weight)
-            nn.init.zeros_(probe.bias)
+        for probe in self.probes.values():     # bias 0: the mean untrained estimate is "no offset"; the weights keep
+            nn.init.zeros_(probe.bias)         # their random init (all-zero weights are a saddle: the trunk gets no
+                                               # gradient to encode the latent, the probe none to read it)
         self.task_emb = nn.Embedding(len(cfg.tasks), d)
         self.role_emb = nn.Embedding(2, d)  # 0: x-token, 1: y-token
         self.trunk = EpisodeTransformer(cfg)

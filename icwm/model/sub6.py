@@ -1,7 +1,8 @@
 """bf / de / pe: sub-6 GHz channel -> mmWave beam, distance, path loss; one token per sub-6 subcarrier group.
 
-Learned: the group tokens (angular power over fixed bins, power in dB, lag-1 correlation), the read-outs, the
-confidence of bf's prior, de / pe's regressors of the in-context fit; in the latent form what the cell's panel
+Learned: the group tokens (angular power over fixed bins, power in dB, lag-1 correlation), bf's label token (from
+the beam's azimuth and the pair's dominant sub-6 azimuth, so a demonstration shows where its beam points against
+its sub-6 angle), the read-outs, the confidence of bf's prior, de / pe's regressors of the in-context fit; in the latent form what the cell's panel
 offset (bf) or power offset (de, pe) is, through the trunk (the latent probe in ``icwm.py`` reads it out).
 Closed form: bf's prior, the sub-6 angle spectrum read at the mmWave beams' directions with the panel rotated by
 the probe's offset estimate (``beams.rotated_beam_scores``; physics of the rotation, the offset is the network's);
@@ -50,14 +51,42 @@ class Sub6Ctx:
     h: torch.Tensor
 
 
+def angle_features(az: torch.Tensor, harmonics: int) -> torch.Tensor:
+    """Azimuth az [...] rad -> [..., 1 + 2 * harmonics] float32: ``az`` itself and ``sin(m az), cos(m az)``,
+    m = 1..harmonics (linear in az, so differences of two angles are a linear read-out; smooth around the panel)."""
+    m = torch.arange(1, harmonics + 1, device=az.device, dtype=torch.float32)
+    a = az.float()[..., None] * m
+    return torch.cat((az.float()[..., None], torch.sin(a), torch.cos(a)), -1)
+
+
 class Sub6Embed(nn.Module):
-    """x = h_sub6 [sc6, ant6]; one token per subcarrier group; a single y-token."""
+    """x = h_sub6 [sc6, ant6]; one token per subcarrier group; a single y-token.
+
+    bf's y-token (``cfg.bf_label == "angle"``) reads the angle features of the beam's azimuth (mmWave panel frame)
+    and of the pair's dominant sub-6 azimuth (``beams.sub6_azimuth``, an input feature like the angular bins): one
+    demonstration then shows the pair's beam-vs-sub-6 angle relation, which is what the panel offset shifts.
+    ``"index"``: a learned embedding per beam index (v10; no notion of the beam's direction).
+    """
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
         self.task, self.group, self.bins, self.d = task, cfg.sub6_group, cfg.n_ang_bins, cfg.d_model
+        self.n_beams, self.harm, self.by_angle = cfg.n_beams, cfg.bf_angle_harmonics, cfg.bf_label == "angle"
         self.x_lin = mlp(cfg.n_ang_bins + 3, cfg.d_model)
-        self.y_emb = nn.Embedding(cfg.n_beams, cfg.d_model) if task == "bf" else nn.Linear(1, cfg.d_model)
+        if task != "bf":
+            self.y_emb = nn.Linear(1, cfg.d_model)
+        elif self.by_angle:
+            self.y_emb = mlp(2 * (1 + 2 * cfg.bf_angle_harmonics), cfg.d_model)
+        else:
+            self.y_emb = nn.Embedding(cfg.n_beams, cfg.d_model)
+
+    def bf_label_token(self, beam: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """beam [B, P] int64, h [B, P, S, A] -> the y-token [B, P, d]."""
+        if not self.by_angle:
+            return self.y_emb(beam)
+        f = torch.cat((angle_features(beams.beam_azimuth(beam, self.n_beams), self.harm),
+                       angle_features(beams.sub6_azimuth(h), self.harm)), -1)
+        return self.y_emb(f.to(self.y_emb[0].weight.dtype))
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
         """h: [B, P, S, A] complex -> [B, P, n_groups, n_ang_bins + 3] float32 (angular power, dB/20, lag-1 corr)."""
@@ -82,7 +111,7 @@ class Sub6Embed(nn.Module):
         x = self.x_lin(f.to(dt)) + sinusoid(f.shape[2], self.d, f.device).to(dt)
         lab = batch[Y[self.task]]
         label = lab.long() if self.task == "bf" else to_z(self.task, lab.float())
-        y = self.y_emb(label) if self.task == "bf" else self.y_emb(label[..., None].to(dt))
+        y = self.bf_label_token(label, batch["h_sub6"]) if self.task == "bf" else self.y_emb(label[..., None].to(dt))
         return x, y[:, :, None], Sub6Ctx(power=f[..., self.bins].mean(-1), label=label, h=batch["h_sub6"])
 
 
@@ -91,7 +120,7 @@ class Sub6Head(nn.Module):
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
-        self.task, self.n_beams, self.floor = task, cfg.n_beams, cfg.bf_prior_floor
+        self.task, self.n_beams, self.floor, self.offset_grad = task, cfg.n_beams, cfg.bf_prior_floor, cfg.bf_offset_grad
         d = cfg.d_model
         self.out = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 1))
         if task == "bf":
@@ -112,7 +141,8 @@ class Sub6Head(nn.Module):
         h = hx.mean(-2)
         o = self.out(h).float()
         if self.task == "bf":
-            prior = beams.rotated_beam_scores(ctx.h, self.n_beams, latent["panel_offset_deg"]).clamp_min(self.floor)
+            offset = latent["panel_offset_deg"] if self.offset_grad else latent["panel_offset_deg"].detach()
+            prior = beams.rotated_beam_scores(ctx.h, self.n_beams, offset).clamp_min(self.floor)
             logits = torch.exp(o.clamp(-5.0, 5.0)) * prior                   # confidence > 0 keeps the argmax
             return {"beam_logits": logits, "beam": logits.argmax(-1)}
         z = o[..., 0]

@@ -11,6 +11,7 @@ import torch
 
 from icwm.model import LATENT_SCALES, ModelConfig, build_model
 from icwm.model.sub6 import Y, Sub6Ctx, Sub6Head, from_z, to_z
+from icwm.train.objective import latent_losses
 from icwm.wireless import beams
 from model_batches import random_batch, wake_bf_head
 
@@ -66,13 +67,14 @@ def test_untrained_bf_head_is_the_rotated_angle_map_at_the_probe_offset(offset: 
     assert torch.equal(awake["beam"], scores.argmax(-1))
 
 
-def test_fresh_bf_head_is_the_sub6_angle_map():
-    cfg = ModelConfig.flavour("debug")
-    model = build_model(cfg).eval()
-    batch = random_batch("bf", k=3)
-    with torch.no_grad():
-        out = model(batch)
-    assert torch.equal(out["beam"], beams.sub6_beam_scores(batch["h_sub6"], cfg.n_beams).argmax(-1))
+def test_fresh_probe_is_off_the_saddle():
+    """At init the probe's loss trains both the probe and the trunk (all-zero probe weights would give the trunk no
+    gradient to encode the offset and the probe nothing to read: v10's probe stayed near 0)."""
+    model = build_model(ModelConfig.flavour("debug")).train()
+    batch = {**random_batch("bf", k=3), "latent_panel_offset_deg": torch.full((2, 4), 15.0)}
+    latent_losses(model(batch), batch).mean().backward()
+    assert model.probes["bf"].weight.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trunk.parameters() if p.dim() > 1)
 
 
 def test_bf_prior_follows_the_probe():
