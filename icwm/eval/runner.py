@@ -11,7 +11,8 @@ A row is ``{"task", "family", "system", "method", "k", "metric", "value", "n"}``
 ``metric()`` over the ``n`` finite query values; ``system == "all"`` pools a family's systems; a metric ``nmse``
 also yields ``nmse_mean_db`` = 10 log10 of the mean NMSE. As the model answers the same queries at every k, its
 rows at each k after the first add, per metric ``m``, the standard error of its paired change from the previous k
-(``m_se_step``) and from the first k (``m_se_k0``): the sampling error the "improves with k" checks allow for.
+(``m_se_step``) and from the first k (``m_se_k0``): the sampling error the "improves with k" checks allow for. On latent-form episodes the model's rows
+also hold ``probe_err_<latent>``: the absolute error of its latent probe's estimate (what it inferred from k demos).
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from icwm.data.config import load_family
 from icwm.data.shards import stable_seed
 from icwm.eval.config import EvalConfig
 from icwm.eval.eta import eta, per_query_metric
-from icwm.tasks.common import is_latent
+from icwm.model.icwm import LATENT_HAT
+from icwm.tasks.common import LATENT_PREFIX, is_latent
 from icwm.wireless.sysconfig import SystemConfig
 
 MODEL = "icwm"                   # method name of the native model in the results
@@ -37,6 +39,7 @@ ALL = "all"                      # system name of the pooled rows of a family
 CONTEXT_TASKS = tuple(t for t, s in task_registry.SPECS.items() if s.context)   # baselines reading the demos
 COLUMNS = ("task", "family", "system", "method", "k", "metric", "value", "n")
 SE_STEP, SE_K0 = "_se_step", "_se_k0"   # suffixes of the model's paired standard-error rows
+PROBE_ERR = "probe_err_"         # metric prefix: the latent probe's absolute error (model rows, latent form)
 DB_PER_LN = 10.0 / math.log(10.0)
 GetTask = Callable[[str], ModuleType]
 Values = dict[tuple[str, Optional[int]], dict[str, list[torch.Tensor]]]   # (method, k) -> metric -> [chunks]
@@ -150,6 +153,13 @@ def model_query_pred(model: torch.nn.Module, task: ModuleType, sample: dict, k: 
     return {key: v[:, -1].cpu() for key, v in pred.items()}
 
 
+def probe_errors(pred: dict[str, torch.Tensor], q: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``probe_err_<name>`` [E]: absolute error (natural units: dB, degrees) of the latent probe's estimate of each
+    scalar latent the query's episode drew (latent form only; what the model inferred from its k demos)."""
+    return {PROBE_ERR + key[len(LATENT_HAT):]: (v.float() - q[LATENT_PREFIX + key[len(LATENT_HAT):]].float()).abs()
+            for key, v in pred.items() if key.startswith(LATENT_HAT) and LATENT_PREFIX + key[len(LATENT_HAT):] in q}
+
+
 def _add(values: Values, method: str, k: Optional[int], metrics: dict[str, torch.Tensor]) -> None:
     slot = values.setdefault((method, k), {})
     for name, v in metrics.items():
@@ -166,7 +176,8 @@ def evaluate_chunk(task: ModuleType, sample: dict, ks: list[int], model: Optiona
     """
     q = query(sample)
     for k in model_ks if model is not None else []:
-        _add(values, MODEL, k, task.metric(model_query_pred(model, task, sample, k, device), q))
+        pred = model_query_pred(model, task, sample, k, device)
+        _add(values, MODEL, k, {**task.metric(pred, q), **probe_errors(pred, q)})
     try:
         _baselines(task, sample, ks, q, values)
     except ValueError as err:

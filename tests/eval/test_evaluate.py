@@ -302,3 +302,25 @@ def test_debug_model_runs_on_latent_episodes_and_its_snr_reaches_the_metric():
     assert not torch.allclose(at(-30.0), at(40.0))            # the design SNR matters ...
     torch.testing.assert_close(metric(pred, q)["sum_rate"], metric({**pred, "latent_hat_snr_db": pred["snr_db"] + 9}, q)
                                ["sum_rate"])                    # ... and it is the model's snr_db, not the probe key
+
+
+def test_probe_error_rows_on_latent_episodes_only():
+    """The model's rows carry |probe estimate - drawn latent| on latent episodes, and nothing on given-form ones."""
+    from icwm.eval.runner import evaluate_chunk, model_query_pred, query
+    from icwm.model import ModelConfig, build_model
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.flavour("debug")).eval()
+    task = icwm.tasks.get("pre_sr")
+    for form in ("latent", "given"):
+        system = SystemConfig(name="s", form=form, array=ArrayConfig(kind="ula", cols=4), num_users=2,
+                              snr_db=[0.0, 20.0])
+        sample = task.generate(system, 3, 4, torch.Generator().manual_seed(1))
+        values: dict = {}
+        evaluate_chunk(task, sample, [2], model, [2], torch.device("cpu"), values)
+        if form == "given":
+            assert not any(n.startswith("probe_err_") for n in values[(MODEL, 2)])
+            continue
+        hat = model_query_pred(model, task, sample, 2, torch.device("cpu"))["latent_hat_snr_db"]
+        want = (hat - query(sample)["latent_snr_db"]).abs()
+        torch.testing.assert_close(values[(MODEL, 2)]["probe_err_snr_db"][0], want)
+        assert not any(n.startswith("probe_err_") for (m, _), v in values.items() if m != MODEL for n in v)
