@@ -11,8 +11,9 @@ A row is ``{"task", "family", "system", "method", "k", "metric", "value", "n"}``
 ``metric()`` over the ``n`` finite query values; ``system == "all"`` pools a family's systems; a metric ``nmse``
 also yields ``nmse_mean_db`` = 10 log10 of the mean NMSE. As the model answers the same queries at every k, its
 rows at each k after the first add, per metric ``m``, the standard error of its paired change from the previous k
-(``m_se_step``) and from the first k (``m_se_k0``): the sampling error the "improves with k" checks allow for. On latent-form episodes the model's rows
-also hold ``probe_err_<latent>``: the absolute error of its latent probe's estimate (what it inferred from k demos).
+(``m_se_step``) and from the first k (``m_se_k0``): the sampling error the "improves with k" checks allow for.
+On latent-form episodes the model's rows also hold ``probe_err_<latent>``: the absolute error of its latent probe's
+estimate (what it inferred from k demos).
 """
 from __future__ import annotations
 
@@ -156,8 +157,9 @@ def model_query_pred(model: torch.nn.Module, task: ModuleType, sample: dict, k: 
 def probe_errors(pred: dict[str, torch.Tensor], q: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``probe_err_<name>`` [E]: absolute error (natural units: dB, degrees) of the latent probe's estimate of each
     scalar latent the query's episode drew (latent form only; what the model inferred from its k demos)."""
-    return {PROBE_ERR + key[len(LATENT_HAT):]: (v.float() - q[LATENT_PREFIX + key[len(LATENT_HAT):]].float()).abs()
-            for key, v in pred.items() if key.startswith(LATENT_HAT) and LATENT_PREFIX + key[len(LATENT_HAT):] in q}
+    hats = {key[len(LATENT_HAT):]: v for key, v in pred.items() if key.startswith(LATENT_HAT)}
+    return {PROBE_ERR + n: (v.float() - q[LATENT_PREFIX + n].float()).abs() for n, v in hats.items()
+            if LATENT_PREFIX + n in q}
 
 
 def _add(values: Values, method: str, k: Optional[int], metrics: dict[str, torch.Tensor]) -> None:

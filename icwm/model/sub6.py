@@ -2,8 +2,9 @@
 
 Learned: the group tokens (angular power over fixed bins, power in dB, lag-1 correlation), bf's label token (from
 the beam's azimuth and the pair's dominant sub-6 azimuth, so a demonstration shows where its beam points against
-its sub-6 angle), the read-outs, the confidence of bf's prior, de / pe's regressors of the in-context fit; in the latent form what the cell's panel
-offset (bf) or power offset (de, pe) is, through the trunk (the latent probe in ``icwm.py`` reads it out).
+its sub-6 angle), the read-outs, the confidence of bf's prior, de / pe's regressors of the in-context fit; in the
+latent form what the cell's panel offset (bf) or power offset (de, pe) is, through the trunk (the latent probe in
+``icwm.py`` reads it out).
 Closed form: bf's prior, the sub-6 angle spectrum read at the mmWave beams' directions with the panel rotated by
 the probe's offset estimate (``beams.rotated_beam_scores``; physics of the rotation, the offset is the network's);
 de / pe, with ``cfg.icr``: the in-context ridge regression (``icr.py``) of what the read-out ``z0`` missed on
@@ -120,7 +121,8 @@ class Sub6Head(nn.Module):
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
-        self.task, self.n_beams, self.floor, self.offset_grad = task, cfg.n_beams, cfg.bf_prior_floor, cfg.bf_offset_grad
+        self.task, self.n_beams, self.floor = task, cfg.n_beams, cfg.bf_prior_floor
+        self.offset_grad = cfg.bf_offset_grad
         d = cfg.d_model
         self.out = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 1))
         if task == "bf":

@@ -190,3 +190,26 @@ def test_without_icr_de_is_the_read_out():
     ctx = _ctx(2, 4, torch.randn(2, 4, generator=g), g)
     with torch.no_grad():
         torch.testing.assert_close(head(hx, ctx, {})["distance_m"], from_z("de", head.out(hx.mean(-2))[..., 0]))
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_beam_cross_entropy_trains_the_probe_only_when_asked(grad: bool):
+    """``bf_offset_grad``: the beam loss reaches the probe through the rotated prior only when true."""
+    torch.manual_seed(0)
+    model = wake_bf_head(build_model(ModelConfig.flavour("debug", bf_offset_grad=grad)).train())
+    batch = random_batch("bf", k=3)
+    out = model(batch)
+    torch.nn.functional.cross_entropy(out["beam_logits"].flatten(0, 1), batch["beam"].flatten()).backward()
+    assert (model.probes["bf"].weight.grad is not None and model.probes["bf"].weight.grad.abs().sum() > 0) == grad
+
+
+def test_bf_label_token_reads_the_beam_angle_or_its_index():
+    """"angle": a label token of the beam's and the pair's sub-6 azimuth (changing the channel changes it);
+    "index": v10's embedding per beam (the channel does not enter)."""
+    batch = random_batch("bf", k=3)
+    other = {**batch, "h_sub6": random_batch("bf", k=3, seed=7)["h_sub6"]}
+    for label, reads_h in (("angle", True), ("index", False)):
+        emb = build_model(ModelConfig.flavour("debug", bf_label=label)).embedders["bf"]
+        y, y_other = emb(batch)[1], emb(other)[1]
+        assert y.shape == (2, 4, 1, 32)
+        assert (not torch.equal(y, y_other)) == reads_h
