@@ -5,7 +5,8 @@ Output layout (``train.out_dir``)::
     tb/                       TensorBoard events (rank 0)
     step_00000100/            intermediate checkpoints (``train.ckpt_every``)
     final/                    adapter.safetensors (trainable weights only), config.yaml, shapes.json
-    metrics.json              summary: mean task loss on the (fixed) training pools before / after training,
+    metrics.json              summary: mean task loss on the (fixed) training pools before / after training (their
+                              first ``SUMMARY_SAMPLES`` samples per task and system),
                               held-out metrics per task (``data.eval_groups`` groups per task and system) and
                               per system, parameter counts, step time, LoftQ report, world size, global batch
     curve.json                validation curve (``train.eval_every`` > 0): train / validation loss per evaluation,
@@ -30,6 +31,9 @@ from icwm import tasks as task_registry
 from icwm.config import check
 from icwm.data.config import resolve_systems
 from icwm.data.shards import stable_seed
+
+SUMMARY_SAMPLES = 256      # training samples per pool in the summary's before / after loss (a forward over all of
+                           # them would cost as much as hundreds of training steps on a large pool)
 
 
 def select_systems(cfg: FinetuneConfig, task: str) -> list:
@@ -142,12 +146,14 @@ def run_finetune(cfg: FinetuneConfig) -> tuple[AdaptedLLM, dict]:
 
     trainer = Trainer(model, cfg.train, train_pools, losses, supervised, logger, save, val=val,
                       deepspeed=cfg.deepspeed)
-    start = evaluate(model, trainer.pools, losses)
+    summary_pools = {t: [{k: v[:SUMMARY_SAMPLES] for k, v in p.items()} for p in ps]
+                     for t, ps in trainer.pools.items()}
+    start = evaluate(model, summary_pools, losses)
     t0 = time.perf_counter()
     history = trainer.fit()
     seconds = time.perf_counter() - t0
     logger.close()
-    end = evaluate(model, trainer.pools, losses)
+    end = evaluate(model, summary_pools, losses)
     metric_fns = {t: m.metric for t, m in mods.items()}
     metrics = evaluate(model, held, metric_fns) if held else {}
     by_system = {t: {name: evaluate(model, {t: [ps[i]]}, metric_fns)[t] for i, name in enumerate(names[t])}

@@ -100,6 +100,8 @@ class SingleTaskConfig:
     eval_every: int = 0             # validation loss every N steps; 0 = train ``steps`` steps, no curve
     patience: int = 0               # stop after this many evaluations without improvement; 0 = run to ``steps``
     min_delta: float = 0.0          # improvement of the validation loss, relative to its value at step 0
+    cache: bool = True              # reuse a trained net whose setup hash matches (``icwm.compare.cache``)
+    cache_dir: str = ""             # "" = <out_dir>/single_task_runs
 
     def __post_init__(self) -> None:
         for n in self.nets + [n for v in self.task_nets.values() for n in v]:
@@ -167,6 +169,8 @@ class TTFTConfig:
     lr: float = 1e-3
     batch: int = 16                 # pairs per step (drawn from the k pairs; min(batch, k))
     fill: str = "prior"             # inputs the latent form omits, for the LLM: "prior" (prior_<name>, else 0) | "zero"
+    cache: bool = True              # reuse a system's results whose setup hash matches (``icwm.compare.cache``)
+    cache_dir: str = ""             # "" = <out_dir>/ttft_runs
 
     def __post_init__(self) -> None:
         check(len(self.families) > 0, "ttft.families", "a non-empty list of family names or YAML paths",

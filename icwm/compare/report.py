@@ -153,11 +153,11 @@ def convergence_lines(conv: list[dict], z: float) -> list[str]:
     if not conv:
         return []
     bad = [r for r in conv if r["converged"] != "True"]
-    out = ["## Convergence", "", f"Each learned method (LLMs as trained on the seen family, i.e. zero-shot; single-task "
-           f"nets) against its task's trivial baseline (MRT for precoding, x = 0 for det, LS + linear interpolation, "
-           f"repeat-last, UL reuse, chance for bf, the nominal value for de / pe) on the seen family's queries: "
-           f"converged = better on the main metric by more than z = {z:g} paired standard errors. Training ran until "
-           "the validation loss stopped improving (`stopped` = patience) or to its step cap (`cap`); curves: "
+    out = ["## Convergence", "", f"Each learned method (LLMs as trained on the seen family, i.e. zero-shot; "
+           f"single-task nets) against its task's trivial baseline (MRT for precoding, x = 0 for det, LS + linear "
+           f"interpolation, repeat-last, UL reuse, chance for bf, the nominal value for de / pe) on the seen family's "
+           f"queries: converged = better on the main metric by more than z = {z:g} paired standard errors. Training "
+           "ran until the validation loss stopped improving (`stopped` = patience) or to its step cap (`cap`); curves: "
            "`curves.csv`, `plots/curves_*.png`.", "",
            f"**{len(bad)} of {len(conv)} (method, task) pairs not converged**" +
            (": " + ", ".join(f"{r['method']}/{r['task']}" for r in bad) if bad else "."), "",
@@ -235,8 +235,8 @@ def markdown(rows: list[dict], cfg: dict, notes: list[str], conv: Optional[list[
            f"zero-shot and fine-tuned on N labelled samples of the target system) vs single-task nets vs classical "
            f"baselines. Every method is scored on the same {cfg['episodes']} episodes per system (seed "
            f"{cfg['seed']}); family values pool the family's systems. `*`: fewer samples than the other methods "
-           "(some systems do not fit that method's input shapes; see notes). Few-shot LLM samples are other drops of the "
-           "target configuration, while ICWM's k demos come from the query's episode (for det / ce / cp the same "
+           "(some systems do not fit that method's input shapes; see notes). Few-shot LLM samples are other drops of "
+           "the target configuration, while ICWM's k demos come from the query's episode (for det / ce / cp the same "
            "drop or coherence block).", "", "## Per-task tables", ""]
     for t in tasks:
         out += task_lines(rows, t, fams, k, bad)

@@ -5,8 +5,10 @@ Output folder (``out_dir``): ``config.yaml`` (resolved), ``provenance.json``, ``
 ``convergence.csv`` (each learned method vs its task's trivial baseline on the seen family, ``converge``),
 ``curves.csv`` (training / validation loss per evaluation of every learned method, ``curves``), ``ttft.csv`` (with
 ``ttft.enabled``: ICL vs test-time fine-tuning on the latent families, ``icwm.compare.ttft``), ``report.md``,
-``plots/*.png`` (report and plots are built from the CSVs), ``llm_runs/`` (adapter checkpoints, reused on a rerun
-with an unchanged setup: ``llm.cache``).
+``plots/*.png`` (report and plots are built from the CSVs) and, unless a section names its own ``cache_dir``, the
+caches reused on a rerun with an unchanged setup: ``llm_runs/`` (trained adapters, ``llm.cache``),
+``single_task_runs/`` (trained single-task nets) and ``ttft_runs/`` (per-system test-time fine-tuning results;
+``icwm.compare.cache``).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from icwm.compare import methods as M
 from icwm.compare.config import CompareConfig
 from icwm.compare.llm import LLMMethod, build_methods, missing_weights, train_base, weights_mb
 from icwm.compare.provenance import provenance
-from icwm.compare.single_task import train_net
+from icwm.compare.single_task import train_cached
 from icwm.compare.sweeps import sweep_units
 from icwm.compare.ttft import run_ttft
 from icwm.config import check, to_yaml
@@ -89,17 +91,24 @@ def _seen_pool(cfg: CompareConfig, task: str, systems: list[SystemConfig], group
     return {k: torch.cat([p[k] for p in same]) for k in pools[0]}
 
 
-def train_single_task(cfg: CompareConfig, ms: Methods, seen_of: dict[str, list[SystemConfig]]) -> None:
+def train_single_task(cfg: CompareConfig, ms: Methods, seen_of: dict[str, list[SystemConfig]], root: Path) -> None:
     """Per task, every configured net, trained on the seen systems sharing the first seen system's shapes (until its
-    validation loss on held-out samples of them stops improving when ``single_task.eval_every`` is set)."""
+    validation loss on held-out samples of them stops improving when ``single_task.eval_every`` is set), or reused
+    from ``root`` (``single_task.cache``)."""
     c = cfg.single_task
     for t in cfg.tasks:
         mod = task_registry.get(t)
         pool = _seen_pool(cfg, t, seen_of[t], c.train_groups, "single-task-data")
         val = _seen_pool(cfg, t, seen_of[t], c.val_groups, "single-task-val") if c.val_groups else None
+        data = {"seed": cfg.seed, "systems": [to_yaml(s) for s in seen_of[t]], "groups": c.train_groups,
+                "val_groups": c.val_groups, "samples_per_group": c.samples_per_group}
         for kind in c.nets_for(t):
             name = f"{t}_{kind}"
-            net, log = train_net(mod, kind, pool, c, stable_seed(cfg.seed, "single-task", name) % 2**31, val)
+            seed = stable_seed(cfg.seed, "single-task", name) % 2**31
+            net, log = train_cached(mod, kind, pool, c, seed, val, root if c.cache else None, data)
+            if log["cached"]:
+                ms.notes.append(f"{name}: trained net reused from {root} (same setup hash; train wall s is the "
+                                "original training's)")
             if log["curve"] is not None:
                 ms.curves[name] = ("single_task", log["curve"])
             ms.nets.setdefault(t, {})[name] = net
@@ -253,7 +262,7 @@ def run(cfg: CompareConfig, argv: list[str]) -> Path:
     if cfg.native.model != "none":
         load_native(cfg, ms, device)
     if cfg.single_task.enabled:
-        train_single_task(cfg, ms, seen_of)
+        train_single_task(cfg, ms, seen_of, Path(cfg.single_task.cache_dir or out / "single_task_runs"))
     if cfg.llm.enabled:
         train_llms(cfg, ms, seen_of, Path(cfg.llm.cache_dir) if cfg.llm.cache_dir else out / "llm_runs")
     rows = evaluate_all(cfg, ms, units, sweep_units(cfg.sweeps, seen_of), device, seen_name)

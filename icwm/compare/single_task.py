@@ -11,8 +11,10 @@ Scales (input RMS, label mean / std) are constants computed once from the traini
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
@@ -22,6 +24,7 @@ from torch import nn
 from adapters_llm.early_stop import STOP_CAP, STOP_PATIENCE, Curve, EarlyStopping, curve_point
 from adapters_llm.encoders import real_features
 from adapters_llm.train import draw, pool_size
+from icwm.compare import cache
 from icwm.config import check
 
 Pool = dict[str, torch.Tensor]
@@ -182,6 +185,30 @@ def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: Opti
         net.load_state_dict(watch.best)
     return net.eval(), {"loss_first": losses[0], "loss_last": losses[-1], "train_wall_s": time.perf_counter() - t0,
                         "steps": step, "curve": curve.to_dict() if curve is not None else None}
+
+
+UNKEYED = ("enabled", "nets", "task_nets", "cache", "cache_dir")   # SingleTaskConfig fields that train nothing
+
+
+def train_cached(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: Optional[Pool], root: Optional[Path],
+                 data: dict) -> tuple[SingleTaskNet, dict]:
+    """``train_net``, or the net cached under ``root`` (``icwm.compare.cache``) by a hash of the task, net kind,
+    seed, training config and ``data`` (what determines ``pool`` and ``val``: systems, groups, seeds); ``root``
+    None = always train. The log gains ``cached`` (the wall time and curve are the original training's)."""
+    if root is None:
+        net, log = train_net(task, kind, pool, cfg, seed, val)
+        return net, {**log, "cached": False}
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in UNKEYED}
+    key = cache.digest({"task": task.ID, "net": kind, "seed": seed, "config": fields, "data": data})
+    label = f"{task.ID}_{kind}"
+    hit = cache.load(root, label, key)
+    if hit is not None:
+        net = SingleTaskNet(task, kind, pool, cfg.width)
+        net.load_state_dict(hit[1])
+        return net.eval(), {**hit[0], "cached": True}
+    net, log = train_net(task, kind, pool, cfg, seed, val)
+    cache.save(root, label, key, log, net.state_dict())
+    return net, {**log, "cached": False}
 
 
 class Validation:

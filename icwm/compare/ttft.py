@@ -43,6 +43,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Callable, Optional
 
@@ -52,9 +53,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from adapters_llm.early_stop import STOP_PATIENCE, Curve
 from adapters_llm.train import LossFn, Pool
 from icwm import tasks as task_registry
+from icwm.compare import cache
 from icwm.compare.config import CompareConfig, TTFTConfig
 from icwm.compare.llm import LLMMethod, predict, shot_train_config, tune
-from icwm.config import check
+from icwm.config import check, to_yaml
 from icwm.data.shards import stable_seed
 from icwm.eval import runner
 from icwm.eval.config import EvalConfig
@@ -292,29 +294,77 @@ def _merge(into: dict, part: dict) -> None:
             into.setdefault(key, {}).setdefault(name, []).extend(v)
 
 
+UNKEYED = ("enabled", "tasks", "families", "max_systems", "variant", "cache", "cache_dir")   # select, train nothing
+
+
+def system_key(s: Setup, task: str, family: str, system: SystemConfig) -> str:
+    """Hash of what determines one system's results: the section's settings, the episodes (seed, count, k), the
+    system, and the identity of the native model and of the fine-tuned variant (their weights)."""
+    tc = {k: v for k, v in dataclasses.asdict(s.tc).items() if k not in UNKEYED}
+    e = s.ecfg
+    native = (cache.tensors_digest(s.model.state_dict()), list(s.model_ks)) if s.model is not None else None
+    llm = (s.llm.name, to_yaml(s.llm.cfg), cache.tensors_digest(s.saved)) if s.llm is not None else None
+    return cache.digest({"task": task, "family": family, "system": to_yaml(system), "ttft": tc, "native": native,
+                         "llm": llm, "episodes": [e.seed, e.episodes, list(e.ks), e.batch_size]})
+
+
+def _pack(part: dict) -> dict:
+    return {f"{method}|{k}": {name: [float(x) for x in torch.cat(v).tolist()] if torch.is_tensor(v[0]) else v
+                              for name, v in metrics.items()} for (method, k), metrics in part.items()}
+
+
+def _unpack(part: dict, tensors: bool) -> dict:
+    out = {}
+    for key, metrics in part.items():
+        method, k = key.rsplit("|", 1)
+        out[(method, None if k == "None" else int(k))] = {name: [torch.tensor(v)] if tensors else list(v)
+                                                          for name, v in metrics.items()}
+    return out
+
+
+def cached_system(s: Setup, task: ModuleType, family: str, system: SystemConfig, root: Optional[str]
+                  ) -> tuple[runner.Values, Costs, list[str]]:
+    """``score_system``, or its results cached under ``root`` (``icwm.compare.cache``, key ``system_key``); None =
+    always compute. Costs (wall time) of a reused entry are the original run's."""
+    if root is None:
+        return score_system(s, task, family, system)
+    key, label = system_key(s, task.ID, family, system), f"{task.ID}_{system.name}"
+    hit = cache.load(root, label, key)
+    if hit is not None:
+        meta = hit[0]
+        notes = meta["notes"] + [f"ttft {task.ID}/{family}/{system.name}: results reused from {root} (same setup "
+                                 "hash; seconds are the original run's)"]
+        return _unpack(meta["values"], True), _unpack(meta["costs"], False), notes
+    values, costs, notes = score_system(s, task, family, system)
+    cache.save(root, label, key, {"values": _pack(values), "costs": _pack(costs), "notes": notes})
+    return values, costs, notes
+
+
 def run_ttft(cfg: CompareConfig, llms: list[LLMMethod], model: Optional[torch.nn.Module], convergence: list[dict],
              device: torch.device) -> tuple[list[dict], list[str]]:
     """The ``ttft`` section: rows (``runner.COLUMNS``: per system and pooled ``all``) of every method's metrics, eta
-    and costs on the latent families' episodes, and notes."""
+    and costs on the latent families' episodes, and notes. Each system's results are cached (``ttft.cache``)."""
     ecfg = cfg.ttft_eval_config()
     llm, why = pick_variant(llms, convergence, cfg.ttft.variant, ecfg.tasks)
     model_ks = tuple(runner.eval_ks(ecfg.ks, model.cfg.k_max)[1]) if model is not None else ()
     s = Setup(cfg.ttft, ecfg, device, model, model_ks, llm,
               {k: v.clone() for k, v in llm.model.adapter_state_dict().items()} if llm else None)
+    root = (cfg.ttft.cache_dir or str(Path(cfg.out_dir) / "ttft_runs")) if cfg.ttft.cache else None
     rows, notes, families = [], [f"ttft: {why}"], runner.load_families(ecfg)
     dropped = [k for k in ecfg.ks if model is not None and k not in model_ks]
     notes += [f"ttft: native k={dropped} above the model's k_max: not evaluated"] if dropped else []
     for t in ecfg.tasks:
         task = task_registry.get(t)
         st = s if model is None or t in model.cfg.tasks else dataclasses.replace(s, model=None, model_ks=())
-        notes += [f"ttft {t}: the native model has no head for this task"] if st.model is None and model is not None else []
+        if st.model is None and model is not None:
+            notes.append(f"ttft {t}: the native model has no head for this task")
         for fam, systems in runner.units(ecfg, families, t):
             pooled_v, pooled_c = {}, {}
             for system in systems:
                 if system.form != "latent":
                     notes.append(f"ttft {t}/{fam}/{system.name}: given-form system (no oracle / blind): skipped")
                     continue
-                values, costs, n = score_system(st, task, fam, system)
+                values, costs, n = cached_system(st, task, fam, system, root)
                 rows += unit_rows(t, fam, system.name, values, costs)
                 notes += n
                 _merge(pooled_v, values)

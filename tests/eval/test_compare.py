@@ -1,8 +1,9 @@
 """Head-to-head comparison: the debug config end to end (every method kind, results.csv schema, report tables,
 plots, provenance, same seed -> same results apart from timings, training curves and convergence verdicts, cached
-adapters reused on a rerun), config errors, single-task nets learning on real task data and stopping early, the
-trivial baselines and the convergence test on hand-made values, the LLM4WM average on a hand-made table, and a
-backbone without weights skipped with a note."""
+adapters reused on a rerun), cached single-task nets (equal to the trained ones, keyed by their setup) and cache
+entries, config errors, single-task nets learning on real task data and stopping early, the trivial baselines and
+the convergence test on hand-made values, the LLM4WM average on a hand-made table, and a backbone without weights
+skipped with a note."""
 from __future__ import annotations
 
 import csv
@@ -259,3 +260,46 @@ def test_llm4wm_average_on_a_hand_made_table():
     assert T.llm4wm_avg({**vals, "pe": None}) is None
     assert T.llm4wm_avg({**vals, "bf": float("nan")}) is None
     assert T.llm4wm_avg({**vals, "bf": 1.0}) == pytest.approx((0.1 + 0.2 + 0.3 + 0.0 + 0.05 + 0.15) / 6)
+
+
+def test_cached_single_task_net_equals_the_trained_one_and_follows_its_setup(tmp_path: Path, monkeypatch):
+    from icwm.compare import single_task as S
+    system = load_family(ROOT / "configs" / "systems" / "debug_seen.yaml")[0]
+    task = task_registry.get("cp")
+    pool = flatten_groups(task.generate(system, 3, 8, torch.Generator().manual_seed(3)))
+    val = flatten_groups(task.generate(system, 1, 8, torch.Generator().manual_seed(4)))
+    cfg = SingleTaskConfig(width=16, steps=20, supervised_steps=0, eval_every=5, patience=2, val_groups=1)
+    data = {"systems": [system.name], "seed": 3}
+    calls = []
+    real = S.train_net
+    monkeypatch.setattr(S, "train_net", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    net, log = S.train_cached(task, "gru", pool, cfg, 5, val, tmp_path, data)
+    again, log2 = S.train_cached(task, "gru", pool, cfg, 5, val, tmp_path, data)
+    assert len(calls) == 1 and not log["cached"] and log2["cached"]
+    assert log2["curve"] == log["curve"] and log2["steps"] == log["steps"]
+    with torch.no_grad():
+        assert torch.equal(again(pool)["h_fut"], net(pool)["h_fut"])
+    # what trains nothing (the list of nets, the cache folder) keeps the key; the setup, seed and data change it
+    S.train_cached(task, "gru", pool, dataclasses.replace(cfg, nets=["gru"]), 5, val, tmp_path, data)
+    assert len(calls) == 1
+    S.train_cached(task, "gru", pool, dataclasses.replace(cfg, lr=2e-3), 5, val, tmp_path, data)
+    S.train_cached(task, "gru", pool, cfg, 6, val, tmp_path, data)
+    S.train_cached(task, "gru", pool, cfg, 5, val, tmp_path, {**data, "seed": 4})
+    assert len(calls) == 4
+    S.train_cached(task, "gru", pool, cfg, 5, val, None, data)               # no cache folder: always trains
+    assert len(calls) == 5
+
+
+def test_cache_entry_without_its_entry_file_is_not_an_entry(tmp_path: Path):
+    from icwm.compare import cache
+    key = cache.digest({"a": 1})
+    assert key != cache.digest({"a": 2}) and len(key) == 64
+    d = cache.save(tmp_path, "x", key, {"v": [1.5, float("nan")]}, {"w": torch.arange(3.0)})
+    meta, tensors = cache.load(tmp_path, "x", key)
+    assert meta["v"][0] == 1.5 and math.isnan(meta["v"][1]) and torch.equal(tensors["w"], torch.arange(3.0))
+    assert cache.load(tmp_path, "x", cache.digest({"a": 2})) is None        # another key
+    (d / cache.ENTRY).unlink()                                              # as a run killed before it landed
+    assert cache.load(tmp_path, "x", key) is None
+    w = {"w": torch.arange(3.0)}
+    assert cache.tensors_digest(w) == cache.tensors_digest({"w": torch.arange(3.0)})
+    assert cache.tensors_digest(w) != cache.tensors_digest({"w": torch.arange(3.0) + 1e-6})

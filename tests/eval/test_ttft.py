@@ -2,7 +2,8 @@
 leaves it as it was, reads only the k demonstration pairs (never the query's label, never theta), lowers their loss
 and stops by patience or at the step cap; the latent form's omitted inputs are filled as documented; the variant is
 picked on the seen family; the debug comparison writes ttft.csv (native, <variant>+ttft, the latent baselines at each
-k, eta rows, positive costs) and its report section."""
+k, eta rows, positive costs) and its report section; a rerun reuses each system's cached results, whose key follows the
+episodes, settings and weights."""
 from __future__ import annotations
 
 import csv
@@ -207,3 +208,33 @@ def test_cost_columns_positive(debug_run: Path):
         assert 0 <= cost[tuned, k, "stopped_patience"] <= 1
     # more pairs per step and per evaluation: a step on 16 pairs costs more FLOPs than one on 4
     assert cost[tuned, 16, "flops"] / cost[tuned, 16, "steps"] > cost[tuned, 4, "flops"] / cost[tuned, 4, "steps"]
+
+
+def test_rerun_reuses_each_systems_results(debug_run: Path, tmp_path: Path, monkeypatch):
+    def never(*a, **kw):
+        raise AssertionError("a cached system was scored again")
+    monkeypatch.setattr(TT, "score_system", never)
+    tmp = debug_run.parent
+    args = [f"out_dir={tmp_path / 'again'}", f"native.model={tmp / 'model'}", *SMALL,
+            f"llm.cache_dir={debug_run / 'llm_runs'}", f"ttft.cache_dir={debug_run / 'ttft_runs'}"]
+    again = run(load_config(CompareConfig, DEBUG, args), ["--config", str(DEBUG), *args])
+    with open(debug_run / "ttft.csv", newline="") as a, open(again / "ttft.csv", newline="") as b:
+        assert list(csv.reader(a)) == list(csv.reader(b))                 # costs included: the original run's
+    notes = json.loads((again / "notes.json").read_text())
+    assert sum("results reused" in n for n in notes) == 1
+
+
+def test_system_key_follows_the_episodes_and_the_weights(monkeypatch):
+    cfg = _cfg("cp")
+    sample = _episodes("cp", 2)
+    m, saved = _method(cfg, "cp", sample)
+    system = load_family(LATENT)[0]
+    s = TT.Setup(cfg.ttft, cfg.ttft_eval_config(), torch.device("cpu"), None, (), m, saved)
+    key = TT.system_key(s, "cp", "latent_unseen", system)
+    assert TT.system_key(dataclasses.replace(s, tc=dataclasses.replace(s.tc, cache_dir="/x")), "cp",
+                         "latent_unseen", system) == key
+    bumped = {k: v + 1 for k, v in saved.items()}
+    others = [dataclasses.replace(s, saved=bumped), dataclasses.replace(s, tc=dataclasses.replace(s.tc, lr=2e-3)),
+              dataclasses.replace(s, ecfg=dataclasses.replace(s.ecfg, seed=s.ecfg.seed + 1))]
+    assert all(TT.system_key(o, "cp", "latent_unseen", system) != key for o in others)
+    assert TT.system_key(s, "cp", "latent_unseen", dataclasses.replace(system, snr_db=[0.0, 5.0])) != key
