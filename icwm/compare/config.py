@@ -8,6 +8,7 @@ raise ``ValueError`` naming the field. Families, task-specific family files and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from adapters_llm.config import ARCHS, METHODS
 from icwm.config import check
@@ -15,6 +16,7 @@ from icwm.eval.config import DEFAULT_KS, EvalConfig
 from icwm.tasks import TASKS
 
 NETS = ("mlp", "cnn", "gru", "lstm", "transformer")
+CACHE_DIRS = {"llm": "llm_runs", "single_task": "single_task_runs", "ttft": "ttft_runs"}   # defaults under out_dir
 SWEEP_FIELDS = ("snr_db", "num_users", "speed_kmh")
 
 
@@ -222,6 +224,11 @@ class CompareConfig:
         check(set(self.ttft.tasks) <= set(self.tasks), "ttft.tasks", f"tasks among {self.tasks}", self.ttft.tasks)
         self.eval_config()          # validates tasks, families, task_prefix, episodes, batch_size, device
         self.ttft_eval_config()
+
+    def cache_root(self, section: str) -> Path:
+        """Cache folder of ``section`` (``llm``, ``single_task``, ``ttft``): its ``cache_dir``, else
+        ``<out_dir>/<CACHE_DIRS[section]>``."""
+        return Path(getattr(self, section).cache_dir or Path(self.out_dir) / CACHE_DIRS[section])
 
     def eval_config(self) -> EvalConfig:
         """The ``EvalConfig`` whose families, episodes and seeds every method shares."""

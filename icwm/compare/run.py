@@ -262,9 +262,9 @@ def run(cfg: CompareConfig, argv: list[str]) -> Path:
     if cfg.native.model != "none":
         load_native(cfg, ms, device)
     if cfg.single_task.enabled:
-        train_single_task(cfg, ms, seen_of, Path(cfg.single_task.cache_dir or out / "single_task_runs"))
+        train_single_task(cfg, ms, seen_of, cfg.cache_root("single_task"))
     if cfg.llm.enabled:
-        train_llms(cfg, ms, seen_of, Path(cfg.llm.cache_dir) if cfg.llm.cache_dir else out / "llm_runs")
+        train_llms(cfg, ms, seen_of, cfg.cache_root("llm"))
     rows = evaluate_all(cfg, ms, units, sweep_units(cfg.sweeps, seen_of), device, seen_name)
     ttft_rows: list[dict] = []
     if cfg.ttft.enabled:

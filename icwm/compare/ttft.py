@@ -322,7 +322,7 @@ def _unpack(part: dict, tensors: bool) -> dict:
     return out
 
 
-def cached_system(s: Setup, task: ModuleType, family: str, system: SystemConfig, root: Optional[str]
+def cached_system(s: Setup, task: ModuleType, family: str, system: SystemConfig, root: Optional[Path]
                   ) -> tuple[runner.Values, Costs, list[str]]:
     """``score_system``, or its results cached under ``root`` (``icwm.compare.cache``, key ``system_key``); None =
     always compute. Costs (wall time) of a reused entry are the original run's."""
@@ -349,7 +349,7 @@ def run_ttft(cfg: CompareConfig, llms: list[LLMMethod], model: Optional[torch.nn
     model_ks = tuple(runner.eval_ks(ecfg.ks, model.cfg.k_max)[1]) if model is not None else ()
     s = Setup(cfg.ttft, ecfg, device, model, model_ks, llm,
               {k: v.clone() for k, v in llm.model.adapter_state_dict().items()} if llm else None)
-    root = (cfg.ttft.cache_dir or str(Path(cfg.out_dir) / "ttft_runs")) if cfg.ttft.cache else None
+    root = cfg.cache_root("ttft") if cfg.ttft.cache else None
     rows, notes, families = [], [f"ttft: {why}"], runner.load_families(ecfg)
     dropped = [k for k in ecfg.ks if model is not None and k not in model_ks]
     notes += [f"ttft: native k={dropped} above the model's k_max: not evaluated"] if dropped else []
