@@ -5,9 +5,10 @@ de-normalisation, batch size when antennas are folded into the sequence batch). 
 (never over the batch). Complex channels become real features only in :func:`real_features`.
 
 Zheng & Dai: ``PrecodingEncoder`` (pre_sr / pre_mm: 3-block transformer over per-user tokens), ``DetectionEncoder``
-(MLPs over H and the L0 received slots), ``PredictionEncoder`` (cp: normalisation, temporal patches, SE-style CSI
-attention, linear to the LLM width). LLM4WM: ``WMEncoder`` = per-task preprocessing (flatten for ce/cp/pf, DFT angle
-domain for bf/de/pe) + multi-task adapter (linear alignment, residual conv1d k = 3 blocks with GELU).
+(MLPs over H and over each received slot with its matched filter and H), ``PredictionEncoder`` (cp: normalisation,
+temporal patches, SE-style CSI attention, linear to the LLM width). LLM4WM: ``WMEncoder`` = per-task preprocessing
+(flatten for ce/cp/pf, DFT angle domain for bf/de/pe) + multi-task adapter (linear alignment, residual conv1d
+k = 3 blocks with GELU).
 """
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ class PrecodingEncoder(nn.Module):
 
 
 class DetectionEncoder(nn.Module):
-    """det: one token for the channel (MLP of vec H and SNR) + one token per received slot (MLP of y_l).
+    """det: one token for the channel (MLP of vec H and SNR) + one token per received slot: an MLP of y_l, its matched
+    filter H^H y_l, vec H and the SNR, so each slot token carries what detecting that slot needs (DetNet's inputs).
 
     Inputs: ``h [batch, rx, user] c64``, ``y [batch, slot, rx] c64``, ``snr_db [batch]``. Tokens [batch, 1 + slot, d].
     """
@@ -100,13 +102,15 @@ class DetectionEncoder(nn.Module):
     def __init__(self, n_rx: int, n_user: int, width: int, d_llm: int) -> None:
         super().__init__()
         self.h_mlp = mlp(2 * n_rx * n_user + 1, width, d_llm)
-        self.y_mlp = mlp(2 * n_rx, width, d_llm)
+        self.y_mlp = mlp(2 * n_rx + 2 * n_user + 2 * n_rx * n_user + 1, width, d_llm)
 
     def forward(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Ctx]:
         h, y, snr = x["h"], x["y"], x["snr_db"].float()
-        h_tok = self.h_mlp(torch.cat([real_features(h).flatten(1), snr[:, None] / 10.0], -1))[:, None]  # [b, 1, d]
-        y_tok = self.y_mlp(real_features(y).flatten(-2))                                            # [b, slot, d]
-        return torch.cat([h_tok, y_tok], 1), {"batch": h.shape[0]}
+        ch = torch.cat([real_features(h).flatten(1), snr[:, None] / 10.0], -1)                 # [b, 2 rx user + 1]
+        mf = y @ h.conj()                                                                     # [b, slot, user]
+        per_slot = torch.cat([real_features(y).flatten(-2), real_features(mf).flatten(-2),
+                              ch[:, None].expand(-1, y.shape[1], -1)], -1)                   # [b, slot, feat]
+        return torch.cat([self.h_mlp(ch)[:, None], self.y_mlp(per_slot)], 1), {"batch": h.shape[0]}
 
 
 class PredictionEncoder(nn.Module):

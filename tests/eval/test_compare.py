@@ -180,6 +180,12 @@ def test_convergence_rule_on_hand_made_values():
     assert row["converged"] and row["z"] > 2.0
     (row,) = C.check_family("pre_sr", [acc], [(("absent", None, 0), "llm")], 2.0)
     assert not row["converged"] and row["n_eval"] == 0
+    # bf is checked on the beam gain ratio (its eta metric), not on top-1
+    acc = _acc(("chance", None, None), "gain_ratio", [0.05] * 4 + [0.06] * 4)
+    acc.merge(_acc(learned, "gain_ratio", [0.3, 0.2, 0.25, 0.35, 0.3, 0.28, 0.22, 0.31]))
+    acc.merge(_acc(learned, "top1", [0.0] * 8))
+    (row,) = C.check_family("bf", [acc], [(learned, "single_task")], 2.0)
+    assert row["metric"] == "gain_ratio" and row["converged"], row
 
 
 def test_trivial_predictors():
@@ -204,8 +210,8 @@ def test_same_seed_same_results(debug_run: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("override,field", [
     ("llm.adapterz=[lora]", "llm.adapterz"), ("tasks=[pre_sr,nope]", "tasks"), ("llm.adapters=[qlora]", "llm.adapters"),
-    ("single_task.nets=[rnn]", "single_task.nets"), ("sweeps=[{name: s, tasks: [pre_sr], param: power}]",
-                                                     "sweeps.param"), ("native.ks=[-1]", "native.ks")])
+    ("single_task.nets=[rnn]", "single_task.nets"), ("single_task.residual=[det]", "single_task.residual"),
+    ("sweeps=[{name: s, tasks: [pre_sr], param: power}]", "sweeps.param"), ("native.ks=[-1]", "native.ks")])
 def test_bad_config_names_the_field(override: str, field: str):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         load_config(CompareConfig, DEBUG, [override])
@@ -234,6 +240,25 @@ def test_single_task_net_loss_goes_down_on_real_data(kind: str):
         loss_after = float(task.loss(net(pool), pool).mean())
     assert loss_after < 0.8 * loss_before, (kind, loss_before, loss_after)
     assert log["train_wall_s"] > 0 and net(pool)["h_fut"].shape == pool["h_fut"].shape
+
+
+@pytest.mark.parametrize("task_id", ["ce", "cp"])
+def test_residual_single_task_net_starts_at_its_first_guess_and_improves_on_it(task_id: str):
+    """single_task.residual: the untrained net predicts exactly the trivial baseline (LS + linear interpolation,
+    repeat-last); training lowers the loss below that baseline's."""
+    system = load_family(ROOT / "configs" / "systems" / "debug_seen.yaml")[0]
+    task = task_registry.get(task_id)
+    pool = flatten_groups(task.generate(system, 8, 8, torch.Generator().manual_seed(3)))
+    y = task.Y_KEYS[0]
+    first = task.baselines({k: v[:, None] for k, v in pool.items()})[C.TRIVIAL[task_id]][y][:, 0]
+    cfg = SingleTaskConfig(width=16, steps=1, supervised_steps=0, lr=1e-12, residual=[task_id])
+    untrained, _ = train_net(task, "mlp", pool, cfg, seed=5)
+    with torch.no_grad():
+        torch.testing.assert_close(untrained(pool)[y], first)
+        base_loss = float(task.loss({y: first}, pool).mean())
+    net, _ = train_net(task, "mlp", pool, dataclasses.replace(cfg, steps=150, lr=3e-3), seed=5)
+    with torch.no_grad():
+        assert float(task.loss(net(pool), pool).mean()) < 0.9 * base_loss
 
 
 def test_single_task_net_stops_early_and_restores_its_best_weights():
