@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from icwm.config import check
-from icwm.tasks import TASKS
+from icwm.tasks import TASKS, check_first_guess
 from icwm.train.config import DeepSpeedSection
 from icwm.wireless.sysconfig import SystemConfig
 
@@ -93,6 +93,10 @@ class ModelConfig:
     adapter_blocks: int = 2         # LLM4WM multi-task adapters: residual conv1d (k = 3) blocks per side
     patch: int = 4                  # cp (Zheng & Dai): temporal patch length
     prompt: bool = True             # prepend the "[Task identifier] Task description <Instruction>" prompt
+    # tasks whose decoder output is a correction added to the task's first guess (TaskSpec.first_guess: LS + linear
+    # interpolation, repeat-last, UL reuse), its last layer zero-initialised; not in the papers (their heads predict
+    # the channel itself), [] keeps them as published
+    residual: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check(len(self.tasks) >= 1 and all(t in TASKS for t in self.tasks), "model.tasks",
@@ -102,6 +106,9 @@ class ModelConfig:
         check(self.width >= 4 and self.enc_blocks >= 1, "model.width/enc_blocks", "width >= 4, blocks >= 1",
               (self.width, self.enc_blocks))
         check(self.patch >= 1, "model.patch", "an integer >= 1", self.patch)
+        check(all(t in self.tasks for t in self.residual), "model.residual", f"task ids among model.tasks {self.tasks}",
+              self.residual)
+        check_first_guess("model.residual", self.residual)
 
 
 @dataclass

@@ -23,7 +23,9 @@ from adapters_llm.lora import (ALL_LINEAR, ATTENTION_TARGETS, FFN_TARGETS, LoRAL
                                find_targets, set_module)
 from adapters_llm.moe_lora import MoELoRALinear, task_context
 from adapters_llm.prompts import prompt_ids
+from icwm import tasks as task_registry
 from icwm.config import check, load_config, to_yaml
+from icwm.tasks.common import first_guess
 
 ADAPTER_KEYS = ("lora_A", "lora_B", ".gate.")      # backbone parameters that train (name filter)
 GROUPS = ("encoders", "decoder_adapters", "heads", "adapters")
@@ -90,12 +92,15 @@ class AdaptedLLM(nn.Module):
         for t in m.tasks:
             check(t in shapes, "shapes", f"per-sample shapes for every task in model.tasks ({m.tasks})", sorted(shapes))
         self.tasks, self.use_prompt = list(m.tasks), bool(m.prompt and backbone is not None)
+        self.residual, self.shapes = list(m.residual), shapes
         d = backbone.hidden_size if backbone is not None else m.width
         self.backbone = backbone
         self.encoders = nn.ModuleDict({t: build_encoder(t, m.family, shapes[t], m.width, d, m.enc_blocks,
                                                         m.adapter_blocks, m.patch) for t in m.tasks})
         self.decoders = nn.ModuleDict({t: build_decoder(t, m.family, shapes[t], d, m.width, m.adapter_blocks,
                                                         n_tokens(t, m.family, shapes[t], m.patch)) for t in m.tasks})
+        for t in self.residual:
+            _zero_last_layer(self.decoders[t])
         moe = backbone is not None and any(isinstance(x, MoELoRALinear) for x in backbone.modules())
         self.task_embedding = nn.Embedding(len(m.tasks), cfg.adapter.task_dim) if moe else None
         for t in m.tasks:
@@ -115,7 +120,11 @@ class AdaptedLLM(nn.Module):
         check(task in self.encoders, "task", f"one of {self.tasks}", task)
         tokens, ctx = self.encoders[task](x)                                      # [seq_batch, seq, d]
         hidden = tokens if self.backbone is None else self._through_llm(tokens, task)
-        return self.decoders[task](hidden, ctx)
+        pred = self.decoders[task](hidden, ctx)
+        if task not in self.residual:
+            return pred
+        base = first_guess(task_registry.get(task), x, self.shapes[task])
+        return {k: v + base[k].to(v.dtype) if k in base else v for k, v in pred.items()}
 
     def _through_llm(self, tokens: torch.Tensor, task: str) -> torch.Tensor:
         """Prepend the prompt, run the backbone (with the task embedding for MoE-LoRA), drop prompt positions."""
@@ -153,6 +162,14 @@ class AdaptedLLM(nn.Module):
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """Every weight that fine-tuning may change (all groups), detached and contiguous."""
         return {n: p.detach().contiguous() for n, p in self.named_parameters() if self.group_of(n) != "backbone"}
+
+
+def _zero_last_layer(decoder: nn.Module) -> None:
+    """Zero the weight and bias of the last Linear / Conv1d of ``decoder`` (a residual head starts at zero)."""
+    last = [m for m in decoder.modules() if isinstance(m, (nn.Linear, nn.Conv1d))][-1]
+    nn.init.zeros_(last.weight)
+    if last.bias is not None:
+        nn.init.zeros_(last.bias)
 
 
 def param_counts(model: nn.Module) -> tuple[int, int]:

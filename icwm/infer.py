@@ -28,6 +28,7 @@ import torch
 
 from icwm import tasks
 from icwm.config import check, check_device, load_config, to_yaml
+from icwm.tasks.common import KIND_DTYPE
 from icwm.infer_checks import (GRID_KEYS, LABELS, POWER_DB, SNR_DB, check_consistency, check_finite,  # noqa: F401
                                check_ranges, grid_scale)
 from icwm.model import ICWM, LATENT_HAT, ModelConfig, build_model, count_parameters
@@ -44,7 +45,6 @@ CP_T_OUT = 4  # cp prediction horizon used when an episode has no demonstrations
 SPECS: dict[str, tuple[dict[str, tuple[int, str]], dict[str, tuple[int, str]]]] = {
     t: (dict(s.x), dict(s.y)) for t, s in tasks.SPECS.items()}
 ESTIMATE = "estimated_"   # output key prefix of the model's estimates of a task's scalar latents
-_DTYPE = {"c": torch.complex64, "f": torch.float32, "i": torch.int64}
 
 
 def _as_tensor(x: Any, field: str, kind: str) -> torch.Tensor:
@@ -57,7 +57,7 @@ def _as_tensor(x: Any, field: str, kind: str) -> torch.Tensor:
     ok = {"c": x.is_complex(), "f": not x.is_complex() and x.dtype != torch.bool,
           "i": not x.is_complex() and not x.is_floating_point() and x.dtype != torch.bool}[kind]
     check(ok, field, {"c": "a complex array", "f": "a real array", "i": "an integer array"}[kind], str(x.dtype))
-    x = x.to(_DTYPE[kind])
+    x = x.to(KIND_DTYPE[kind])
     if kind != "i":
         check(bool(torch.isfinite(x).all()), field, "finite values (no NaN / inf)", "non-finite entries")
     return x
@@ -277,7 +277,7 @@ class FewShotModel:
                  "cp": lambda: (CP_T_OUT,) + tuple(q["h_hist"].shape[2:]), "pf": lambda: tuple(q["h_ul"].shape[1:])}
         key, (_, kind) = next(iter(ys.items()))
         size = tuple(shape[task]()) if task in shape else ()
-        return {key: torch.zeros((n_b,) + size, dtype=_DTYPE[kind])}
+        return {key: torch.zeros((n_b,) + size, dtype=KIND_DTYPE[kind])}
 
 
 def given_inputs(task: str, demos: Mapping[str, Any], query: Mapping[str, Any]) -> dict[str, tuple[int, str]]:

@@ -13,16 +13,9 @@ from pathlib import Path
 from adapters_llm.config import ARCHS, METHODS
 from icwm.config import check
 from icwm.eval.config import DEFAULT_KS, EvalConfig
-from icwm.tasks import TASKS
+from icwm.tasks import TASKS, check_first_guess
 
 NETS = ("mlp", "cnn", "gru", "lstm", "transformer")
-# The trivial baseline per task that the convergence check compares each learned method with (``converge``):
-# a task-module baseline (MRT, LS + linear interpolation, repeat-last, UL reuse = ``nearest``) or a predictor defined
-# in ``converge`` (zero, chance, nominal).
-TRIVIAL = {"pre_sr": "mrt", "pre_mm": "mrt", "det": "zero", "ce": "ls_linear", "cp": "repeat_last",
-           "pf": "nearest", "bf": "chance", "de": "nominal", "pe": "nominal"}
-# tasks whose trivial baseline is a channel estimate in the label's own form (a residual net can start from it)
-RESIDUAL_TASKS = tuple(t for t, name in TRIVIAL.items() if name in ("ls_linear", "repeat_last", "nearest"))
 CACHE_DIRS = {"llm": "llm_runs", "single_task": "single_task_runs", "ttft": "ttft_runs"}   # defaults under out_dir
 SWEEP_FIELDS = ("snr_db", "num_users", "speed_kmh")
 
@@ -111,13 +104,12 @@ class SingleTaskConfig:
     min_delta: float = 0.0          # improvement of the validation loss, relative to its value at step 0
     cache: bool = True              # reuse a trained net whose setup hash matches (``icwm.compare.cache``)
     cache_dir: str = ""             # "" = <out_dir>/single_task_runs
-    # tasks whose nets predict a correction to the task's trivial baseline (icwm.compare.converge.TRIVIAL: LS +
-    # linear interpolation for ce, repeat-last for cp), head zero-initialised so training starts from it
+    # tasks whose nets predict a correction to the task's first guess (TaskSpec.first_guess: LS + linear
+    # interpolation for ce, repeat-last for cp), head zero-initialised so training starts from it
     residual: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        check(all(t in RESIDUAL_TASKS for t in self.residual), "single_task.residual",
-              f"task ids among {RESIDUAL_TASKS} (a trivial baseline that predicts the label)", self.residual)
+        check_first_guess("single_task.residual", self.residual)
         for n in self.nets + [n for v in self.task_nets.values() for n in v]:
             check(n in NETS, "single_task.nets", f"nets among {NETS}", n)
         check(all(t in TASKS for t in self.task_nets), "single_task.task_nets", f"task ids from {TASKS}",

@@ -1,8 +1,8 @@
 """Does every learned baseline beat its task's trivial baseline on the seen family? (the comparison checks itself)
 
-Trivial baseline per task (``config.TRIVIAL``): the weakest reference that uses the query alone, from the task modules'
-baselines where they have one (MRT precoding, LS + linear interpolation, repeat-last, UL reuse = ``nearest``) and
-three predictors defined here: ``zero`` (det: x = 0, NMSE 1, SER of one fixed guess), ``chance`` (bf: a uniformly
+Trivial baseline per task (``TaskSpec.trivial``): the weakest reference that uses the query alone, from the task
+modules' baselines where they have one (MRT precoding, LS + linear interpolation, repeat-last, UL reuse =
+``nearest``) and three predictors defined here: ``zero`` (det: x = 0, NMSE 1, SER of one fixed guess), ``chance`` (bf: a uniformly
 random beam, in expectation: top-1 = 1 / beams, gain ratio = mean gain / best gain) and ``nominal`` (de, pe: one
 constant, the seen systems' median distance / mean path loss from fresh samples: the loss-optimal input-blind guess).
 
@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from icwm.compare.config import TRIVIAL
+from icwm import tasks
 from icwm.compare.methods import Acc, Key
 from icwm.eval import runner
 from icwm.eval.eta import ETA_PRIMARY
@@ -49,7 +49,7 @@ def nominal_value(task: ModuleType, systems: list[SystemConfig], seed: int) -> f
 
 def trivial_pred(task: ModuleType, q: dict[str, torch.Tensor], nominal: Optional[float]) -> Optional[dict]:
     """Per-query metrics of the trivial predictor of ``task`` defined here (None when the task module has it)."""
-    name = TRIVIAL[task.ID]
+    name = task.SPEC.trivial
     if name == "zero":
         return task.metric({"x": torch.zeros_like(q["x"])}, q)
     if name == "chance":
@@ -70,7 +70,7 @@ def add_trivial(task: ModuleType, chunks: list[dict], nominal: Optional[float], 
         q = runner.query(sample)
         vals = trivial_pred(task, q, nominal)
         if vals is not None:
-            acc.add((TRIVIAL[task.ID], None, None), vals, 0.0)
+            acc.add((task.SPEC.trivial, None, None), vals, 0.0)
 
 
 def _values(acc: Acc, key: Key, metric: str) -> Optional[torch.Tensor]:
@@ -80,7 +80,7 @@ def _values(acc: Acc, key: Key, metric: str) -> Optional[torch.Tensor]:
 
 def trivial_key(acc: Acc, task: str) -> Optional[Key]:
     """The key of the trivial baseline in ``acc`` (its smallest k when it is scored at several)."""
-    keys = [k for k in acc.values if k[0] == TRIVIAL[task]]
+    keys = [k for k in acc.values if k[0] == tasks.spec(task).trivial]
     return min(keys, key=lambda k: k[1] or 0) if keys else None
 
 
@@ -102,7 +102,7 @@ def check_family(task: str, units: list[Acc], learned: list[tuple[Key, str]], z_
 
 
 def _verdict(task: str, method: str, kind: str, metric: str, sign: int, a: list, b: list, z_min: float) -> dict:
-    row = {"method": method, "kind": kind, "task": task, "metric": metric, "trivial": TRIVIAL[task],
+    row = {"method": method, "kind": kind, "task": task, "metric": metric, "trivial": tasks.spec(task).trivial,
            "value": None, "trivial_value": None, "z": None, "n_eval": 0, "converged": False}
     if not a:
         return row

@@ -94,7 +94,8 @@ def compatible(fcfg: FinetuneConfig, task: str, systems: list[SystemConfig], see
     encoders and decoders, which alone depend on the shapes, are the same classes for every backbone)."""
     mod = task_registry.get(task)
     probe = dataclasses.replace(fcfg, adapter=dataclasses.replace(fcfg.adapter, peft="no_llm"),
-                                model=dataclasses.replace(fcfg.model, tasks=[task], prompt=False))
+                                model=dataclasses.replace(fcfg.model, tasks=[task], prompt=False,
+                                                          residual=[t for t in fcfg.model.residual if t == task]))
     samples = [one_sample(mod, s, seed) for s in systems]
     model, _ = build_model(probe, {task: sample_shapes(samples[0], 1)})
     return [s for s, x in zip(systems, samples) if predict(model, task, x) is not None]

@@ -8,7 +8,7 @@ or slots for det, subcarriers for bf / de / pe), each flattened to real features
 power) and projected by its own linear layer; a 0-d key (``snr_db``) is one token. The body (the net kind) maps the
 tokens ``[batch, seq, width]`` to a vector; a linear head gives the flat output, decoded into the task's Y_KEYS.
 Scales (input RMS, label mean / std) are constants computed once from the training pool. A residual net
-(``single_task.residual``) adds its output to the task's trivial baseline (``config.TRIVIAL``: LS + linear
+(``single_task.residual``) adds its output to the task's first guess (``TaskSpec.first_guess``: LS + linear
 interpolation for ce, repeat-last for cp), computed from the same inputs; its head starts at zero, so training starts
 from that baseline (first guess + learned correction).
 """
@@ -28,8 +28,8 @@ from adapters_llm.early_stop import STOP_CAP, STOP_PATIENCE, Curve, EarlyStoppin
 from adapters_llm.encoders import real_features
 from adapters_llm.train import draw, pool_size
 from icwm.compare import cache
-from icwm.compare.config import TRIVIAL
 from icwm.config import check
+from icwm.tasks.common import first_guess
 
 Pool = dict[str, torch.Tensor]
 
@@ -128,15 +128,9 @@ class SingleTaskNet(nn.Module):
             pred = {k: v + base[k] if k in base else v for k, v in pred.items()}
         return pred
 
-    @torch.no_grad()
     def first_guess(self, x: Pool) -> Pool:
-        """The task's trivial baseline from the inputs ``x`` ``[batch, ...]``, each sample a one-pair episode; labels
-        enter as zeros of their shape (trivial baselines read the query's inputs only)."""
-        b, dev = next(iter(x.values())).shape[0], next(iter(x.values())).device
-        one = {k: x[k][:, None] for k in self.task.X_KEYS}
-        one.update({k: torch.zeros((b, 1) + self.shapes[k], dtype=torch.complex64, device=dev)
-                    for k in self.y_keys if self.complex_y[k]})
-        return {k: v[:, 0] for k, v in self.task.baselines(one)[TRIVIAL[self.task_id]].items()}
+        """The task's first guess (``TaskSpec.first_guess``) from the inputs ``x`` ``[batch, ...]``."""
+        return first_guess(self.task, x, self.shapes)
 
     def _decode(self, key: str, part: torch.Tensor) -> Pool:
         b, shape, (mean, std) = part.shape[0], self.shapes[key], self.stats[key]

@@ -29,6 +29,16 @@ def spec(task_id: str) -> TaskSpec:
     return _module(task_id).SPEC
 
 
+def check_first_guess(field_name: str, task_ids: list[str]) -> None:
+    """ValueError naming ``field_name`` unless every id in ``task_ids`` is a task whose spec has a first guess
+    (``TaskSpec.first_guess``: a residual learned baseline starts from it); loads those task modules."""
+    ok = tuple(t for t in TASKS if spec(t).first_guess)
+    for t in task_ids:
+        if t not in ok:
+            raise ValueError(f"{field_name}: expected task ids among {ok} (a first guess in the label's form), "
+                             f"got {t!r}")
+
+
 def __getattr__(name: str) -> dict[str, TaskSpec]:
     """``SPECS``: task id -> ``TaskSpec`` in ``TASKS`` order, built on first use (keeps ``import icwm.tasks`` light:
     configuration modules import ``TASKS`` alone)."""

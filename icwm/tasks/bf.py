@@ -21,7 +21,7 @@ from icwm.wireless.sysconfig import SystemConfig
 # episodes per system its oracle - blind gap is within two standard errors; the gain ratio scores the same decision
 # by the SNR it delivers and separates oracle from blind by about five (docs/results/latent_cpu).
 SPEC = dc.task_spec("bf", y={"beam": (0, "i")}, latent=("panel_offset_deg",), primary="top1", direction=1,
-                    eta_metric="gain_ratio")
+                    trivial="chance", eta_metric="gain_ratio")
 ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 
 

@@ -17,7 +17,7 @@ from icwm.tasks.link_common import (SNAPSHOT_GAP_S, draw_snr, link_series_oracle
 from icwm.wireless import estimation
 from icwm.wireless.sysconfig import SystemConfig
 
-SPEC = link_spec("ce", x="h_ls", y="h", context=True)
+SPEC = link_spec("ce", x="h_ls", y="h", context=True, trivial="ls_linear")
 ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 PILOT_SPACING = 4
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import ModuleType
 
 import torch
 
@@ -103,3 +104,27 @@ def given_or_latent(sample: dict, name: str) -> torch.Tensor:
     For metrics (physics, e.g. the noise level an SINR is measured at) and oracles only.
     """
     return sample[name] if name in sample else sample[LATENT_PREFIX + name]
+
+
+KIND_DTYPE = {"c": torch.complex64, "f": torch.float32, "i": torch.int64}   # TaskSpec kinds -> torch dtypes
+
+
+@torch.no_grad()
+def first_guess(task: ModuleType, x: dict[str, torch.Tensor], y_shapes: dict[str, tuple[int, ...]]
+                ) -> dict[str, torch.Tensor]:
+    """The task's first guess (``task.SPEC.first_guess``, a ``baselines()`` entry) for a batch of queries.
+
+    Args:
+        task: a task module whose spec names a first guess. x: its input tensors, each ``[batch, ...]`` (given or
+            latent form).
+        y_shapes: per-sample shape of each label key (labels enter as zeros: the first guess reads the inputs alone).
+
+    Returns:
+        Y_KEYS -> ``[batch, ...]``; each sample is scored as a one-pair episode.
+    """
+    check(bool(task.SPEC.first_guess), "task", "a task whose spec names a first guess", task.SPEC.id)
+    ref = next(iter(x.values()))
+    one = {k: x[k][:, None] for k in task.X_KEYS if k in x}     # a latent-form query lacks its LATENT_X
+    one.update({k: torch.zeros((ref.shape[0], 1, *y_shapes[k]), dtype=KIND_DTYPE[kind], device=ref.device)
+                for k, (_, kind) in task.SPEC.y.items()})
+    return {k: v[:, 0] for k, v in task.baselines(one)[task.SPEC.first_guess].items()}

@@ -17,7 +17,7 @@ from icwm.wireless import metrics, prediction
 from icwm.wireless.estimation import ridge_solve
 from icwm.wireless.sysconfig import SystemConfig
 
-SPEC = link_spec("cp", x="h_hist", y="h_fut", context=False)
+SPEC = link_spec("cp", x="h_hist", y="h_fut", context=False, trivial="repeat_last")
 ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 T_IN, T_OUT = 16, 4
 PER_BEAM = True      # oracle and in-context window predictors: one map per DFT beam (False: one per link)

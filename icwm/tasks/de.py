@@ -13,7 +13,8 @@ from icwm.tasks import dual_common as dc
 from icwm.tasks.common import LATENT_METHODS, flat, is_latent
 from icwm.wireless.sysconfig import SystemConfig
 
-SPEC = dc.task_spec("de", y={"distance_m": (0, "f")}, latent=("power_offset_db",), primary="mae_m", direction=-1)
+SPEC = dc.task_spec("de", y={"distance_m": (0, "f")}, latent=("power_offset_db",), primary="mae_m", direction=-1,
+                    trivial="nominal")
 ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 
 

@@ -18,7 +18,8 @@ from icwm.wireless import detection, metrics
 from icwm.wireless.sysconfig import SystemConfig
 
 SPEC = TaskSpec(id="det", x={"h": (2, "c"), "y": (2, "c"), "snr_db": (0, "f")}, y={"x": (2, "c")}, primary="ser",
-                direction=-1, latent_x=("h", "snr_db"), latent=("h", "snr_db"))
+                direction=-1, latent_x=("h", "snr_db"), latent=("h", "snr_db"),
+                trivial="zero")
 ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 SLOTS = 8   # L0 received slots per sample (Zheng & Dai)
 ORACLE_ML_MAX_USERS = 4   # latent form: exhaustive ML oracle up to 16**4 candidates (about 1 s per 64 queries, CPU)

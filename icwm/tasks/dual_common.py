@@ -9,12 +9,13 @@ from icwm.wireless import beams, fingerprint
 from icwm.wireless.sysconfig import SystemConfig
 
 
-def task_spec(task_id: str, y: Keys, latent: tuple[str, ...], primary: str, direction: int,
+def task_spec(task_id: str, y: Keys, latent: tuple[str, ...], primary: str, direction: int, trivial: str,
               eta_metric: str = "") -> TaskSpec:
     """The spec of a dual-band task: x ``h_sub6 [sc6, ant6] c64``, which the latent form keeps (its theta acts on
-    the channel itself); the classical baselines read the episode's demonstrations (k-NN fingerprinting)."""
+    the channel itself); the classical baselines read the episode's demonstrations (k-NN fingerprinting);
+    ``trivial``: the input-blind predictor of ``icwm.compare.converge`` (chance or nominal)."""
     return TaskSpec(id=task_id, x={"h_sub6": (2, "c")}, y=y, primary=primary, direction=direction, latent=latent,
-                    eta_metric=eta_metric, context=True)
+                    eta_metric=eta_metric, context=True, trivial=trivial)
 
 
 def draw(cfg: SystemConfig, n_groups: int, n_per_group: int, rng: torch.Generator,

@@ -15,11 +15,13 @@ from icwm.wireless.sysconfig import SystemConfig
 SNAPSHOT_GAP_S = 20e-3   # spacing of a group's samples for ce/pf (past the coherence time at the seen speeds)
 
 
-def link_spec(task_id: str, x: str, y: str, context: bool) -> TaskSpec:
+def link_spec(task_id: str, x: str, y: str, context: bool, trivial: str) -> TaskSpec:
     """The spec of a link task: x ``<x> [time, sc, ant] c64``, ``snr_db []``; y ``<y> [time, sc, ant] c64``; the
-    latent form's pairs omit the SNR (theta ``snr_db``); primary: the mean NMSE in dB, smaller is better."""
+    latent form's pairs omit the SNR (theta ``snr_db``); primary: the mean NMSE in dB, smaller is better;
+    ``trivial``: the channel estimate from the query alone (also the learned baselines' first guess)."""
     return TaskSpec(id=task_id, x={x: (3, "c"), "snr_db": (0, "f")}, y={y: (3, "c")}, primary="nmse_mean_db",
-                    direction=-1, latent_x=("snr_db",), latent=("snr_db",), context=context)
+                    direction=-1, latent_x=("snr_db",), latent=("snr_db",), context=context, trivial=trivial,
+                    first_guess=trivial)
 
 
 def link_series(cfg: SystemConfig, n_groups: int, n_time: int, rng: torch.Generator, *,

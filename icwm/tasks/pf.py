@@ -17,7 +17,7 @@ from icwm.tasks.link_common import SNAPSHOT_GAP_S, draw_snr, link_series_oracle,
 from icwm.wireless import duplex
 from icwm.wireless.sysconfig import SystemConfig
 
-SPEC = link_spec("pf", x="h_ul", y="h_dl", context=True)
+SPEC = link_spec("pf", x="h_ul", y="h_dl", context=True, trivial="nearest")
 ID, X_KEYS, Y_KEYS, LATENT_X = SPEC.id, SPEC.x_keys, SPEC.y_keys, SPEC.latent_x
 DUPLEX_GAP_BANDS = 1   # gap between UL and DL, in units of the M-subcarrier band
 

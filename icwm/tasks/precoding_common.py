@@ -19,9 +19,10 @@ Fit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]             # (h, lam
 
 def task_spec(task_id: str, primary: str) -> TaskSpec:
     """The spec both precoding tasks share: x ``h [user, ant] c64``, ``snr_db []``; y ``lam_p [user, 2] f32``; the
-    latent form's pairs omit the SNR (theta ``snr_db``); ``primary`` larger is better; baselines read the query alone."""
+    latent form's pairs omit the SNR (theta ``snr_db``); ``primary`` larger is better; baselines read the query alone;
+    trivial: MRT."""
     return TaskSpec(id=task_id, x={"h": (2, "c"), "snr_db": (0, "f")}, y={"lam_p": (2, "f")}, primary=primary,
-                    direction=1, latent_x=("snr_db",), latent=("snr_db",))
+                    direction=1, latent_x=("snr_db",), latent=("snr_db",), trivial="mrt")
 
 
 def _channels(cfg: SystemConfig, n: int, rng: torch.Generator) -> torch.Tensor:

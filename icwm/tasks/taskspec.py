@@ -33,6 +33,11 @@ class TaskSpec:
         eta_metric: the metric ICL efficiency is computed on, with the direction of ``primary``; "" (default):
             ``primary``.
         context: True when the given-form classical baselines read the episode's demonstrations.
+        trivial: the weakest reference from the query alone, the bar a learned baseline must clear on the seen
+            family (``icwm.compare.converge``): a ``baselines()`` entry, or ``zero`` / ``chance`` / ``nominal``
+            (predictors defined in ``converge``).
+        first_guess: a ``baselines()`` entry in the label's own form from the query alone that a learned baseline
+            may refine (residual heads of ``icwm.compare.single_task`` and ``adapters_llm``); "" when there is none.
     """
 
     id: str
@@ -44,6 +49,8 @@ class TaskSpec:
     latent: tuple[str, ...] = ()
     eta_metric: str = ""
     context: bool = False
+    trivial: str = "zero"
+    first_guess: str = ""
 
     def __post_init__(self) -> None:
         check(isinstance(self.id, str) and self.id.isidentifier(), "TaskSpec.id", "a task id (identifier)", self.id)
@@ -63,6 +70,11 @@ class TaskSpec:
         check(isinstance(self.eta_metric, str), f"{self.id}.eta_metric", "a metric name or ''", self.eta_metric)
         object.__setattr__(self, "eta_metric", self.eta_metric or self.primary)
         check(isinstance(self.context, bool), f"{self.id}.context", "True or False", self.context)
+        check(isinstance(self.trivial, str) and self.trivial.isidentifier(), f"{self.id}.trivial",
+              "a baseline name", self.trivial)
+        check(self.first_guess in ("", self.trivial), f"{self.id}.first_guess",
+              f"'' or the trivial baseline {self.trivial!r} (a first guess no learned method may fall below)",
+              self.first_guess)
 
     @property
     def x_keys(self) -> tuple[str, ...]:

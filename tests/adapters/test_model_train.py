@@ -77,3 +77,32 @@ def test_detection_slot_tokens_carry_the_channel(rng: torch.Generator):
     # the matched filter enters as (H^H y)_u = sum_r conj(h_ru) y_r
     mf = torch.einsum("bru,bsr->bsu", x["h"].conj(), x["y"])
     torch.testing.assert_close(x["y"] @ x["h"].conj(), mf)
+
+
+@pytest.mark.parametrize("family", ["zheng_dai", "llm4wm"])
+def test_residual_heads_start_at_the_first_guess_and_learn_a_correction(family: str, rng: torch.Generator):
+    """model.residual: untrained, the ce / cp / pf predictions are the tasks' first guesses (LS + linear
+    interpolation, repeat-last, UL reuse); a few optimiser steps on one batch move them and lower its loss."""
+    from icwm import tasks as task_registry
+    from icwm.tasks.common import first_guess
+    tasks = ["ce", "cp", "pf"]
+    cfg = tiny_cfg(f"model.tasks=[{','.join(tasks)}]", f"model.family={family}", "model.residual=[ce,cp,pf]")
+    model, _ = build_model(cfg, {t: SHAPES[t] for t in tasks})
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for t in tasks:
+        task, x = task_registry.get(t), random_batch(t, 4, rng)
+        first = first_guess(task, {k: x[k] for k in task.X_KEYS}, SHAPES[t])[Y[t]]
+        torch.testing.assert_close(model(x, t)[Y[t]], first)
+        before = float(task.loss(model(x, t), x).mean())
+        for _ in range(5):
+            opt.zero_grad()
+            task.loss(model(x, t), x).mean().backward()
+            opt.step()
+        assert float(task.loss(model(x, t), x).mean()) < before, t
+
+
+def test_residual_needs_a_first_guess_and_a_listed_task():
+    with pytest.raises(ValueError, match="model.residual"):
+        tiny_cfg("model.tasks=[det,cp]", "model.residual=[det]")
+    with pytest.raises(ValueError, match="model.residual"):
+        tiny_cfg("model.tasks=[cp]", "model.residual=[ce]")

@@ -250,7 +250,7 @@ def test_residual_single_task_net_starts_at_its_first_guess_and_improves_on_it(t
     task = task_registry.get(task_id)
     pool = flatten_groups(task.generate(system, 8, 8, torch.Generator().manual_seed(3)))
     y = task.Y_KEYS[0]
-    first = task.baselines({k: v[:, None] for k, v in pool.items()})[C.TRIVIAL[task_id]][y][:, 0]
+    first = task.baselines({k: v[:, None] for k, v in pool.items()})[task.SPEC.first_guess][y][:, 0]
     cfg = SingleTaskConfig(width=16, steps=1, supervised_steps=0, lr=1e-12, residual=[task_id])
     untrained, _ = train_net(task, "mlp", pool, cfg, seed=5)
     with torch.no_grad():

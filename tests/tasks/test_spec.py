@@ -136,7 +136,29 @@ def test_spec_defaults_and_immutability():
     ({"latent": ("snr_db", "snr_db")}, "t.latent"),
     ({"latent": "snr_db"}, "t.latent"),
     ({"context": "yes"}, "t.context"),
+    ({"trivial": ""}, "t.trivial"),
+    ({"trivial": "zero", "first_guess": "mrt"}, "t.first_guess"),  # a first guess other than the trivial bar
 ])
 def test_bad_specs_name_the_field(change, field):
     with pytest.raises(ValueError, match=field):
         TaskSpec(**{**GOOD, **change})
+
+
+@pytest.mark.parametrize("task_id", [t for t in tasks.TASKS if tasks.spec(t).first_guess])
+def test_first_guess_predicts_the_label_from_the_query_alone(task_id: str):
+    """``common.first_guess``: the named baseline in the labels' shapes, unchanged by the query's label and by
+    whether the input is in latent form (the SNR omitted)."""
+    from icwm.tasks.common import first_guess
+    task = tasks.get(task_id)
+    sample = {k: v[0] for k, v in task.generate(tiny_cfg(), 1, 3, torch.Generator().manual_seed(0)).items()}
+    x = {k: sample[k] for k in task.X_KEYS}
+    y_shapes = {k: tuple(sample[k].shape[1:]) for k in task.Y_KEYS}
+    guess = first_guess(task, x, y_shapes)
+    ref = task.baselines({k: v[:, None] for k, v in sample.items()})[task.SPEC.first_guess]
+    assert set(guess) == set(task.Y_KEYS)
+    for k in task.Y_KEYS:
+        torch.testing.assert_close(guess[k], ref[k][:, 0])
+        assert guess[k].shape == sample[k].shape
+    latent = first_guess(task, {k: v for k, v in x.items() if k not in task.LATENT_X}, y_shapes)
+    for k in task.Y_KEYS:
+        torch.testing.assert_close(latent[k], guess[k])
