@@ -102,6 +102,7 @@ class SingleTaskConfig:
     eval_every: int = 0             # validation loss every N steps; 0 = train ``steps`` steps, no curve
     patience: int = 0               # stop after this many evaluations without improvement; 0 = run to ``steps``
     min_delta: float = 0.0          # improvement of the validation loss, relative to its value at step 0
+    min_steps: int = 0              # no early stop before this step (a net on a plateau gets this long to leave it)
     cache: bool = True              # reuse a trained net whose setup hash matches (``icwm.compare.cache``)
     cache_dir: str = ""             # "" = <out_dir>/single_task_runs
     # tasks whose nets predict a correction to the task's first guess (TaskSpec.first_guess: LS + linear
@@ -114,6 +115,7 @@ class SingleTaskConfig:
             check(n in NETS, "single_task.nets", f"nets among {NETS}", n)
         check(all(t in TASKS for t in self.task_nets), "single_task.task_nets", f"task ids from {TASKS}",
               sorted(self.task_nets))
+        check(0 <= self.min_steps <= self.steps, "single_task.min_steps", f"in [0, {self.steps}]", self.min_steps)
         check(self.width >= 4 and self.steps >= 1 and self.batch_size >= 1, "single_task.width/steps/batch_size",
               "width >= 4, steps >= 1, batch >= 1", (self.width, self.steps, self.batch_size))
         check(0 <= self.supervised_steps <= self.steps, "single_task.supervised_steps", f"in [0, {self.steps}]",

@@ -1,6 +1,7 @@
 """``report.md`` of a comparison folder, built from ``results.csv`` (+ ``config.yaml`` and ``notes.json``) only.
 
-Tables: per task (main metric, methods x families: native at k = table_k and at its best k, LLMs zero-shot and at
+Tables: a summary (per task and family: native beside the best adapted LLM, single-task net and classical method);
+per task (main metric, methods x families: native at k = table_k and at its best k, LLMs zero-shot and at
 their best N; learned methods that do not beat the task's trivial baseline on the seen family are marked "not
 converged", from ``convergence.csv``); convergence (every learned method vs its trivial baseline, with its training
 steps and curve); LLM4WM-style (ce, cp, pf, bf, de, pe and Avg.); quantisation (lora vs nf4_loftq vs nf4_naive per
@@ -62,6 +63,43 @@ def task_lines(rows: list[dict], task: str, fams: list[str], table_k: int, bad: 
         for m in T.methods(sel, kind):
             add(m, kind, lambda rs, n: _cell(T.best(task, [r for r in rs if r["method"] == m], "k"), n, "k"), m)
     return lines + [""]
+
+
+def _best_label(task: str, rs: list[dict], by: str, n_max: int) -> str:
+    """``value (method[, by=v])`` of the best row (``T.best``), or "-"."""
+    r = T.best(task, rs, by)
+    if r is None:
+        return "-"
+    tag = f", {'N' if by == 'n_shots' else by}={r[by]}" if r[by] else (", zero-shot" if by == "n_shots" else "")
+    return f"{T.fmt(r['value'])}{'*' if r['n_eval'] < n_max else ''} ({r['method']}{tag})"
+
+
+def summary_lines(rows: list[dict], tasks: list[str], fams: list[str], table_k: int,
+                  bad: frozenset = frozenset()) -> list[str]:
+    """One line per (task, family): native at k = ``table_k`` beside the best adapted LLM (zero-shot or fine-tuned on
+    N samples; not the ``no_llm`` ablation), the best single-task net and the best classical method (any k), each
+    named; learned methods in ``bad`` ((method, task) pairs not converged) are left out of the choice."""
+    out = ["## Summary", "", f"Main metric per task and family: native at k = {table_k} beside the best of each other "
+           "kind (name, and k demonstrations or N fine-tuning samples; adapted LLMs without the no-LLM ablation); "
+           "learned methods marked not converged are not candidates.", "",
+           f"| task | metric | family | {MODEL} (k={table_k}) | best adapted LLM | best single-task net | "
+           "best classical |", "|---|---|---|---|---|---|---|"]
+    for t in tasks:
+        metric = PRIMARY[t][0]
+        sel = [r for r in T.select(rows, task=t, metric=metric) if (r["method"], t) not in bad]
+        for f in fams:
+            rs = [r for r in sel if r["family"] == f]
+            if not rs:
+                continue
+            n_max = max(r["n_eval"] for r in rs)
+            native = next((r for r in rs if r["method"] == MODEL and r["k"] == table_k), None)
+            llm = [r for r in rs if r["kind"] == "llm" and r["adapter"] != "no_llm"]
+            cells = [_cell(native, n_max), _best_label(t, llm, "n_shots", n_max)]
+            cells += [_best_label(t, [r for r in rs if r["kind"] == kind], "k", n_max)
+                      for kind in ("single_task", "classical")]
+            direction = "higher" if PRIMARY[t][1] > 0 else "lower"
+            out.append(f"| {t} | {metric} ({direction} better) | {f} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def _llm4wm_row(rows: list[dict], fam: str, label: str, pick) -> Optional[str]:
@@ -237,7 +275,8 @@ def markdown(rows: list[dict], cfg: dict, notes: list[str], conv: Optional[list[
            f"{cfg['seed']}); family values pool the family's systems. `*`: fewer samples than the other methods "
            "(some systems do not fit that method's input shapes; see notes). Few-shot LLM samples are other drops of "
            "the target configuration, while ICWM's k demos come from the query's episode (for det / ce / cp the same "
-           "drop or coherence block).", "", "## Per-task tables", ""]
+           "drop or coherence block).", ""]
+    out += summary_lines(rows, tasks, fams, k, bad) + ["## Per-task tables", ""]
     for t in tasks:
         out += task_lines(rows, t, fams, k, bad)
     out += convergence_lines(conv, float(cfg.get("converge_z", 2.0)))

@@ -6,7 +6,9 @@ Its input layout is fixed at training time (``shapes``): systems with other per-
 Tokens: every input key ``[batch, d0, ...]`` gives ``d0`` tokens (its rows: time steps for cp / ce / pf, antennas
 or slots for det, subcarriers for bf / de / pe), each flattened to real features (real, imag and the row's log
 power) and projected by its own linear layer; a 0-d key (``snr_db``) is one token. The body (the net kind) maps the
-tokens ``[batch, seq, width]`` to a vector; a linear head gives the flat output, decoded into the task's Y_KEYS.
+tokens ``[batch, seq, width]`` to a vector (MLP: the flat tokens through two layers; CNN, GRU / LSTM, transformer:
+every token's output state, flattened, so a recurrent net need not squeeze a block of symbols or a beam sweep into
+its last state); a linear head gives the flat output, decoded into the task's Y_KEYS.
 Scales (input RMS, label mean / std) are constants computed once from the training pool. A residual net
 (``single_task.residual``) adds its output to the task's first guess (``TaskSpec.first_guess``: LS + linear
 interpolation for ce, repeat-last for cp), computed from the same inputs; its head starts at zero, so training starts
@@ -74,7 +76,7 @@ class Body(nn.Module):
             self.out_dim = seq * width
         elif kind in ("gru", "lstm"):
             self.net = (nn.GRU if kind == "gru" else nn.LSTM)(width, width, num_layers=2, batch_first=True)
-            self.out_dim = width
+            self.out_dim = seq * width
         elif kind == "transformer":
             self.pos = nn.Parameter(torch.zeros(seq, width))
             layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
@@ -87,7 +89,7 @@ class Body(nn.Module):
         if self.kind == "cnn":
             return self.net(tok.transpose(1, 2))
         if self.kind in ("gru", "lstm"):
-            return self.net(tok)[0][:, -1]                       # last step's hidden state [b, width]
+            return self.net(tok)[0].flatten(1)                   # every step's hidden state [b, seq * width]
         if self.kind == "transformer":
             return self.net(tok + self.pos).flatten(1)
         return self.net(tok)
@@ -161,7 +163,8 @@ def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: Opti
               ) -> tuple[SingleTaskNet, dict]:
     """Train a ``kind`` net on ``task`` with the task loss (``supervised_loss`` for the first ``cfg.supervised_steps``
     steps when the task has one); with ``val`` and ``cfg.eval_every > 0``, until the validation loss stops improving
-    (``cfg.patience`` evaluations, ``cfg.steps`` the cap; ``adapters_llm.early_stop``), best weights restored.
+    (``cfg.patience`` evaluations, not before ``cfg.min_steps``; ``cfg.steps`` the cap;
+    ``adapters_llm.early_stop``), best weights restored.
 
     Args:
         pool: training samples ``[N, ...]`` (one per-sample shape). cfg: ``SingleTaskConfig``. seed: init and draws.
@@ -178,7 +181,8 @@ def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: Opti
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sup = getattr(task, "supervised_loss", None)
     curve = Curve() if val is not None and cfg.eval_every > 0 else None
-    watch = Validation(task, pool, val, curve, EarlyStopping(cfg.patience, cfg.min_delta, cfg.supervised_steps))
+    watch = Validation(task, pool, val, curve, EarlyStopping(cfg.patience, cfg.min_delta,
+                                                                max(cfg.supervised_steps, cfg.min_steps)))
     losses, t0, step = [], time.perf_counter(), 0
     net.train()
     while step < cfg.steps and not (curve is not None and step % cfg.eval_every == 0 and watch(net, step)):
@@ -202,6 +206,7 @@ def train_net(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: Opti
 
 
 UNKEYED = ("enabled", "nets", "task_nets", "cache", "cache_dir")   # SingleTaskConfig fields that train nothing
+NET_FORMAT = 2      # bump when a net's layout changes (2: GRU / LSTM read every step's state, not the last one's)
 
 
 def train_cached(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: Optional[Pool], root: Optional[Path],
@@ -213,7 +218,8 @@ def train_cached(task: ModuleType, kind: str, pool: Pool, cfg, seed: int, val: O
         net, log = train_net(task, kind, pool, cfg, seed, val)
         return net, {**log, "cached": False}
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in UNKEYED}
-    key = cache.digest({"task": task.ID, "net": kind, "seed": seed, "config": fields, "data": data})
+    key = cache.digest({"format": NET_FORMAT, "task": task.ID, "net": kind, "seed": seed, "config": fields,
+                        "data": data})
     label = f"{task.ID}_{kind}"
     hit = cache.load(root, label, key)
     if hit is not None:

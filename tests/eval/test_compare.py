@@ -2,8 +2,8 @@
 plots, provenance, same seed -> same results apart from timings, training curves and convergence verdicts, cached
 adapters reused on a rerun), cached single-task nets (equal to the trained ones, keyed by their setup) and cache
 entries, config errors, single-task nets learning on real task data and stopping early, the trivial baselines and
-the convergence test on hand-made values, the LLM4WM average on a hand-made table, and a backbone without weights
-skipped with a note."""
+the convergence test on hand-made values, the LLM4WM average and the summary on hand-made tables, and a backbone
+without weights skipped with a note."""
 from __future__ import annotations
 
 import csv
@@ -61,7 +61,8 @@ def test_results_schema_and_every_method_kind(debug_run: Path):
     fams = {r["family"] for r in rows}
     assert {"seen", "unseen", "sweep_snr", "sweep_users", "sweep_speed"} <= fams
     native = [r for r in rows if r["kind"] == "native" and r["metric"] != "weights_mb"]
-    assert {r["k"] for r in native if r["family"] == "seen"} == {0, 1, 2, 4} and all(r["n_shots"] is None for r in native)
+    assert {r["k"] for r in native if r["family"] == "seen"} == {0, 1, 2, 4}
+    assert all(r["n_shots"] is None for r in native)
     assert {r["n_shots"] for r in rows if r["kind"] == "llm" and r["family"] == "unseen"} == {0, 4}
     sweep = [r for r in rows if r["family"].startswith("sweep_")]
     assert all(r["sweep_value"] is not None for r in sweep)
@@ -77,7 +78,8 @@ def test_results_schema_and_every_method_kind(debug_run: Path):
 
 def test_report_plots_provenance(debug_run: Path):
     text = (debug_run / "report.md").read_text()
-    for heading in ("### pre_sr (sum_rate", "### det (ser", "### cp (nmse_mean_db", "## LLM4WM-style table",
+    for heading in ("## Summary", "### pre_sr (sum_rate", "### det (ser", "### cp (nmse_mean_db",
+                    "## LLM4WM-style table",
                     "## Quantisation (gpt2)", "## Quantisation (llama)", "## Backbones", "## Cost", "## Notes"):
         assert heading in text, heading
     assert "| icwm (k=4) | native |" in text and "gpt2_lora zero-shot" in text and "(n_shots=4)" in text
@@ -211,7 +213,8 @@ def test_same_seed_same_results(debug_run: Path, tmp_path: Path):
 @pytest.mark.parametrize("override,field", [
     ("llm.adapterz=[lora]", "llm.adapterz"), ("tasks=[pre_sr,nope]", "tasks"), ("llm.adapters=[qlora]", "llm.adapters"),
     ("single_task.nets=[rnn]", "single_task.nets"), ("single_task.residual=[det]", "single_task.residual"),
-    ("sweeps=[{name: s, tasks: [pre_sr], param: power}]", "sweeps.param"), ("native.ks=[-1]", "native.ks")])
+    ("sweeps=[{name: s, tasks: [pre_sr], param: power}]", "sweeps.param"), ("native.ks=[-1]", "native.ks"),
+    ("single_task.min_steps=-1", "single_task.min_steps")])
 def test_bad_config_names_the_field(override: str, field: str):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         load_config(CompareConfig, DEBUG, [override])
@@ -276,6 +279,9 @@ def test_single_task_net_stops_early_and_restores_its_best_weights():
         restored = float(task.loss(net(val), val).mean())
     assert restored == pytest.approx(min(c["val_task"]["cp"]), rel=1e-5)
     assert min(c["val_task"]["cp"]) < c["val_task"]["cp"][0]
+    # min_steps: patience cannot stop it before then (a net on a plateau gets that long to leave it)
+    _, late = train_net(task, "mlp", train, dataclasses.replace(cfg, min_steps=log["steps"] + 100), 5, val)
+    assert late["steps"] >= log["steps"] + 100 and late["curve"]["stopped"] == "patience"
 
 
 def test_llm4wm_average_on_a_hand_made_table():
@@ -285,6 +291,30 @@ def test_llm4wm_average_on_a_hand_made_table():
     assert T.llm4wm_avg({**vals, "pe": None}) is None
     assert T.llm4wm_avg({**vals, "bf": float("nan")}) is None
     assert T.llm4wm_avg({**vals, "bf": 1.0}) == pytest.approx((0.1 + 0.2 + 0.3 + 0.0 + 0.05 + 0.15) / 6)
+
+
+def _row(method: str, kind: str, family: str, value: float, k=None, n_shots=None, n_eval=8) -> dict:
+    return {"method": method, "kind": kind, "task": "ce", "family": family, "system": T.ALL, "metric": "nmse_mean_db",
+            "value": value, "k": k, "n_shots": n_shots, "n_eval": n_eval, "adapter": method}
+
+
+def test_summary_picks_the_best_of_each_kind_and_skips_unconverged_methods():
+    from icwm.compare.report import summary_lines
+    rows = [_row("icwm", "native", "seen", -9.0, k=16), _row("icwm", "native", "seen", -5.0, k=0),
+            _row("lora", "llm", "seen", -4.0, n_shots=0), _row("lora", "llm", "seen", -6.0, n_shots=16),
+            _row("moe", "llm", "seen", -8.0, n_shots=0), _row("no_llm", "llm", "seen", -7.0, n_shots=0),
+            _row("ce_mlp", "single_task", "seen", -5.5),
+            _row("ce_cnn", "single_task", "seen", -7.0, n_eval=4), _row("lmmse", "classical", "seen", -9.5, k=16),
+            _row("ls_linear", "classical", "seen", -4.4, k=1), _row("lora", "llm", "unseen", -3.0, n_shots=0)]
+    lines = summary_lines(rows, ["ce"], ["seen", "unseen"], 16, frozenset({("moe", "ce")}))
+    seen = next(ln for ln in lines if "| seen |" in ln)
+    # lower NMSE is better; moe (-8) is not converged and no_llm (-7) is no LLM, so lora fine-tuned on N = 16 is
+    # the best adapted LLM;
+    # ce_cnn pooled fewer queries than the others (*)
+    assert seen == ("| ce | nmse_mean_db (lower better) | seen | -9 | -6 (lora, N=16) | -7* (ce_cnn) | "
+                    "-9.5 (lmmse, k=16) |")
+    unseen = next(ln for ln in lines if "| unseen |" in ln)
+    assert unseen == "| ce | nmse_mean_db (lower better) | unseen | - | -3 (lora, zero-shot) | - | - |"
 
 
 def test_cached_single_task_net_equals_the_trained_one_and_follows_its_setup(tmp_path: Path, monkeypatch):
