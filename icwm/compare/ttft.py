@@ -49,6 +49,7 @@ from typing import Callable, Optional
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
 
 from adapters_llm.early_stop import STOP_PATIENCE, Curve
 from adapters_llm.train import LossFn, Pool
@@ -96,6 +97,7 @@ class Setup:
     model_ks: tuple[int, ...] = ()
     llm: Optional[LLMMethod] = None
     saved: Optional[dict[str, torch.Tensor]] = None   # the variant's trained adapter weights
+    progress: bool = False                            # a bar over each chunk's fine-tuned episodes
 
 
 def fill_inputs(task: ModuleType, sample: dict[str, torch.Tensor], fill: str) -> dict[str, torch.Tensor]:
@@ -191,7 +193,7 @@ def llm_chunk(s: Setup, task: ModuleType, sample: dict, first: int, seeds: tuple
     name = s.llm.name + SUFFIX
     for k in s.ecfg.ks:
         eps = []
-        for e in range(n):
+        for e in tqdm(range(n), desc=f"ttft {task.ID} k={k}", unit="episode", leave=False, disable=not s.progress):
             demos, query = episode_pools(task, sample, e, k, s.tc.fill)
             if k not in flops:
                 flops[k] = llm_flops(s.llm, task, demos, query, s.tc.batch)
@@ -348,7 +350,7 @@ def run_ttft(cfg: CompareConfig, llms: list[LLMMethod], model: Optional[torch.nn
     llm, why = pick_variant(llms, convergence, cfg.ttft.variant, ecfg.tasks)
     model_ks = tuple(runner.eval_ks(ecfg.ks, model.cfg.k_max)[1]) if model is not None else ()
     s = Setup(cfg.ttft, ecfg, device, model, model_ks, llm,
-              {k: v.clone() for k, v in llm.model.adapter_state_dict().items()} if llm else None)
+              {k: v.clone() for k, v in llm.model.adapter_state_dict().items()} if llm else None, cfg.progress)
     root = cfg.cache_root("ttft") if cfg.ttft.cache else None
     rows, notes, families = [], [f"ttft: {why}"], runner.load_families(ecfg)
     dropped = [k for k in ecfg.ks if model is not None and k not in model_ks]
