@@ -66,12 +66,12 @@ def task_lines(rows: list[dict], task: str, fams: list[str], table_k: int, bad: 
 
 
 def _best_label(task: str, rs: list[dict], by: str, n_max: int) -> str:
-    """``value (method[, by=v])`` of the best row (``T.best``), or "-"."""
+    """``_cell`` of the best row (``T.best``) followed by ``(method[, by=v])``, or "-"."""
     r = T.best(task, rs, by)
     if r is None:
         return "-"
     tag = f", {'N' if by == 'n_shots' else by}={r[by]}" if r[by] else (", zero-shot" if by == "n_shots" else "")
-    return f"{T.fmt(r['value'])}{'*' if r['n_eval'] < n_max else ''} ({r['method']}{tag})"
+    return f"{_cell(r, n_max)} ({r['method']}{tag})"
 
 
 def summary_lines(rows: list[dict], tasks: list[str], fams: list[str], table_k: int,
