@@ -61,6 +61,8 @@ class ModelConfig:
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     bf_prior_floor: float = -20.0   # bf: floor of the sub-6 prior's log-scores (beams 20 nepers below the peak are
                                     # all unlikely; keeps the prior's logits finite)
+    label_reads_x: bool = False     # pre_* / det: a user's label token adds that user's x-token embedding, so the
+                                    # trunk can tell which user a label belongs to (v11: labels were an unordered set)
     icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
     icr_half_width: int = 12        # ce icr: pilots each side among the fit's regressors; chosen on training
                                     # episodes (python -m icwm.train.select_icr, docs/model.md)

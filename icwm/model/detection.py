@@ -45,6 +45,7 @@ class DetEmbed(nn.Module):
         self.no_h = nn.Parameter(torch.zeros(cfg.d_model))      # the missing channel's embedding
         self.x_lin = nn.Linear(4 * cfg.max_slots + 4, cfg.d_model)
         self.y_lin = mlp(2 * cfg.max_slots, cfg.d_model)
+        self.label_reads_x = cfg.label_reads_x
         self.icr = InContextRidge(cfg) if cfg.icr else None
 
     def fits_in_context(self, batch: dict) -> bool:
@@ -89,7 +90,8 @@ class DetEmbed(nn.Module):
         dt = self.x_lin.weight.dtype
         x = self.x_lin(torch.cat((f.flatten(-2), own), -1).to(dt)) + e_h
         yl = pad_dim(c2r(labels.transpose(-1, -2)), -2, self.max_slots).flatten(-2)   # [B, P, K, 2 max_slots]
-        return x, self.y_lin(yl.to(dt)), DetCtx(anchor=anchor, n_slots=n_slot)
+        y = self.y_lin(yl.to(dt))
+        return x, (y + x if self.label_reads_x else y), DetCtx(anchor=anchor, n_slots=n_slot)
 
 
 class DetHead(nn.Module):

@@ -37,6 +37,7 @@ class PrecodingEmbed(nn.Module):
         super().__init__()
         self.gram = GramSet(N_OWN, cfg.d_model)
         self.y_lin = mlp(2, cfg.d_model)
+        self.label_reads_x = cfg.label_reads_x
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, PrecodingCtx]:
         """h: [B, P, K, Nt] c64, snr_db: [B, P] (optional), lam_p: [B, P, K, 2] -> x, y: [B, P, K, d]."""
@@ -50,7 +51,7 @@ class PrecodingEmbed(nn.Module):
         x = self.gram(own, rho)
         dt = x.dtype
         y = self.y_lin((batch["lam_p"].float() * h.shape[-2]).to(dt))
-        return x, y, PrecodingCtx(snr_given="snr_db" in batch)
+        return x, (y + x if self.label_reads_x else y), PrecodingCtx(snr_given="snr_db" in batch)
 
 
 class PrecodingHead(nn.Module):

@@ -80,6 +80,25 @@ def test_detection_user_permutation_equivariance():
     assert torch.allclose(out, ref[..., perm], atol=1e-5)
 
 
+@pytest.mark.parametrize("task,key,dim", [("pre_sr", "lam_p", -2), ("pre_mm", "lam_p", -2), ("det", "x", -1)])
+@pytest.mark.parametrize("label_reads_x", [False, True])
+def test_label_tokens_know_their_user_only_with_label_reads_x(task: str, key: str, dim: int, label_reads_x: bool):
+    """Swapping two users' labels inside a demonstration (their channels unchanged) is invisible to the query when
+    labels are an unordered set of tokens (v11) and seen when each label token carries its user's x embedding."""
+    torch.manual_seed(0)
+    model = _model(label_reads_x=label_reads_x, icr=False)
+    b = random_batch(task, K=4, k=2)
+    swapped = b[key].clone()
+    idx = [slice(None)] * swapped.dim()
+    idx[1] = 0                                                     # the first demonstration only
+    perm = torch.tensor([1, 0, 2, 3])
+    swapped[tuple(idx)] = b[key][tuple(idx)].index_select(dim, perm)
+    with torch.no_grad():
+        ref, out = model(b), model({**b, key: swapped})
+    d = _diff(ref, out, slice(-1, None))
+    assert (d > 3e-5) if label_reads_x else (d < 1e-5)          # float32 summation order: ~1e-6
+
+
 SIZES = [("pre_sr", dict(K=10, N=96)), ("pre_mm", dict(K=2, N=256)), ("det", dict(K=10, R=16, S=11)),
          ("ce", dict(N=96, M=64)), ("cp", dict(N=5, M=30)), ("pf", dict(N=256, M=4)),
          ("bf", dict(A=16, S6=40)), ("de", dict(A=4, S6=8)), ("pe", dict(A=32, S6=64))]
