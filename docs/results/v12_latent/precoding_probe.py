@@ -27,9 +27,9 @@ for t in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["pre_sr", "pre_mm"])
         for system in load_family(f"configs/systems/latent_{famname}.yaml"):
             for sample in runner.episodes(task, system, 64, 17, 32, (1, "eval", f"latent_{famname}", system.name, t)):
                 q = runner.query(sample)
-                base = task.baselines(runner.take(sample, 1))                       # blind / oracle read no demos
                 for k in KS:
-                    for m in ("blind", "oracle"):
+                    base = task.baselines(runner.take(sample, k))     # blind / oracle ignore the k demos
+                    for m in ("blind", "oracle", "in_context"):
                         vals.setdefault((m, k), []).append(task.metric(runner.query(base[m]), q)[name].float())
                     p1 = runner.model_query_pred(model, task, sample, k, torch.device("cpu"))
                     s_hat = p1["latent_hat_snr_db"]                                 # [E]
@@ -37,8 +37,6 @@ for t in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["pre_sr", "pre_mm"])
                     vals.setdefault(("net", k), []).append(task.metric(p1, q)[name].float())
                     w_hat = solve(q["h"], snr_to_power(s_hat))
                     vals.setdefault(("solver@hat", k), []).append(task.metric({"W": w_hat}, q)[name].float())
-                    ic = task.baselines(runner.take(sample, k))["in_context"]
-                    vals.setdefault(("in_context", k), []).append(task.metric(runner.query(ic), q)[name].float())
         print(f"== {t} latent_{famname}")
         print("  |SNR error| dB, median / mean:",
               "  ".join(f"k={k} {torch.cat(errs[k]).median():.2f} / {torch.cat(errs[k]).mean():.2f}" for k in KS))
