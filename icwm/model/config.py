@@ -63,6 +63,9 @@ class ModelConfig:
                                     # all unlikely; keeps the prior's logits finite)
     label_reads_x: bool = False     # pre_* / det: a user's label token adds that user's x-token embedding, so the
                                     # trunk can tell which user a label belongs to (v11: labels were an unordered set)
+    precoding_refine: bool = True   # pre_*: at inference (eval mode) the read-out's (lambda, p) is taken to the label's
+                                    # own solver at the head's SNR (pre_sr WMMSE from it, pre_mm the max-min optimum);
+                                    # training is unaffected (False: the read-out alone, as in v12's evaluation)
     icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
     icr_half_width: int = 12        # ce icr: pilots each side among the fit's regressors; chosen on training
                                     # episodes (python -m icwm.train.select_icr, docs/model.md)

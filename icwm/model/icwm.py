@@ -31,7 +31,7 @@ def probe_latents(task: str) -> tuple[str, ...]:
 def _family(cfg: ModelConfig, task: str) -> tuple[nn.Module, nn.Module, list]:
     """(embedder, head, tokeniser limits) of ``task``: the one place task ids map to families."""
     if task in ("pre_sr", "pre_mm"):
-        return precoding.PrecodingEmbed(cfg), precoding.PrecodingHead(cfg), precoding.LIMITS
+        return precoding.PrecodingEmbed(cfg), precoding.PrecodingHead(cfg, task), precoding.LIMITS
     if task == "det":
         return detection.DetEmbed(cfg), detection.DetHead(cfg), detection.LIMITS
     if task in grid.KEYS:

@@ -6,7 +6,10 @@ Closed form: the Gram features (antenna-count agnostic). No first guess and no i
 over users is the whole prediction (the metric renders ``lam_p`` into the precoder, ``icwm.tasks.precoding_common``).
 
 Head = learned read-out; add-ons: in the latent form, ``snr_db`` = the latent probe's estimate, which is the SNR the
-metric designs the precoder at.
+metric designs the precoder at; at inference with ``model.precoding_refine`` (default), the read-out is taken to the
+label's own solver at that SNR (the given one in the given form): WMMSE from the read-out's precoder for pre_sr, the
+max-min optimum for pre_mm (``refine`` in the task modules). The network's part is then the SNR it infers from the
+demonstrations; training always scores the read-out alone.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from icwm import tasks
 from icwm.model.common import GramSet, gram_stats, mlp, scalar_feature
 from icwm.model.config import ModelConfig
 
@@ -25,9 +29,15 @@ N_OWN = 4                                                 # per-user features: l
 
 @dataclass
 class PrecodingCtx:
-    """What the head needs besides the tokens: whether the SNR is an input (False in the latent form)."""
+    """What the head needs besides the tokens: the channels ``h`` [B, P, K, Nt] and the given SNR ``snr_db`` [B, P]
+    (None in the latent form)."""
 
-    snr_given: bool
+    h: torch.Tensor
+    snr_db: torch.Tensor | None
+
+    @property
+    def snr_given(self) -> bool:
+        return self.snr_db is not None
 
 
 class PrecodingEmbed(nn.Module):
@@ -51,19 +61,22 @@ class PrecodingEmbed(nn.Module):
         x = self.gram(own, rho)
         dt = x.dtype
         y = self.y_lin((batch["lam_p"].float() * h.shape[-2]).to(dt))
-        return x, (y + x if self.label_reads_x else y), PrecodingCtx(snr_given="snr_db" in batch)
+        return x, (y + x if self.label_reads_x else y), PrecodingCtx(h, batch.get("snr_db"))
 
 
 class PrecodingHead(nn.Module):
-    """Per-user token -> (lambda, p) logits, softmax over users (each column sums to 1)."""
+    """Per-user token -> (lambda, p) logits, softmax over users (each column sums to 1); refined at inference."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
         self.out = nn.Linear(cfg.d_model, 2)
+        self.task, self.refine = task, cfg.precoding_refine
 
     def forward(self, hx: torch.Tensor, ctx: PrecodingCtx, latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """hx: [B, P, K, d] -> {"lam_p": [B, P, K, 2] float32} (latent form: also "snr_db" [B, P])."""
-        out = {"lam_p": torch.softmax(self.out(hx).float(), dim=-2)}
-        if not ctx.snr_given:
-            out["snr_db"] = latent["snr_db"]
-        return out
+        lam_p = torch.softmax(self.out(hx).float(), dim=-2)
+        snr_db = ctx.snr_db if ctx.snr_given else latent["snr_db"]
+        if self.refine and not self.training:
+            with torch.no_grad():
+                lam_p = tasks.get(self.task).refine(ctx.h, lam_p, torch.pow(10.0, snr_db.float() / 10.0))
+        return {"lam_p": lam_p} if ctx.snr_given else {"lam_p": lam_p, "snr_db": snr_db}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from icwm.config import check
 from icwm.tasks import precoding_common as pc
 from icwm.tasks.common import flat, is_latent
 from icwm.wireless import maxmin
@@ -58,6 +59,21 @@ def metric(pred: dict, sample: dict) -> dict[str, torch.Tensor]:
 def optimum(h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """The max-min optimum: h [N, user, ant], p [N] -> W [N, ant, user]."""
     return maxmin.maxmin_sinr(h, p).W
+
+
+def refine(h: torch.Tensor, lam_p: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """A (lambda, p) guess taken to the label's solver at the design power ``p``: the max-min optimum, whose uplink
+    fixed point converges to the same answer from any start, so the guess itself is not used (the model's inference
+    add-on, ``model.precoding_refine``).
+
+    Args:
+        h: [..., user, ant] complex.  lam_p: [..., user, 2] normalised guess.  p: [...] design power (linear).
+    Returns:
+        lam_p: [..., user, 2] float32, normalised.
+    """
+    check(tuple(lam_p.shape[:-1]) == tuple(h.shape[:-1]) and lam_p.shape[-1] == 2, "lam_p",
+          f"[..., user, 2] matching h {tuple(h.shape)}", tuple(lam_p.shape))
+    return maxmin.maxmin_sinr(h, p).lam_p.float()
 
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:

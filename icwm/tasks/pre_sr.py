@@ -74,6 +74,19 @@ def wmmse_latent(h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return precoding.wmmse(h, p, iters=LATENT_ITERS, init="rzf")
 
 
+def refine(h: torch.Tensor, lam_p: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """A (lambda, p) guess taken to the label's solver: WMMSE-``LABEL_ITERS`` started from the guess's precoder at
+    the design power ``p``, returned in the label format (the model's inference add-on, ``model.precoding_refine``).
+
+    Args:
+        h: [..., user, ant] complex.  lam_p: [..., user, 2] normalised guess.  p: [...] design power (linear).
+    Returns:
+        lam_p: [..., user, 2] float32, normalised.
+    """
+    W = precoding.wmmse_from_structure(h, lam_p, p, LABEL_ITERS)
+    return precoding.structure_params(h.to(W.dtype), W, p).float()
+
+
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:
     """MRT, ZF, RZF and WMMSE-20 (RZF init) precoders: method -> {"W": [.., ant, user]}.
 

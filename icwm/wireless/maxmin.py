@@ -56,17 +56,20 @@ def uplink_gains(G: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
 
 
 def _uplink_fixed_point(G: torch.Tensor, p: torch.Tensor, tol_db: float, max_iter: int) -> torch.Tensor:
-    """Balanced uplink powers ``lam: [..., user]`` with ``sum lam = p`` (normalised fixed point)."""
+    """Balanced uplink powers ``lam: [..., user]`` with ``sum lam = p`` (normalised fixed point). Each sample stops
+    at its own first balanced iterate, so its answer does not depend on the other samples of the batch."""
     K = G.shape[-1]
     lam = (p / K)[..., None].expand(G.shape[:-1]).clone()
+    done = torch.zeros(G.shape[:-2], dtype=torch.bool, device=G.device)
     for _ in range(max_iter):
         t = uplink_gains(G, lam)
         x = (lam * t).clamp(max=1.0 - 1e-7)
         ul_db = 10.0 * torch.log10(x / (1.0 - x))
-        if float((ul_db.amax(-1) - ul_db.amin(-1)).max()) < tol_db:
+        done = done | ((ul_db.amax(-1) - ul_db.amin(-1)) < tol_db)
+        if bool(done.all()):
             break
         f = ((1.0 - lam * t) / t).clamp_min(torch.finfo(t.dtype).tiny)  # lam_k / SINR_k (uplink)
-        lam = p[..., None] * f / f.sum(-1, keepdim=True)
+        lam = torch.where(done[..., None], lam, p[..., None] * f / f.sum(-1, keepdim=True))
     return lam
 
 

@@ -20,7 +20,7 @@ import torch
 from icwm.config import check
 
 __all__ = ["gram", "sinr", "sinr_gram", "sum_rate", "min_sinr_db", "power_of", "mrt", "zf", "zf_balanced", "rzf",
-           "wmmse", "wmmse_gram", "wmmse_antenna", "precoder_from_structure", "structure_sinr", "structure_params",
+           "wmmse", "wmmse_gram", "wmmse_antenna", "wmmse_from_structure", "precoder_from_structure", "structure_sinr", "structure_params",
            "maxmin_sinr", "check_channel", "as_power", "scale_to_power", "structure_sinr_at", "structure_residual",
            "fit_power_db", "fit_demos_db", "fit_snr_db"]
 
@@ -441,6 +441,28 @@ def precoder_from_structure(h: torch.Tensor, lam_p: torch.Tensor, p: float | tor
     pt = as_power(p, h.shape[:-2], h)
     lam, pk = _split_lam_p(lam_p.to(pt.dtype), pt, h.shape[-2])
     return h.mH @ _structure_gram(gram(h), lam, pk)
+
+
+def wmmse_from_structure(h: torch.Tensor, lam_p: torch.Tensor, p: float | torch.Tensor, iters: int) -> torch.Tensor:
+    """``iters`` WMMSE steps (Gram space, complex128) started from the optimal-structure precoder of ``lam_p``.
+
+    WMMSE never lowers the sum rate at the design power ``p``, so this refines any (lambda, p) guess towards a
+    stationary point near it (``iters = 0``: the structure's precoder itself).
+
+    Args:
+        h: [..., user, ant] complex.  lam_p: [..., user, 2] real, normalised.  p: float or [...] design power.
+        iters: WMMSE iterations (>= 0).
+    Returns:
+        W: [..., ant, user] in ``h``'s dtype, ``||W||_F^2 = p``.
+    """
+    check_channel(h)
+    check(isinstance(iters, int) and iters >= 0, "iters", "an integer >= 0", iters)
+    h64 = h.to(torch.complex128)
+    G = gram(h64)
+    pt = as_power(p, h.shape[:-2], h64)
+    lam, pk = _split_lam_p(lam_p.to(pt.dtype), pt, h.shape[-2])
+    B, _ = _iterate_gram(G, pt, _scale_to(G, _structure_gram(G, lam, pk), pt), iters)
+    return (h64.mH @ B).to(h.dtype)
 
 
 def structure_sinr(G: torch.Tensor, lam_p: torch.Tensor, p: float | torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig, build_model
-from icwm.tasks import TASKS
+from icwm.tasks import TASKS, pre_mm, pre_sr
 from icwm.train.objective import latent_losses
+from icwm.wireless import maxmin
+from icwm.wireless import precoding as pc
 from icwm.wireless.beams import sub6_beam_scores
-from model_batches import KEYS, random_batch, wake_bf_head
+from model_batches import KEYS, latent_batch, random_batch, wake_bf_head
 
 
 def _model(**kw) -> torch.nn.Module:
@@ -166,3 +168,34 @@ def test_channel_grid_antenna_permutation_equivariance(task: str):
         ref = model(b)[y_key]
         out = model({**b, x_key: b[x_key][..., perm], y_key: b[y_key][..., perm]})[y_key]
     assert torch.allclose(out, ref[..., perm], atol=1e-5)
+
+
+def test_precoding_refine_hands_the_read_out_to_the_label_solver_at_inference_only():
+    """Eval mode: pre_sr's lam_p reaches the label solver's sum rate (an untrained read-out does not), pre_mm's is
+    the max-min optimum, both at the given SNR or at the probe's; training mode: the read-out, with gradients."""
+    torch.manual_seed(0)
+    refined = _model()
+    plain = _model(precoding_refine=False)
+    plain.load_state_dict(refined.state_dict())
+    b = random_batch("pre_sr", B=4, k=2, K=4, N=4)
+    h, p = b["h"][:, -1], torch.pow(10.0, b["snr_db"][:, -1] / 10.0)
+    rate = lambda out: pc.sum_rate(h, pc.precoder_from_structure(h, out["lam_p"][:, -1], p))  # noqa: E731
+    with torch.no_grad():
+        r_ref, r_plain = rate(refined(b)), rate(plain(b))
+    r_solver = pc.sum_rate(h, pc.wmmse(h, p, iters=pre_sr.LABEL_ITERS))
+    assert float(((r_ref - r_solver).abs() / r_solver).max()) < 1e-3
+    assert float((r_solver - r_plain).mean()) > 0.3
+    b_mm = {**b, "task": "pre_mm"}
+    with torch.no_grad():
+        torch.testing.assert_close(refined(b_mm)["lam_p"][:, -1], maxmin.maxmin_sinr(h, p).lam_p.float())
+    lat = latent_batch("pre_sr", B=4, k=2, K=4, N=4)
+    with torch.no_grad():
+        out, read = refined(lat), plain(lat)
+    torch.testing.assert_close(out["snr_db"], out["latent_hat_snr_db"])
+    want = pre_sr.refine(lat["h"], read["lam_p"], torch.pow(10.0, out["snr_db"] / 10.0))
+    torch.testing.assert_close(out["lam_p"], want)
+    refined.train(), plain.train()
+    a, c = refined(b), plain(b)
+    torch.testing.assert_close(a["lam_p"], c["lam_p"])
+    assert a["lam_p"].requires_grad
+    assert pre_mm.refine(h, a["lam_p"][:, -1].detach(), p).shape == (4, 4, 2)

@@ -217,3 +217,20 @@ def test_bad_inputs_name_the_field(rng):
         pc.wmmse(h, 1.0, n_random_inits=2)
     with pytest.raises(ValueError, match="^h: .*shape"):
         pc.gram(torch.zeros(4, dtype=torch.complex64))
+
+
+def test_wmmse_from_structure_starts_at_the_structure_only_climbs_and_keeps_a_fixed_point(rng):
+    h = rayleigh((32, 4, 4), rng)
+    p = 10.0 ** (torch.rand(32, generator=rng) * 2.0)  # 0..20 dB
+    uniform = torch.full((32, 4, 2), 0.25)             # lambda = p_k = 1/K: RZF directions, equal powers
+    W0 = pc.wmmse_from_structure(h, uniform, p, 0)
+    torch.testing.assert_close(W0, pc.precoder_from_structure(h, uniform, p), rtol=1e-4, atol=1e-5)
+    rates = [pc.sum_rate(h, pc.wmmse_from_structure(h, uniform, p, n)) for n in (0, 5, 20)]
+    assert all(bool((b >= a - 1e-4 * a).all()) for a, b in zip(rates, rates[1:]))
+    assert float((rates[-1] - rates[0]).mean()) > 0.5                 # it really moves at N = K
+    torch.testing.assert_close(pc.power_of(pc.wmmse_from_structure(h, uniform, p, 5)), p, rtol=1e-5, atol=0)
+    W = pc.wmmse(h, p, iters=150)                                      # a stationary point stays put
+    at_fixed = pc.wmmse_from_structure(h, pc.structure_params(h, W, p), p, 10)
+    assert float(((pc.sum_rate(h, at_fixed) - pc.sum_rate(h, W)).abs() / pc.sum_rate(h, W)).max()) < 1e-3
+    with pytest.raises(ValueError, match="iters"):
+        pc.wmmse_from_structure(h, uniform, p, -1)
