@@ -3,7 +3,7 @@
 Learned: the user-set embedding of the channel's Gram matrix, the (lambda, p) read-out per user and, in the latent
 form, what the SNR is (from the demonstrations, through the trunk; the latent probe in ``icwm.py`` reads it out).
 Closed form: the Gram features (antenna-count agnostic). No first guess and no in-context fit: the head's softmax
-over users is the whole prediction (the metric renders ``lam_p`` into the precoder, ``icwm.tasks.precoding_common``).
+over users is the read-out (the metric renders ``lam_p`` into the precoder, ``icwm.tasks.precoding_common``).
 
 Head = learned read-out; add-ons: in the latent form, ``snr_db`` = the latent probe's estimate, which is the SNR the
 metric designs the precoder at; at inference with ``model.precoding_refine`` (default), the read-out is taken to the
