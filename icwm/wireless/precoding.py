@@ -20,7 +20,8 @@ import torch
 from icwm.config import check
 
 __all__ = ["gram", "sinr", "sinr_gram", "sum_rate", "min_sinr_db", "power_of", "mrt", "zf", "zf_balanced", "rzf",
-           "wmmse", "wmmse_gram", "wmmse_antenna", "wmmse_from_structure", "precoder_from_structure", "structure_sinr", "structure_params",
+           "wmmse", "wmmse_gram", "wmmse_antenna", "wmmse_from_structure", "precoder_from_structure", "structure_sinr",
+           "structure_params",
            "maxmin_sinr", "check_channel", "as_power", "scale_to_power", "structure_sinr_at", "structure_residual",
            "fit_power_db", "fit_demos_db", "fit_snr_db"]
 

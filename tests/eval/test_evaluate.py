@@ -234,7 +234,7 @@ def test_bench_infer_quick_rows():
     assert sp["target"] == ">= 0.25" and sp["met"] == (sp["value"] >= 0.25)      # the CPU target (GPU: >= 20)
     assert sp["weights"] in ("trained", "random init")
     assert 0 < rows["icwm_vs_wmmse20_sum_rate_ratio"]["value"] < 1.5
-    assert rows["icwm_refined_vs_wmmse20_sum_rate_ratio"]["value"] > 0.99   # WMMSE-100 from the read-out: WMMSE-20 or better
+    assert rows["icwm_refined_vs_wmmse20_sum_rate_ratio"]["value"] > 0.99   # WMMSE-100 from the read-out
 
 
 CACHED_ROWS = ("icwm_cached_pre_sr_batch_time", "icwm_uncached_shared_batch_time", "icwm_cached_vs_uncached_speedup",
