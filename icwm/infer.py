@@ -15,6 +15,7 @@ the same kind (numpy in, numpy out). A model directory holds ``model.safetensors
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -78,12 +79,15 @@ class FewShotModel:
         return next(self.model.parameters()).device
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> "FewShotModel":
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+                        overrides: Optional[Mapping[str, Any]] = None) -> "FewShotModel":
         """Load a model directory (``model.safetensors`` or a weights-only ``model.pt``, plus ``config.yaml``).
 
         Args:
             path: directory; None loads the shipped model at ``icwm/assets/icwm-small``.
             device: where to put the model.
+            overrides: ``ModelConfig`` fields to change at load time, e.g. ``{"precoding_refine": False}`` for the
+                precoding read-out alone (fields that change the weights' shapes fail the load).
         Raises:
             FileNotFoundError: the directory or its files are missing (with how to make them).
             ValueError: ``model: <what> (<file>)`` for a corrupt or truncated file, weights that do not fit the
@@ -96,6 +100,10 @@ class FewShotModel:
             raise FileNotFoundError(f"model: no {CONFIG} in {str(root)!r}; {how}")
         check_device(str(device))
         cfg = load_config(ModelConfig, root / CONFIG)
+        fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        for key in overrides or {}:
+            check(key in fields, "overrides", f"ModelConfig fields ({', '.join(sorted(fields))})", key)
+        cfg = cfg.replace(**dict(overrides or {}))
         model = build_model(cfg)
         try:
             model.load_state_dict(load_weights(root, how), strict=True)

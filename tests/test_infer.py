@@ -12,6 +12,7 @@ import torch
 import icwm.infer as infer
 from icwm.infer import FewShotModel, save_pretrained
 from icwm.model import ModelConfig, build_model
+from icwm.wireless import precoding
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +66,19 @@ def test_missing_model_says_how_to_train(tmp_path, monkeypatch):
     (tmp_path / "x" / "config.yaml").write_text("d_model: 32\nn_heads: 2\n")
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         FewShotModel.from_pretrained(tmp_path / "x")
+
+
+def test_overrides_change_inference_options_and_reject_unknown_fields(saved, fsm):
+    """``precoding_refine: False`` gives the read-out alone (same weights); the default is the refined answer."""
+    plain = FewShotModel.from_pretrained(saved, overrides={"precoding_refine": False})
+    assert fsm.cfg.precoding_refine and not plain.cfg.precoding_refine
+    demos, query = _pre(3, K=3, N=3)
+    h, p = torch.as_tensor(query["h"]), torch.tensor(10.0)
+    rate = lambda m: float(precoding.sum_rate(h, torch.as_tensor(m.predict("pre_sr", demos, query)["W"])))  # noqa: E731
+    assert rate(fsm) > rate(plain) - 1e-4
+    assert rate(fsm) == pytest.approx(float(precoding.sum_rate(h, precoding.wmmse(h, p, iters=100))), rel=1e-3)
+    with pytest.raises(ValueError, match="overrides"):
+        FewShotModel.from_pretrained(saved, overrides={"precoding_refin": False})
 
 
 def test_precoding_outputs_match_the_forward_pass_and_the_power_budget(fsm):
