@@ -99,11 +99,11 @@ class FewShotModel:
         if not (root / CONFIG).is_file():
             raise FileNotFoundError(f"model: no {CONFIG} in {str(root)!r}; {how}")
         check_device(str(device))
-        cfg = load_config(ModelConfig, root / CONFIG)
+        overrides = dict(overrides or {})
         fields = {f.name for f in dataclasses.fields(ModelConfig)}
-        for key in overrides or {}:
+        for key in overrides:
             check(key in fields, "overrides", f"ModelConfig fields ({', '.join(sorted(fields))})", key)
-        cfg = cfg.replace(**dict(overrides or {}))
+        cfg = load_config(ModelConfig, root / CONFIG, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
         model = build_model(cfg)
         try:
             model.load_state_dict(load_weights(root, how), strict=True)

@@ -83,8 +83,7 @@ def refine(h: torch.Tensor, lam_p: torch.Tensor, p: torch.Tensor) -> torch.Tenso
     Returns:
         lam_p: [..., user, 2] float32, normalised.
     """
-    W = precoding.wmmse_from_structure(h, lam_p, p, LABEL_ITERS)
-    return precoding.structure_params(h.to(W.dtype), W, p).float()
+    return pc.structure_of(h, precoding.wmmse_from_structure(h, lam_p, p, LABEL_ITERS), p)
 
 
 def baselines(sample: dict) -> dict[str, dict[str, torch.Tensor]]:

@@ -157,7 +157,7 @@ def latent_baselines(sample: dict, solve: Solver, fit: Fit) -> dict[str, dict[st
 
 
 def structure_of(h: torch.Tensor, W: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Normalised optimal-structure label lam_p [n, user, 2] float32 of precoders W."""
+    """Normalised optimal-structure label lam_p [..., user, 2] float32 of precoders W [..., ant, user]."""
     return precoding.structure_params(h, W, p).float()
 
 
