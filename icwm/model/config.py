@@ -71,6 +71,9 @@ class ModelConfig:
                                     # episodes (python -m icwm.train.select_icr, docs/model.md)
     icr_band_half_width: int = 1    # pf icr: delay bins each side among a bin's regressors (UL-DL delay leakage);
                                     # chosen on training episodes like icr_half_width
+    det_fit: str = "equaliser"      # det, latent form: the in-context fit behind the first guess: "equaliser" (symbols
+                                    # on received samples, v12) or "channel" (received samples on symbols, i.e. the
+                                    # channel, then EP at it with the fit's residual noise, as the given form's EP)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
@@ -86,6 +89,7 @@ class ModelConfig:
         check(self.ffn_mult > 0, "model.ffn_mult", "a positive float", self.ffn_mult)
         check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
         check(self.bf_label in ("angle", "index"), "model.bf_label", "'angle' or 'index'", self.bf_label)
+        check(self.det_fit in ("equaliser", "channel"), "model.det_fit", "'equaliser' or 'channel'", self.det_fit)
         for name in ("filter_half_width", "icr_half_width", "icr_band_half_width"):
             check(getattr(self, name) >= 0, f"model.{name}", "an integer >= 0", getattr(self, name))
         for name in ("icr_n0", "icr_pool"):

@@ -4,9 +4,11 @@ Learned: the per-user tokens (first guess, matched filter and Gram-row features 
 correction of the first guess; in the latent form (no channel, no SNR: x = the received slots only) everything the
 demonstrations say about the channel beyond the linear fit below, through the trunk.
 Closed form: the first guess. Given form: expectation propagation (EP, close to ML on small arrays) with the given
-channel and SNR. Latent form: the in-context ridge regression (``icr.py``) of the demonstrations' symbols on their
-received samples (the samples of pairs < p; its limit is the LMMSE equaliser of the block), zero at k = 0 or
-without ``cfg.icr``.
+channel and SNR. Latent form, the in-context ridge regression (``icr.py``) on the samples of pairs < p (zero at
+k = 0 or without ``cfg.icr``): with ``cfg.det_fit == "channel"`` of the received samples on the symbols, i.e. the
+block's channel, then EP at that channel with the fit's residual power as the noise (the given form's detector,
+fed from the demonstrations; the matched filter is the fitted channel's); with ``"equaliser"`` (v12) of the symbols
+on the received samples (its limit is the LMMSE equaliser of the block).
 
 Head = first guess + learned correction per user and slot; no add-ons.
 """
@@ -19,12 +21,13 @@ from torch import nn
 
 from icwm.model.common import GramSet, c2r, gram_stats, mlp, pad_dim, scalar_feature
 from icwm.model.config import ModelConfig
-from icwm.model.icr import InContextRidge
+from icwm.model.icr import InContextRidge, prefix_residual_power
 from icwm.wireless.detection import ep_detect, noise_var_from_snr
 
 LIMITS = [("x", -1, "max_users"), ("y", -1, "max_ant"), ("y", -2, "max_slots")]
 SNR_SCALE = 20.0                     # dB per feature unit
 N_GRAM_OWN = 3                       # Gram-set per-user features: la, snr, snr missing
+NOISE_FLOOR = 1e-6                   # channel fit: least noise variance EP runs with (60 dB below unit symbol power)
 
 
 @dataclass
@@ -47,33 +50,48 @@ class DetEmbed(nn.Module):
         self.y_lin = mlp(2 * cfg.max_slots, cfg.d_model)
         self.label_reads_x = cfg.label_reads_x
         self.icr = InContextRidge(cfg) if cfg.icr else None
+        self.fit_channel = cfg.det_fit == "channel"
 
     def fits_in_context(self, batch: dict) -> bool:
         """Whether ``first_guess`` is the in-context fit for ``batch`` (then a pair's tokens read the pairs before it;
         otherwise they read that pair alone). Used by ``icwm.model.cache``; mirrors ``first_guess``."""
         return self.icr is not None and not ("h" in batch and "snr_db" in batch)
 
-    def first_guess(self, batch: dict, snr: torch.Tensor) -> torch.Tensor:
-        """[B, P, slot, K] complex: EP with the given channel and SNR, else the in-context fit (zeros without it)."""
+    def first_guess(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """EP with the given channel and SNR, else the in-context fit (zeros without it): x0 [B, P, slot, K] complex,
+        and the channel the fit estimated (``det_fit == "channel"``) [B, P, R, K] or None."""
         yr, labels = batch["y"], batch["x"]
         if "h" in batch and "snr_db" in batch:
             noise = noise_var_from_snr(batch["snr_db"].float(), labels.shape[-1]).to(yr.device)
             with torch.no_grad():                         # data-only first guess: no gradient through the iterations
-                return ep_detect(batch["h"], yr, noise)[0]
+                return ep_detect(batch["h"], yr, noise)[0], None
         if self.icr is None:
-            return torch.zeros_like(labels)
-        fit = self.icr(yr[:, :, None].to(torch.complex64), labels[:, :, None].to(torch.complex64))
-        return fit[:, :, 0]
+            return torch.zeros_like(labels), None
+        y_u, x_u = yr[:, :, None].to(torch.complex64), labels[:, :, None].to(torch.complex64)   # [B, P, U 1, S, .]
+        if not self.fit_channel:
+            return self.icr(y_u, x_u)[:, :, 0], None
+        maps = self.icr.maps(x_u, y_u, own_power=False)                         # [B, P, 1, R, K]: the channel
+        noise = prefix_residual_power(x_u, y_u, maps)[:, :, 0]                  # [B, P]
+        h_hat = maps[:, :, 0]
+        with torch.no_grad():                             # as the given form: no gradient through the iterations
+            x0 = ep_detect(h_hat.detach(), yr, noise.detach().clamp_min(NOISE_FLOOR))[0]
+        has_demos = (torch.arange(yr.shape[1], device=yr.device) > 0)[None, :, None, None]
+        return torch.where(has_demos, x0.to(labels.dtype), torch.zeros_like(labels)), h_hat
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, DetCtx]:
         """y: [B, P, S, R], x: [B, P, S, K], h: [B, P, R, K] (optional) c64 -> tokens [B, P, K, d]."""
         yr, labels = batch["y"], batch["x"]
         n_slot = yr.shape[-2]
         snr = scalar_feature(batch, "snr_db", SNR_SCALE, yr)                       # [B, P, 2]
-        anchor = self.first_guess(batch, snr)                                       # [B, P, S, K]
+        anchor, h_hat = self.first_guess(batch)                                     # [B, P, S, K]
         b, p, k = labels.shape[0], labels.shape[1], labels.shape[-1]
         snr_u = snr[:, :, None, :].expand(b, p, k, 2)
-        if "h" in batch:
+        if h_hat is not None:                       # the fitted channel's matched filter; the channel stays missing
+            mf = (yr @ h_hat.conj()).transpose(-1, -2) / h_hat.abs().pow(2).sum(-2).clamp_min(1e-12)[..., None]
+            e_h = self.no_h
+            own = torch.cat((torch.zeros(b, p, k, 1, device=yr.device), snr_u,
+                             torch.ones(b, p, k, 1, device=yr.device)), -1)
+        elif "h" in batch:
             h = batch["h"]
             G = h.mH @ h                                                            # [B, P, K, K]
             gain = torch.pow(10.0, SNR_SCALE * snr[..., 0] / 10.0) / k * (1.0 - snr[..., 1])

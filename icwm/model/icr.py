@@ -62,11 +62,43 @@ class InContextRidge(nn.Module):
         Pair p's map is fitted to the (reg, target) samples of pairs < p of its unit (and the pooled units) and
         applied to pair p's ``reg``; ``target`` of pairs >= p never enters pair p's output.
         """
+        return torch.einsum("bpuof,bpusf->bpuso", self.maps(reg, target), reg)
+
+    def maps(self, reg: torch.Tensor, target: torch.Tensor, own_power: bool = True) -> torch.Tensor:
+        """The fitted linear maps themselves: reg [B, P, U, sample, F], target [B, P, U, sample, O] -> [B, P, U, O, F]
+        (pair p's from pairs < p; zeros for pair 0); ``forward`` applies them to each pair's own regressors.
+
+        The ridge's power scale is pair p's own regressors' (``own_power``) or, where those are a label (det's
+        channel fit regresses on the symbols), the mean power of the earlier pairs' regressors.
+        """
         gram, cross = prefix_stats(reg, target)                                  # [B, P, U, F, F], [.., O, F]
+        if own_power:
+            power = reg.abs().pow(2).mean((-1, -2))                              # [B, P, U]
+        else:
+            n = torch.arange(reg.shape[1], device=reg.device).clamp_min(1) * reg.shape[-2] * reg.shape[-1]
+            power = gram.diagonal(dim1=-2, dim2=-1).real.sum(-1) / n[None, :, None]
         if reg.shape[2] > 1:
             pool = torch.exp(self.log_pool).to(gram.real.dtype)
             gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
-        power = reg.abs().pow(2).mean((-1, -2))                                  # [B, P, U]
         n0 = self.ridge(reg.shape[1]).to(power.dtype)
-        d = ridge_solve(gram, cross, n0[:, None] * power + 1e-12)              # [B, P, U, O, F]
-        return torch.einsum("bpuof,bpusf->bpuso", d, reg)
+        return ridge_solve(gram, cross, n0[:, None] * power + 1e-12)            # [B, P, U, O, F]
+
+
+def prefix_residual_power(reg: torch.Tensor, target: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Residual power of each pair's fit on the samples it was fitted to (pairs < p), per target entry.
+
+    ``sum_{q < p, s} |target_qs - maps_p reg_qs|^2 / (O * max(n_p - F, 1))`` with ``n_p`` the earlier samples, the
+    degrees-of-freedom correction of least squares (exact for an unregularised fit; the ridge makes it slightly high).
+
+    Args:
+        reg: [B, P, U, sample, F]; target: [B, P, U, sample, O]; maps: [B, P, U, O, F] (``InContextRidge.maps``).
+    Returns:
+        [B, P, U] float, 0 for pair 0.
+    """
+    b, p, _, s, f = reg.shape
+    fitted = torch.einsum("bpuof,bqusf->bpquso", maps, reg)                     # pair p's map on pair q's samples
+    res = (target[:, None] - fitted).abs().pow(2).sum((-1, -2))                # [B, P, Q, U]
+    earlier = torch.ones(p, p, device=reg.device, dtype=torch.bool).tril(-1)  # [P, Q]: q < p
+    energy = (res * earlier[None, :, :, None]).sum(2)                           # [B, P, U]
+    n = torch.arange(p, device=reg.device, dtype=energy.dtype) * s             # [P] earlier samples
+    return energy / (target.shape[-1] * (n - f).clamp_min(1.0))[None, :, None]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig
-from icwm.model.icr import InContextRidge, exclusive_cumsum, prefix_stats
+from icwm.model.icr import InContextRidge, exclusive_cumsum, prefix_residual_power, prefix_stats
 
 
 def _icr(n0: float = 0.5, slope: float = 0.7, pool: float = 0.3) -> InContextRidge:
@@ -143,3 +143,35 @@ def test_prefix_helpers_against_loops():
     x, t = reg[0, :p, 0].reshape(-1, 2), tgt[0, :p, 0].reshape(-1, 2)
     torch.testing.assert_close(gram[0, p, 0], x.T @ x.conj())
     torch.testing.assert_close(cross[0, p, 0], t.T @ x.conj())
+
+
+def test_maps_are_what_forward_applies_and_recover_a_noiseless_map():
+    reg, _ = _data(2, 6, 1, 3, 4, 2, seed=9)
+    g = torch.Generator().manual_seed(10)
+    a = torch.view_as_complex(torch.randn(2, 1, 1, 2, 4, 2, generator=g, dtype=torch.float64))   # [B, 1, U, O, F]
+    tgt = torch.einsum("bquof,bpusf->bpuso", a, reg)
+    icr = _icr(n0=1e-9, slope=0.0)
+    with torch.no_grad():
+        maps = icr.maps(reg, tgt)                                        # [B, P, U, O, F]
+        torch.testing.assert_close(torch.einsum("bpuof,bpusf->bpuso", maps, reg), icr(reg, tgt))
+    assert torch.equal(maps[:, 0], torch.zeros_like(maps[:, 0]))
+    torch.testing.assert_close(maps[:, 2:], a.expand(2, 4, 1, 2, 4), rtol=0, atol=1e-6)
+
+
+def test_residual_power_is_the_unbiased_least_squares_noise_estimate():
+    """Against a loop over the earlier pairs' residuals; on t = A x + noise of variance v, pooled over many
+    pairs, the estimate is unbiased (the n - F degrees of freedom)."""
+    reg, noise = _data(64, 5, 1, 4, 3, 2, seed=11)
+    g = torch.Generator().manual_seed(12)
+    a = torch.view_as_complex(torch.randn(64, 1, 1, 2, 3, 2, generator=g, dtype=torch.float64))
+    v = 0.3
+    tgt = torch.einsum("bquof,bpusf->bpuso", a, reg) + math.sqrt(v / 2.0) * noise   # _data: E|n|^2 = 2
+    with torch.no_grad():
+        maps = _icr(n0=1e-9, slope=0.0).maps(reg, tgt)
+    pw = prefix_residual_power(reg, tgt, maps)                              # [B, P, U]
+    for p in (1, 3, 4):
+        x, t = reg[:, :p, 0].flatten(1, 2), tgt[:, :p, 0].flatten(1, 2)     # [B, n, F], [B, n, O]
+        res = (t - x @ maps[:, p, 0].mT).abs().pow(2).sum((1, 2)) / (2 * max(p * 4 - 3, 1))
+        torch.testing.assert_close(pw[:, p, 0], res)
+    assert torch.equal(pw[:, 0], torch.zeros_like(pw[:, 0]))
+    assert abs(float(pw[:, 4].mean()) / v - 1.0) < 0.15, float(pw[:, 4].mean())
