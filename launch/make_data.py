@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> WriteSummary:
         if rank == 0:
             verify(cfg.out_dir)
             print(summary_text(cfg, summary), flush=True)
+        if gather is not None:        # every rank tears its group down together: a rank that destroyed its gloo
+            gather(None)              # group while rank 0 still verified aborted once at exit (SIGABRT, 2026-12-03)
     finally:
         if gather is not None and dist.is_initialized():   # only the group init_ranks made (not a caller's)
             dist.destroy_process_group()
