@@ -74,7 +74,7 @@ class DetEmbed(nn.Module):
         noise = prefix_residual_power(x_u, y_u, maps)[:, :, 0]                  # [B, P]
         h_hat = maps[:, :, 0]
         with torch.no_grad():                             # as the given form: no gradient through the iterations
-            x0 = ep_detect(h_hat.detach(), yr, noise.detach().clamp_min(NOISE_FLOOR))[0]
+            x0 = ep_detect(h_hat, yr, noise.clamp_min(NOISE_FLOOR))[0]
         has_demos = (torch.arange(yr.shape[1], device=yr.device) > 0)[None, :, None, None]
         return torch.where(has_demos, x0.to(labels.dtype), torch.zeros_like(labels)), h_hat
 
@@ -86,12 +86,7 @@ class DetEmbed(nn.Module):
         anchor, h_hat = self.first_guess(batch)                                     # [B, P, S, K]
         b, p, k = labels.shape[0], labels.shape[1], labels.shape[-1]
         snr_u = snr[:, :, None, :].expand(b, p, k, 2)
-        if h_hat is not None:                       # the fitted channel's matched filter; the channel stays missing
-            mf = (yr @ h_hat.conj()).transpose(-1, -2) / h_hat.abs().pow(2).sum(-2).clamp_min(1e-12)[..., None]
-            e_h = self.no_h
-            own = torch.cat((torch.zeros(b, p, k, 1, device=yr.device), snr_u,
-                             torch.ones(b, p, k, 1, device=yr.device)), -1)
-        elif "h" in batch:
+        if "h" in batch:
             h = batch["h"]
             G = h.mH @ h                                                            # [B, P, K, K]
             gain = torch.pow(10.0, SNR_SCALE * snr[..., 0] / 10.0) / k * (1.0 - snr[..., 1])
@@ -99,8 +94,11 @@ class DetEmbed(nn.Module):
             mf = (yr @ h.conj()).transpose(-1, -2) / G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)[..., None]
             e_h = self.gram(torch.cat((la[..., None], snr_u), -1), rho)
             own = torch.cat((la[..., None], snr_u, torch.zeros_like(la)[..., None]), -1)
-        else:
-            mf = torch.zeros_like(anchor.transpose(-1, -2))
+        else:                                       # the channel is missing; with det_fit "channel" the matched
+            if h_hat is None:                       # filter is the fitted channel's
+                mf = torch.zeros_like(anchor.transpose(-1, -2))
+            else:
+                mf = (yr @ h_hat.conj()).transpose(-1, -2) / h_hat.abs().pow(2).sum(-2).clamp_min(1e-12)[..., None]
             e_h = self.no_h
             own = torch.cat((torch.zeros(b, p, k, 1, device=yr.device), snr_u,
                              torch.ones(b, p, k, 1, device=yr.device)), -1)

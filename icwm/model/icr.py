@@ -95,7 +95,7 @@ def prefix_residual_power(reg: torch.Tensor, target: torch.Tensor, maps: torch.T
     Returns:
         [B, P, U] float, 0 for pair 0.
     """
-    b, p, _, s, f = reg.shape
+    p, s, f = reg.shape[1], reg.shape[-2], reg.shape[-1]
     fitted = torch.einsum("bpuof,bqusf->bpquso", maps, reg)                     # pair p's map on pair q's samples
     res = (target[:, None] - fitted).abs().pow(2).sum((-1, -2))                # [B, P, Q, U]
     earlier = torch.ones(p, p, device=reg.device, dtype=torch.bool).tril(-1)  # [P, Q]: q < p
