@@ -29,7 +29,7 @@ import torch
 
 from icwm import tasks
 from icwm.config import check, check_device, load_config, to_yaml
-from icwm.tasks.common import KIND_DTYPE
+from icwm.tasks.common import KIND_DTYPE, PRIOR_PREFIX
 from icwm.infer_checks import (GRID_KEYS, LABELS, POWER_DB, SNR_DB, check_consistency, check_finite,  # noqa: F401
                                check_ranges, grid_scale)
 from icwm.model import ICWM, LATENT_HAT, ModelConfig, build_model, count_parameters
@@ -111,7 +111,8 @@ class FewShotModel:
             raise ValueError(f"model: weights do not fit {CONFIG}: {str(err).splitlines()[0]} ({root})") from err
         return cls(model.to(device), cfg)
 
-    def predict(self, task: str, demos: Optional[Mapping[str, Any]], query: Mapping[str, Any]) -> dict[str, Any]:
+    def predict(self, task: str, demos: Optional[Mapping[str, Any]], query: Mapping[str, Any],
+                nominal: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
         """Answer the query of one episode (or a batch of episodes) from its demonstrations.
 
         Latent form: an input of the task's ``TaskSpec.latent_x`` (``snr_db`` for pre_* / ce / cp / pf; ``h`` and
@@ -122,6 +123,10 @@ class FewShotModel:
             task: task id, one of the model's tasks.
             demos: X_KEYS and Y_KEYS -> [k, ...] (or [B, k, ...]); None or {} for k = 0.
             query: X_KEYS -> [...] (or [B, ...]), less the hidden inputs of the latent form.
+            nominal: for a model trained with ``model.nominal``, the stated nominal value of a hidden latent, e.g.
+                ``{"snr_db": 10.0}`` (pre_*: the SNR the link is planned for), ``{"panel_offset_deg": 0.0}`` (bf),
+                ``{"power_offset_db": 0.0}`` (de / pe); a float or [B]. The latent is then estimated as an offset
+                from it (what the blind baseline designs at); None: no nominal is stated.
         Returns:
             Natural outputs for the query ([...] or [B, ...]): pre_* ``lam_p`` [user, 2] and ``W`` [ant, user]
             (contract convention, ||W||_F^2 = 10^(snr_db/10); in the latent form designed at, and with the power
@@ -135,44 +140,52 @@ class FewShotModel:
         Raises:
             ValueError: naming the field, for inputs the model cannot take (keys, shapes, dtypes, NaN / inf, snr_db
             outside ``SNR_DB``, channel power outside ``POWER_DB``, demo labels outside ``LABELS``, a hidden input
-            given in some pairs only), or when the model's output is not finite.
+            given in some pairs only, a ``nominal`` the model does not read or for an input the query gives), or
+            when the model's output is not finite.
         """
         batch, single, as_numpy, scale = self.episode(task, demos, query)
+        n_b, n_p = batch[next(iter(SPECS[task][1]))].shape[:2]
+        batch.update({key: v[:, None].expand(n_b, n_p)
+                      for key, v in self.nominal_inputs(task, nominal, batch, n_b).items()})
         with torch.inference_mode():
             pred = self.model({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
         last = {k: v[:, -1] for k, v in pred.items()}  # the query's predictions [B, ...]
         q = {k: batch[k][:, -1].to(self.device) for k in SPECS[task][0] if k in batch}
         return self._outputs(task, last, q, scale, single, as_numpy)
 
-    def context(self, task: str, demos: Optional[Mapping[str, Any]]) -> "Context":
+    def context(self, task: str, demos: Optional[Mapping[str, Any]],
+                nominal: Optional[Mapping[str, Any]] = None) -> "Context":
         """Validate, normalise and encode one set of demonstrations once, for any number of queries
         (``predict_many``; ``icwm.infer_context``).
 
         Args:
             task: task id.  demos: X_KEYS and Y_KEYS -> [k, ...], one set (the latent form omits its hidden inputs);
-                None or {} for k = 0.
+                None or {} for k = 0.  nominal: the cell's stated nominal values, as in ``predict`` (floats).
         Raises:
             ValueError: as ``predict``, for demonstrations the model cannot take.
         """
         from icwm.infer_context import make_context
-        return make_context(self, task, demos)
+        return make_context(self, task, demos, nominal)
 
     def predict_many(self, context: "Context | str", queries: Mapping[str, Any],
-                     demos: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                     demos: Optional[Mapping[str, Any]] = None,
+                     nominal: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
         """Answer a batch of queries against one set of demonstrations encoded once: equal to ``predict(task, demos,
         query)`` on each query (to float rounding), at a fraction of the cost for many queries.
 
         Args:
             context: from ``context``, or a task id (then ``demos`` are encoded first).
             queries: X_KEYS -> [Q, ...] (or [...] for one query), the form (given / latent) of the demonstrations.
-            demos: with a task id, as in ``context``.
+            demos, nominal: with a task id, as in ``context``.
         Returns:
             ``predict``'s natural outputs and estimates, [Q, ...] (or [...]).
         Raises:
             ValueError: as ``predict``.
         """
         from icwm.infer_context import Context, answer
-        ctx = context if isinstance(context, Context) else self.context(context, demos)
+        check(isinstance(context, str) or (demos is None and nominal is None), "demos / nominal",
+              "given with a task id only (a Context holds its own)", "given with a Context")
+        ctx = context if isinstance(context, Context) else self.context(context, demos, nominal)
         return answer(self, ctx, queries)
 
     def _outputs(self, task: str, last: dict, q: dict, scale: torch.Tensor, single: bool,
@@ -231,6 +244,27 @@ class FewShotModel:
         for key in ys:
             batch[key] = torch.cat((d[key], labels[key][:, None]), 1) if k else labels[key][:, None]
         return batch, single, as_numpy, scale
+
+    def nominal_inputs(self, task: str, nominal: Optional[Mapping[str, Any]], given: Mapping[str, Any],
+                       n_b: int) -> dict[str, torch.Tensor]:
+        """Validated nominal values -> ``{prior_<name>: [B] float32}`` (the fields the model reads; {} for None).
+
+        ``given``: the episode's given inputs (a nominal for an input the query gives is an error)."""
+        if not nominal:
+            return {}
+        check(isinstance(nominal, Mapping), "nominal", "a dict {latent name: value}", type(nominal).__name__)
+        names = self.model.nominal.get(task, ())
+        check(bool(names), "nominal", f"None: this model reads no nominal value for {task} (model.nominal is "
+              f"{self.cfg.nominal})", sorted(nominal))
+        out = {}
+        for name, value in nominal.items():
+            check(name in names, "nominal", f"keys among {names}", name)
+            check(name not in given, f"nominal[{name!r}]", f"omitted: the query gives {name!r} itself", value)
+            v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+            check(v.numel() in (1, n_b) and bool(torch.isfinite(v).all()), f"nominal[{name!r}]",
+                  f"a finite float or {n_b} of them (one per episode)", value)
+            out[PRIOR_PREFIX + name] = v.expand(n_b).to(self.device)
+        return out
 
     def read_query(self, query: Mapping[str, Any], xs: dict[str, tuple[int, str]]) -> tuple[dict, bool, bool]:
         """The query's arrays (exactly the keys ``xs``, {key: (rank, kind)}) as tensors [B, ...].

@@ -33,6 +33,7 @@ class Context:
             the latent form without its hidden inputs); {} at k = 0.
         scale: ce / cp / pf with k >= 1: [1] float64, the demonstrations' input RMS (``grid_scale``); else None.
         cache: the encoded demonstrations.
+        nominal: the cell's stated nominal values {``prior_<name>``: [1] float32} (``FewShotModel.predict``).
     """
 
     task: str
@@ -40,10 +41,13 @@ class Context:
     demos: dict[str, torch.Tensor]
     scale: Optional[torch.Tensor]
     cache: DemoCache
+    nominal: dict[str, torch.Tensor]
 
 
-def make_context(fsm: "FewShotModel", task: str, demos: Optional[Mapping[str, Any]]) -> Context:
-    """Validate, normalise and encode one set of demonstrations ([k, ...] arrays; None or {} for k = 0)."""
+def make_context(fsm: "FewShotModel", task: str, demos: Optional[Mapping[str, Any]],
+                 nominal: Optional[Mapping[str, Any]] = None) -> Context:
+    """Validate, normalise and encode one set of demonstrations ([k, ...] arrays; None or {} for k = 0) with the
+    cell's stated nominal values (``FewShotModel.predict``)."""
     check(task in fsm.cfg.tasks, "task", f"one of the model's tasks {fsm.cfg.tasks}", task)
     demos = demos or {}
     check(isinstance(demos, Mapping), "demos", "a dict of arrays (or None)", type(demos).__name__)
@@ -60,15 +64,19 @@ def make_context(fsm: "FewShotModel", task: str, demos: Optional[Mapping[str, An
         if task in GRID_KEYS:
             _, d, scale = grid_scale(task, {}, d)
     d = {key: v.to(fsm.device) for key, v in d.items()}
+    nom = fsm.nominal_inputs(task, nominal, xs, 1)
     with torch.inference_mode():
-        cache = encode_demos(fsm.model, {"task": task, "k": k, **d})
-    return Context(task, k, d, scale, cache)
+        cache = encode_demos(fsm.model, {"task": task, "k": k, **d,
+                                         **{key: v[:, None].expand(1, k) for key, v in nom.items()}})
+    return Context(task, k, d, scale, cache, nom)
 
 
 def _query_batch(fsm: "FewShotModel", ctx: Context, q: dict, labels: dict) -> dict:
     """The model's query batch: ``task`` and tensors [Q, 1, ...] on the model's device."""
     dev = fsm.device
-    return {"task": ctx.task, "k": 0, **{key: v[:, None].to(dev) for key, v in {**q, **labels}.items()}}
+    n_q = next(iter(q.values())).shape[0]
+    nominal = {key: v.expand(n_q)[:, None] for key, v in ctx.nominal.items()}
+    return {"task": ctx.task, "k": 0, **{key: v[:, None].to(dev) for key, v in {**q, **labels}.items()}, **nominal}
 
 
 def answer(fsm: "FewShotModel", ctx: Context, queries: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,9 @@
 ``demos.npz`` holds the task's X_KEYS and Y_KEYS as arrays [k, ...] (or [B, k, ...]); omit it for k = 0.
 ``query.npz`` holds the X_KEYS [...] (or [B, ...]); with one set of demos [k, ...] and a batch of queries [Q, ...],
 all Q queries are answered against that set, encoded once (``FewShotModel.predict_many``). Latent form: leave an
-input of the task's ``LATENT_X`` (e.g. ``snr_db``) out of both files and the model infers it from the demonstrations. ``out.npz`` receives the natural
-outputs and the model's ``estimated_*`` latents (see ``icwm.infer.FewShotModel.predict``). ``--model`` is a
+input of the task's ``LATENT_X`` (e.g. ``snr_db``) out of both files and the model infers it from the demonstrations;
+``--nominal snr_db=10`` states a hidden latent's nominal value to a model trained with ``model.nominal``. ``out.npz``
+receives the natural outputs and the model's ``estimated_*`` latents (see ``icwm.infer.FewShotModel.predict``). ``--model`` is a
 directory written by ``save_pretrained`` (default: the shipped icwm-small). Exit status 2 on bad input
 (``fewshot: <what> (<path or field>)`` on stderr).
 """
@@ -69,6 +70,20 @@ def _shared_demos(task: str, demos: dict[str, np.ndarray], query: dict[str, np.n
     return np.ndim(query[key]) == rank + 1 and np.ndim(demos[key]) == rank + 1
 
 
+def _nominal(items: list[str]) -> dict[str, float] | None:
+    """``["name=value", ...]`` -> {name: value} (None when empty); ValueError naming ``--nominal``."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ValueError(f"--nominal: expected NAME=VALUE with a number, e.g. snr_db=10, got {item!r}")
+    return out or None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the predictions, write ``--out`` atomically; returns the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -78,15 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--query", required=True, help=".npz with X_KEYS [...] or [Q, ...] (LATENT_X may be left out)")
     ap.add_argument("--out", required=True, help=".npz to write the predictions to")
     ap.add_argument("--model", default=None, help="model directory (default: shipped icwm-small)")
+    ap.add_argument("--nominal", action="append", default=[], metavar="NAME=VALUE",
+                    help="a hidden latent's stated nominal value, e.g. snr_db=10 (models trained with model.nominal)")
     args = ap.parse_args(argv)
     try:
         dest = _check_out(args.out)
         model = FewShotModel.from_pretrained(args.model)
         demos, query = _read(args.demos, "demos"), _read(args.query, "query")
+        nominal = _nominal(args.nominal)
         if _shared_demos(args.task, demos, query):
-            out = model.predict_many(args.task, query, demos=demos)
+            out = model.predict_many(args.task, query, demos=demos, nominal=nominal)
         else:
-            out = model.predict(args.task, demos, query)
+            out = model.predict(args.task, demos, query, nominal=nominal)
         _write(dest, out)
     except (ValueError, OSError) as err:
         print(f"fewshot: {err}", file=sys.stderr)

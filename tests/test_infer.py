@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +278,9 @@ def test_cli_latent_form_files_without_the_snr(saved, fsm, tmp_path):
     with np.load(tmp_path / "o.npz") as o:
         assert set(o.files) == {"lam_p", "W", "estimated_snr_db"}
         np.testing.assert_allclose(o["W"], ref["W"], rtol=1e-6)
+    assert cli.main(argv + ["--nominal", "snr_db=10"]) == 2            # this model reads no nominal value
+    for bad in ("snr_db", "snr_db=ten", "=3"):
+        assert cli.main(argv + ["--nominal", bad]) == 2
 
 
 def _det(k: int, r: np.random.Generator) -> tuple[dict, dict]:
@@ -383,3 +387,68 @@ def test_cli_many_queries_against_one_demos_file(saved, fsm, tmp_path):
     np.savez(tmp_path / "bad.npz", h=_stack(queries)["h"][..., :5], snr_db=_stack(queries)["snr_db"])
     bad = argv[:5] + [str(tmp_path / "bad.npz")] + argv[6:] + ["--out", str(tmp_path / "o2.npz")]
     assert cli.main(bad) == 2 and not (tmp_path / "o2.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def nominal_fsm() -> FewShotModel:
+    """A debug model trained with nominal inputs (``model.nominal``), its nominal embeddings made live."""
+    torch.manual_seed(4)
+    cfg = ModelConfig.flavour("debug", k_max=6, max_users=8, nominal=True)
+    model = build_model(cfg)
+    with torch.no_grad():
+        for t in model.nominal:
+            model.embedders[t].nominal.lin.weight.normal_()
+    return FewShotModel(model.eval(), cfg)
+
+
+@pytest.mark.parametrize("task,k", [("pre_sr", 0), ("pre_sr", 3), ("bf", 3), ("pe", 0)])
+def test_a_stated_nominal_is_read_and_predict_many_agrees(nominal_fsm, task: str, k: int):
+    """The estimate moves with the stated nominal (the model reads the latent as an offset from it) and the
+    cached serving path (context + predict_many) gives predict's answers with the same nominal."""
+    name = {"pre_sr": "snr_db", "bf": "panel_offset_deg", "pe": "power_offset_db"}[task]
+    demos, queries = _shared(task, k, latent=True)
+    demos = demos if k else None
+    lo, hi = (nominal_fsm.predict(task, demos, queries[0], nominal={name: v}) for v in (5.0, 15.0))
+    assert abs(float(hi["estimated_" + name]) - float(lo["estimated_" + name])) > 1e-3
+    many = nominal_fsm.predict_many(task, _stack(queries), demos=demos, nominal={name: 5.0})
+    ctx = nominal_fsm.context(task, demos, nominal={name: 5.0})
+    again = nominal_fsm.predict_many(ctx, _stack(queries))
+    for i, query in enumerate(queries):
+        one = nominal_fsm.predict(task, demos, query, nominal={name: 5.0})
+        for key, v in one.items():
+            np.testing.assert_allclose(many[key][i], v, rtol=1e-5, atol=1e-5, err_msg=f"{task} {key} query {i}")
+            np.testing.assert_allclose(again[key][i], v, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("nominal,field", [({"snr_db": float("nan")}, "nominal['snr_db']"),
+                                           ({"snr_db": [1.0, 2.0]}, "nominal['snr_db']"),
+                                           ({"power_offset_db": 1.0}, "nominal"), ("10", "nominal")])
+def test_bad_nominal_values_are_named(nominal_fsm, fsm, nominal, field: str):
+    demos, query = _pre(2)
+    demos = {key: v for key, v in demos.items() if key != "snr_db"}
+    with pytest.raises(ValueError, match="^" + re.escape(field)):
+        nominal_fsm.predict("pre_sr", demos, {"h": query["h"]}, nominal=nominal)
+    with pytest.raises(ValueError, match="nominal"):                  # the given SNR and a nominal one
+        nominal_fsm.predict("pre_sr", {**demos, "snr_db": np.zeros(2, np.float32)}, query, nominal={"snr_db": 3.0})
+    with pytest.raises(ValueError, match="model.nominal is False"):   # a model that reads no nominal
+        fsm.predict("pre_sr", demos, {"h": query["h"]}, nominal={"snr_db": 3.0})
+    with pytest.raises(ValueError, match="nominal"):                  # det reads none
+        nominal_fsm.predict("det", *_det(2, np.random.default_rng(0)), nominal={"snr_db": 3.0})
+
+
+def test_cli_states_a_nominal_value(nominal_fsm, tmp_path):
+    spec = importlib.util.spec_from_file_location("fewshot_cli", ROOT / "launch" / "fewshot.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    saved = save_pretrained(nominal_fsm.model, nominal_fsm.cfg, tmp_path / "m")
+    demos, query = _pre(2)
+    demos.pop("snr_db")
+    np.savez(tmp_path / "d.npz", **demos)
+    np.savez(tmp_path / "q.npz", h=query["h"])
+    argv = ["--task", "pre_sr", "--demos", str(tmp_path / "d.npz"), "--query", str(tmp_path / "q.npz"),
+            "--model", str(saved), "--out", str(tmp_path / "o.npz"), "--nominal", "snr_db=12.5"]
+    assert cli.main(argv) == 0
+    ref = nominal_fsm.predict("pre_sr", demos, {"h": query["h"]}, nominal={"snr_db": 12.5})
+    with np.load(tmp_path / "o.npz") as o:
+        np.testing.assert_allclose(o["estimated_snr_db"], ref["estimated_snr_db"], rtol=1e-6)
+        np.testing.assert_allclose(o["W"], ref["W"], rtol=1e-5, atol=1e-6)

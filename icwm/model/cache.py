@@ -34,6 +34,7 @@ from icwm.config import check
 from icwm.model.icr import InContextRidge
 from icwm.model.icwm import ICWM, LATENT_HAT
 from icwm.model.transformer import apply_rope, block_causal_mask, pair_positions, rope_tables
+from icwm.tasks.common import PRIOR_PREFIX
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -60,9 +61,11 @@ class DemoCache:
 
 
 def _task_tensors(batch: dict, task: str) -> dict[str, torch.Tensor]:
-    """The task's input and label tensors of ``batch`` (other fields, e.g. ``latent_*``, are never read)."""
+    """The task's input and label tensors of ``batch`` and its stated nominal values (``prior_*``, read with
+    ``model.nominal``); other fields, e.g. ``latent_*``, are never read."""
     spec = tasks.spec(task)
-    return {key: batch[key] for key in (*spec.x_keys, *spec.y_keys) if key in batch}
+    nominal = [key for key in batch if key.startswith(PRIOR_PREFIX)]
+    return {key: batch[key] for key in (*spec.x_keys, *spec.y_keys, *nominal) if key in batch}
 
 
 def _check_demos(model: ICWM, demos: dict) -> tuple[str, int]:
@@ -250,6 +253,6 @@ def answer_queries(model: ICWM, cache: DemoCache, queries: dict) -> dict[str, to
     hx = _query_trunk(model, _tokens(model, task, x, y)[:, :n_x], cache)[:, None]   # [Q, 1, n_x, d]
     if whole:
         hx = _with_demos(cache.hx, hx)                                 # [Q, k+1, n_x, d]
-    latent = model.probe(task, hx)
+    latent = model.probe(task, hx, queries)
     out = {**head(hx, ctx, latent), **{LATENT_HAT + n: v for n, v in latent.items()}}
     return {key: v[:, -1] for key, v in out.items()}

@@ -1,8 +1,53 @@
-"""Small pieces every task family's embedder uses: complex -> real, padding, MLPs, codes, missing inputs."""
+"""Small pieces every task family's embedder uses: complex -> real, padding, MLPs, codes, missing inputs, nominal
+values of hidden latents."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from icwm import tasks
+from icwm.tasks.common import PRIOR_PREFIX
+
+# Scalar latents the probe reads out, with the scale (natural units per output unit) of its read-out and loss.
+LATENT_SCALES = {"snr_db": 20.0, "panel_offset_deg": 20.0, "power_offset_db": 10.0}
+
+
+def scalar_latents(task: str) -> tuple[str, ...]:
+    """The scalar latents of ``task`` (its ``TaskSpec.latent`` names that have a scale in ``LATENT_SCALES``)."""
+    return tuple(n for n in tasks.spec(task).latent if n in LATENT_SCALES)
+
+
+def nominal_values(batch: dict, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The stated nominal value of each hidden latent in ``names`` that the batch carries: ``prior_<name>`` [B, P]
+    (the centre of the system's range, what the blind baseline designs at), as {name: float32 tensor}."""
+    return {n: batch[PRIOR_PREFIX + n].float() for n in names if PRIOR_PREFIX + n in batch}
+
+
+class NominalEmbed(nn.Module):
+    """The nominal values of a task's hidden scalar latents as one embedding added to every x-token of a pair.
+
+    Features per latent: ``(nominal / LATENT_SCALES[name], 1)`` when the batch states it (``prior_<name>``), else
+    ``(0, 0)`` (the given form, or a latent-form episode without a stated nominal). Zero-initialised: the untrained
+    embedding leaves the tokens as they are.
+    """
+
+    def __init__(self, names: tuple[str, ...], d: int) -> None:
+        super().__init__()
+        self.names = tuple(names)
+        self.lin = nn.Linear(2 * len(self.names), d)
+        nn.init.zeros_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+
+    def forward(self, batch: dict, like: torch.Tensor) -> torch.Tensor:
+        """batch (optionally ``prior_<name>`` [B, P]); like: any [B, P, ...] tensor -> [B, P, 1, d]."""
+        nominal = nominal_values(batch, self.names)
+        zero = torch.zeros(like.shape[:2], device=like.device)
+        cols = []
+        for n in self.names:
+            v = nominal.get(n)
+            cols += [zero, zero] if v is None else [v.to(zero.device) / LATENT_SCALES[n], torch.ones_like(zero)]
+        w = self.lin.weight
+        return self.lin(torch.stack(cols, -1).to(w.dtype))[:, :, None]
 
 
 def c2r(z: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,10 @@ class ModelConfig:
     precoding_refine: bool = True   # pre_*: at inference (eval mode) the read-out's (lambda, p) is taken to the label's
                                     # own solver at the head's SNR (pre_sr WMMSE from it, pre_mm the max-min optimum);
                                     # training is unaffected (False: the read-out alone, as in v12's evaluation)
+    nominal: bool = False           # latent form (pre_* SNR; bf panel, de / pe power offset): the episode's stated nominal
+                                    # value of the hidden latent (prior_<name>, the range centre the blind baseline
+                                    # designs at) is an input (an embedding on the x-tokens) and the probe reads the
+                                    # latent as an offset from it (v12: False; the model never saw a nominal)
     icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
     icr_half_width: int = 12        # ce icr: pilots each side among the fit's regressors; chosen on training
                                     # episodes (python -m icwm.train.select_icr, docs/model.md)

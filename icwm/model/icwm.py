@@ -3,7 +3,8 @@
 Each task family has one module (``precoding``, ``detection``, ``grid``, ``sub6``) holding its embedder, head,
 typed head context and tokeniser limits; this module wires them to the trunk (``transformer.py``) and adds the
 latent probe: a linear read-out, from every pair's x-tokens (which see the earlier pairs, never their own label),
-of the task's scalar latents (``LATENT_SCALES``). It is trained with an auxiliary loss (``icwm.train.objective``)
+of the task's scalar latents (``LATENT_SCALES``; with ``model.nominal``, as an offset from the latent's stated nominal
+value where the episode states one). It is trained with an auxiliary loss (``icwm.train.objective``)
 and is how the network states what it inferred from the demonstrations: precoding renders its ``lam_p`` at the
 probe's SNR in the latent form, bf reads its prior at the probe's panel offset.
 """
@@ -12,20 +13,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from icwm import tasks
 from icwm.config import check
 from icwm.model import detection, grid, precoding, sub6
+from icwm.model.common import LATENT_SCALES, nominal_values, scalar_latents
 from icwm.model.config import ModelConfig
 from icwm.model.transformer import EpisodeTransformer
 
-# Scalar latents the probe reads out, with the scale (natural units per output unit) of its read-out and loss.
-LATENT_SCALES = {"snr_db": 20.0, "panel_offset_deg": 20.0, "power_offset_db": 10.0}
 LATENT_HAT = "latent_hat_"     # output key prefix of the probe's estimates
 
 
 def probe_latents(task: str) -> tuple[str, ...]:
-    """The scalar latents of ``task`` the probe estimates (from its ``TaskSpec``)."""
-    return tuple(n for n in tasks.spec(task).latent if n in LATENT_SCALES)
+    """The scalar latents of ``task`` the probe estimates (from its ``TaskSpec``; scales in ``LATENT_SCALES``)."""
+    return scalar_latents(task)
 
 
 def _family(cfg: ModelConfig, task: str) -> tuple[nn.Module, nn.Module, list]:
@@ -60,6 +59,8 @@ class ICWM(nn.Module):
         self.embedders = nn.ModuleDict({t: parts[t][0] for t in cfg.tasks})
         self.heads = nn.ModuleDict({t: parts[t][1] for t in cfg.tasks})
         self.limits = {t: parts[t][2] for t in cfg.tasks}
+        # latents whose stated nominal value the task's embedder reads (model.nominal: pre_* SNR, bf / de / pe offsets)
+        self.nominal = {t: e.nominal.names for t, e in self.embedders.items() if getattr(e, "nominal", None)}
         self.probes = nn.ModuleDict({t: nn.Linear(d, len(probe_latents(t))) for t in cfg.tasks if probe_latents(t)})
         for probe in self.probes.values():     # bias 0: the mean untrained estimate is "no offset"; the weights keep
             nn.init.zeros_(probe.bias)         # their random init (all-zero weights are a saddle: the trunk gets no
@@ -83,13 +84,19 @@ class ICWM(nn.Module):
             check(x.shape[dim] <= limit, f"batch[{key!r}]", f"dim {dim} <= model.{field} = {limit}", tuple(x.shape))
         return task, k + 1
 
-    def probe(self, task: str, hx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d]."""
+    def probe(self, task: str, hx: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d].
+
+        With ``cfg.nominal``, where ``batch`` states the nominal value of a latent the task's embedder reads
+        (``self.nominal``; ``prior_<name>`` [B, P] or [B, 1]), the read-out is the offset from it: estimate = nominal +
+        read-out."""
         names = probe_latents(task)
         if not names:
             return {}
         o = self.probes[task](hx.mean(2)).float()                       # [B, P, n_latent]
-        return {n: LATENT_SCALES[n] * o[..., i] for i, n in enumerate(names)}
+        base = nominal_values(batch, self.nominal.get(task, ()))
+        return {n: LATENT_SCALES[n] * o[..., i] + base[n].to(o.device) if n in base else LATENT_SCALES[n] * o[..., i]
+                for i, n in enumerate(names)}
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Predict every pair of the episodes in ``batch``.
@@ -111,7 +118,7 @@ class ICWM(nn.Module):
         tok = torch.cat((x, y), dim=2)                     # [S, P, n_x + n_y, d]
         h = self.trunk(self.drop(tok.reshape(s, n_pairs * (n_x + n_y), d)), n_pairs, n_x, n_y)
         hx = h.reshape(s, n_pairs, n_x + n_y, d)[:, :, :n_x]  # x-tokens of every pair
-        latent = self.probe(task, hx)
+        latent = self.probe(task, hx, batch)
         out = self.heads[task](hx, ctx, latent)
         return {**out, **{LATENT_HAT + n: v for n, v in latent.items()}}
 

@@ -1,7 +1,8 @@
 """pre_sr / pre_mm: sum-rate and max-min SINR precoding, one token per user.
 
 Learned: the user-set embedding of the channel's Gram matrix, the (lambda, p) read-out per user and, in the latent
-form, what the SNR is (from the demonstrations, through the trunk; the latent probe in ``icwm.py`` reads it out).
+form, what the SNR is (from the demonstrations, through the trunk; the latent probe in ``icwm.py`` reads it out),
+with ``model.nominal`` as an offset from the episode's stated nominal SNR (an embedding on the user tokens).
 Closed form: the Gram features (antenna-count agnostic). No first guess and no in-context fit: the head's softmax
 over users is the read-out (the metric renders ``lam_p`` into the precoder, ``icwm.tasks.precoding_common``).
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from icwm import tasks
-from icwm.model.common import GramSet, gram_stats, mlp, scalar_feature
+from icwm.model.common import GramSet, NominalEmbed, gram_stats, mlp, scalar_feature
 from icwm.model.config import ModelConfig
 
 LIMITS = [("h", -2, "max_users"), ("h", -1, "max_ant")]   # (key, dim from the end, ModelConfig limit)
@@ -48,6 +49,7 @@ class PrecodingEmbed(nn.Module):
         self.gram = GramSet(N_OWN, cfg.d_model)
         self.y_lin = mlp(2, cfg.d_model)
         self.label_reads_x = cfg.label_reads_x
+        self.nominal = NominalEmbed(("snr_db",), cfg.d_model) if cfg.nominal else None
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, PrecodingCtx]:
         """h: [B, P, K, Nt] c64, snr_db: [B, P] (optional), lam_p: [B, P, K, 2] -> x, y: [B, P, K, d]."""
@@ -59,6 +61,8 @@ class PrecodingEmbed(nn.Module):
         log_g = torch.log10(G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)) / 2.0
         own = torch.cat((la[..., None], log_g[..., None], snr[:, :, None, :].expand(la.shape + (2,))), -1)
         x = self.gram(own, rho)
+        if self.nominal is not None:
+            x = x + self.nominal(batch, h)
         dt = x.dtype
         y = self.y_lin((batch["lam_p"].float() * h.shape[-2]).to(dt))
         return x, (y + x if self.label_reads_x else y), PrecodingCtx(h, batch.get("snr_db"))

@@ -4,7 +4,8 @@ Learned: the group tokens (angular power over fixed bins, power in dB, lag-1 cor
 the beam's azimuth and the pair's dominant sub-6 azimuth, so a demonstration shows where its beam points against
 its sub-6 angle), the read-outs, the confidence of bf's prior, de / pe's regressors of the in-context fit; in the
 latent form what the cell's panel offset (bf) or power offset (de, pe) is, through the trunk (the latent probe in
-``icwm.py`` reads it out).
+``icwm.py`` reads it out; with ``model.nominal`` as an offset from the cell's stated nominal offset, an embedding
+on the group tokens).
 Closed form: bf's prior, the sub-6 angle spectrum read at the mmWave beams' directions with the panel rotated by
 the probe's offset estimate (``beams.rotated_beam_scores``; physics of the rotation, the offset is the network's);
 de / pe, with ``cfg.icr``: the in-context ridge regression (``icr.py``) of what the read-out ``z0`` missed on
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from icwm.model.common import c2r, mlp, pad_dim, sinusoid
+from icwm.model.common import NominalEmbed, c2r, mlp, pad_dim, scalar_latents, sinusoid
 from icwm.model.config import ModelConfig
 from icwm.model.icr import InContextRidge
 from icwm.wireless import beams
@@ -80,6 +81,7 @@ class Sub6Embed(nn.Module):
             self.y_emb = mlp(2 * (1 + 2 * cfg.bf_angle_harmonics), cfg.d_model)
         else:
             self.y_emb = nn.Embedding(cfg.n_beams, cfg.d_model)
+        self.nominal = NominalEmbed(scalar_latents(task), cfg.d_model) if cfg.nominal else None
 
     def bf_label_token(self, beam: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """beam [B, P] int64, h [B, P, S, A] -> the y-token [B, P, d]."""
@@ -110,6 +112,8 @@ class Sub6Embed(nn.Module):
         f = self.features(batch["h_sub6"])
         dt = self.x_lin[0].weight.dtype
         x = self.x_lin(f.to(dt)) + sinusoid(f.shape[2], self.d, f.device).to(dt)
+        if self.nominal is not None:
+            x = x + self.nominal(batch, f)
         lab = batch[Y[self.task]]
         label = lab.long() if self.task == "bf" else to_z(self.task, lab.float())
         y = self.bf_label_token(label, batch["h_sub6"]) if self.task == "bf" else self.y_emb(label[..., None].to(dt))

@@ -88,16 +88,16 @@ def latent_task(task_id: str) -> types.ModuleType:
 
 
 class LatentModel(torch.nn.Module):
-    """Reads the latent form as it is (no ``c``, no ``latent_*`` / ``prior_*`` fields): answers with its own guess
-    of c, the centre of the latent range (as a trained model would) at k = 0 and the demos' LS slope after; like
-    ``ICWM`` it also outputs its estimate ``latent_hat_c`` [B, k+1]."""
+    """Reads the latent form as it is (no ``c``, no truth ``latent_*``; the stated nominal ``prior_c`` is there, as
+    blind has it): answers with its own guess of c, the centre of the latent range (as a trained model would) at
+    k = 0 and the demos' LS slope after; like ``ICWM`` it also outputs its estimate ``latent_hat_c`` [B, k+1]."""
 
     def __init__(self, task_id: str):
         super().__init__()
         self.cfg = types.SimpleNamespace(k_max=16, tasks=(task_id,))
 
     def forward(self, batch):
-        assert "c" not in batch and not any(key.startswith(("latent_", "prior_")) for key in batch)
+        assert "c" not in batch and not any(key.startswith("latent_") for key in batch) and "prior_c" in batch
         x, y, k = batch["x"], batch["y"], batch["k"]
         c = (x[:, :k] * y[:, :k]).sum(1, keepdim=True) / x[:, :k].pow(2).sum(1, keepdim=True) if k else 3.0
         c = torch.as_tensor(c).expand_as(x)

@@ -276,8 +276,8 @@ def test_task_prefix_selects_the_task_family_files():
 
 
 def test_debug_model_runs_on_latent_episodes_and_its_snr_reaches_the_metric():
-    """Latent pre_sr / det: the model reads the episodes as they are (no prior_* / latent_* fields, the hidden inputs
-    absent), det runs without its channel, and pre_sr's metric renders lam_p at the model's own SNR estimate."""
+    """Latent pre_sr / det: the model reads the episodes as they are (the stated nominal prior_*, never the truth
+    latent_*; the hidden inputs absent), det runs without its channel, and pre_sr's metric renders lam_p at the model's own SNR estimate."""
     from icwm.eval.runner import evaluate_chunk, model_inputs, model_query_pred, query
     from icwm.model import ModelConfig, build_model
     torch.manual_seed(0)
@@ -290,7 +290,8 @@ def test_debug_model_runs_on_latent_episodes_and_its_snr_reaches_the_metric():
         task = icwm.tasks.get(t)
         sample = task.generate(system, 2, 4, torch.Generator().manual_seed(1))
         inputs = model_inputs(task, sample)
-        assert set(inputs) == set(task.X_KEYS) - set(task.LATENT_X) | set(task.Y_KEYS)
+        nominal = {key for key in sample if key.startswith("prior_")}            # what blind knows: passed
+        assert nominal and set(inputs) == set(task.X_KEYS) - set(task.LATENT_X) | set(task.Y_KEYS) | nominal
         pred = model_query_pred(model, task, sample, 3, torch.device("cpu"))
         assert all(v.shape[0] == 2 and bool(torch.isfinite(v).all()) for v in pred.values())
         assert pred["latent_hat_snr_db"].shape == (2,)
