@@ -69,7 +69,8 @@ class ModelConfig:
     nominal: bool = False           # latent form (pre_* SNR; bf panel, de / pe power offset): the episode's stated nominal
                                     # value of the hidden latent (prior_<name>, the range centre the blind baseline
                                     # designs at) is an input (an embedding on the x-tokens) and the probe reads the
-                                    # latent as an offset from it (v12: False; the model never saw a nominal)
+                                    # latent as an offset from it; pe then adds the probe's power offset to its
+                                    # read-out (v12: False; the model never saw a nominal)
     icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
     icr_half_width: int = 12        # ce icr: pilots each side among the fit's regressors; chosen on training
                                     # episodes (python -m icwm.train.select_icr, docs/model.md)

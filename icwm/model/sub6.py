@@ -11,7 +11,9 @@ the probe's offset estimate (``beams.rotated_beam_scores``; physics of the rotat
 de / pe, with ``cfg.icr``: the in-context ridge regression (``icr.py``) of what the read-out ``z0`` missed on
 ``[1, received power, learned features]`` (the cell's own path-loss law and offset).
 
-Heads: bf = learned confidence x prior logits (argmax-preserving); de / pe = read-out ``z0`` + ICR add-on.
+Heads: bf = learned confidence x prior logits (argmax-preserving); de / pe = read-out ``z0`` + ICR add-on; with
+``model.nominal`` pe's read-out is the path loss at zero power offset plus the probe's offset estimate (a cell
+transmitting Delta dB more reaches the same received power through Delta dB more path loss; ``to_z`` units).
 """
 from __future__ import annotations
 
@@ -127,6 +129,7 @@ class Sub6Head(nn.Module):
         super().__init__()
         self.task, self.n_beams, self.floor = task, cfg.n_beams, cfg.bf_prior_floor
         self.offset_grad = cfg.bf_offset_grad
+        self.pe_offset = task == "pe" and cfg.nominal      # pe: read-out at zero offset + the probe's offset
         d = cfg.d_model
         self.out = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 1))
         if task == "bf":
@@ -152,6 +155,8 @@ class Sub6Head(nn.Module):
             logits = torch.exp(o.clamp(-5.0, 5.0)) * prior                   # confidence > 0 keeps the argmax
             return {"beam_logits": logits, "beam": logits.argmax(-1)}
         z = o[..., 0]
+        if self.pe_offset:     # a cell Delta dB louder: the same received power came through Delta dB more loss
+            z = z + latent["power_offset_db"].detach() / 20.0
         if self.icr is not None and hx.shape[1] > 1:
             z = z + self.regress(h, z, ctx)
         return {Y[self.task]: from_z(self.task, z)}
