@@ -245,6 +245,10 @@ class FewShotModel:
             batch[key] = torch.cat((d[key], labels[key][:, None]), 1) if k else labels[key][:, None]
         return batch, single, as_numpy, scale
 
+    def nominal_names(self, task: str) -> tuple[str, ...]:
+        """The latents of ``task`` whose stated nominal value this model reads (``model.nominal``; () otherwise)."""
+        return tuple(self.model.nominal.get(task, ()))
+
     def nominal_inputs(self, task: str, nominal: Optional[Mapping[str, Any]], given: Mapping[str, Any],
                        n_b: int) -> dict[str, torch.Tensor]:
         """Validated nominal values -> ``{prior_<name>: [B] float32}`` (the fields the model reads; {} for None).
@@ -253,7 +257,7 @@ class FewShotModel:
         if not nominal:
             return {}
         check(isinstance(nominal, Mapping), "nominal", "a dict {latent name: value}", type(nominal).__name__)
-        names = self.model.nominal.get(task, ())
+        names = self.nominal_names(task)
         check(bool(names), "nominal", f"None: this model reads no nominal value for {task} (model.nominal is "
               f"{self.cfg.nominal})", sorted(nominal))
         out = {}

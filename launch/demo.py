@@ -45,11 +45,13 @@ def score(model: FewShotModel, sample: dict, ks: tuple[int, ...]) -> dict[str, d
     mod = tasks.get(TASK)
     x_keys, truth = tasks.x_keys(mod, sample), sample["latent_snr_db"][:, -1]
     query = {key: v[:, -1] for key, v in sample.items()}
+    # a model trained with nominal values is told the range centre, as blind is
+    nominal = {"snr_db": query["prior_snr_db"]} if "snr_db" in model.nominal_names(TASK) else None
     rows: dict[str, dict[int, float]] = {}
     for k in ks:
         sub = take(sample, k)
         demos = {key: sub[key][:, :k] for key in (*x_keys, *mod.Y_KEYS)} if k else None
-        pred = model.predict(TASK, demos, {key: query[key] for key in x_keys})
+        pred = model.predict(TASK, demos, {key: query[key] for key in x_keys}, nominal=nominal)
         rows.setdefault("icwm", {})[k] = mod.metric({"W": pred["W"]}, query)["sum_rate"].mean().item()
         rows.setdefault("icwm SNR error [dB]", {})[k] = (pred["estimated_snr_db"] - truth).abs().mean().item()
         for method, p in mod.baselines(sub).items():

@@ -37,3 +37,21 @@ def test_demo_refuses_a_given_form_system(tmp_path, capsys):
     rc = demo.main(["--model", str(tmp_path / "model"), "--family", "configs/systems/unseen.yaml",
                     "--system", "unseen_nt96", "--episodes", "2", "--out", str(tmp_path / "out")])
     assert rc == 2 and "latent-form system" in capsys.readouterr().err
+
+
+def test_demo_tells_a_nominal_model_the_range_centre(tmp_path):
+    """A model trained with nominal values (``model.nominal``) is told the SNR range's centre, as blind is: with its
+    probe read-out at zero, its k = 0 estimate is that centre, so its SNR error is the blind design's."""
+    import torch
+    spec = importlib.util.spec_from_file_location("demo", Path(__file__).resolve().parents[1] / "launch" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    cfg = ModelConfig.flavour("debug", nominal=True)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.probes["pre_sr"].weight.zero_()
+    save_pretrained(model, cfg, tmp_path / "model")
+    assert demo.main(["--model", str(tmp_path / "model"), "--episodes", "4", "--out", str(tmp_path / "out")]) == 0
+    val = {(r["row"], int(r["k"])): float(r["value"]) for r in csv.DictReader(open(tmp_path / "out" / "demo.csv"))}
+    assert abs(val["icwm SNR error [dB]", 0] - val["in_context SNR error [dB]", 0]) < 1e-4
+    assert val["icwm SNR error [dB]", 0] > 1.0                     # the centre, not the truth
