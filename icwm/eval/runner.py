@@ -32,7 +32,7 @@ from icwm.data.shards import stable_seed
 from icwm.eval.config import EvalConfig
 from icwm.eval.eta import eta, per_query_metric
 from icwm.model.icwm import LATENT_HAT
-from icwm.tasks.common import LATENT_PREFIX, PRIOR_PREFIX, is_latent
+from icwm.tasks.common import LATENT_PREFIX, is_latent, nominal_keys
 from icwm.wireless.sysconfig import SystemConfig
 
 MODEL = "icwm"                   # method name of the native model in the results
@@ -133,8 +133,7 @@ def model_inputs(task: ModuleType, sample: dict) -> dict[str, torch.Tensor]:
     """The model's x and y tensors of episodes ``[E, pair, ...]``: on latent-form samples the inputs the form omits
     (``LATENT_X``) stay absent (the model infers them from the demonstrations); the ``prior_*`` fields (the system's
     stated nominal values, which the blind baseline designs at) are passed, ``latent_*`` (the truth) never."""
-    nominal = [key for key in sample if key.startswith(PRIOR_PREFIX)]
-    return {key: sample[key] for key in (*task_registry.x_keys(task, sample), *task.Y_KEYS, *nominal)}
+    return {key: sample[key] for key in (*task_registry.x_keys(task, sample), *task.Y_KEYS, *nominal_keys(sample))}
 
 
 def model_query_pred(model: torch.nn.Module, task: ModuleType, sample: dict, k: int,

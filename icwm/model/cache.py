@@ -34,7 +34,7 @@ from icwm.config import check
 from icwm.model.icr import InContextRidge
 from icwm.model.icwm import ICWM, LATENT_HAT
 from icwm.model.transformer import apply_rope, block_causal_mask, pair_positions, rope_tables
-from icwm.tasks.common import PRIOR_PREFIX
+from icwm.tasks.common import nominal_keys
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -64,8 +64,7 @@ def _task_tensors(batch: dict, task: str) -> dict[str, torch.Tensor]:
     """The task's input and label tensors of ``batch`` and its stated nominal values (``prior_*``, read with
     ``model.nominal``); other fields, e.g. ``latent_*``, are never read."""
     spec = tasks.spec(task)
-    nominal = [key for key in batch if key.startswith(PRIOR_PREFIX)]
-    return {key: batch[key] for key in (*spec.x_keys, *spec.y_keys, *nominal) if key in batch}
+    return {key: batch[key] for key in (*spec.x_keys, *spec.y_keys, *nominal_keys(batch)) if key in batch}
 
 
 def _check_demos(model: ICWM, demos: dict) -> tuple[str, int]:

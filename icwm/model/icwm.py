@@ -94,9 +94,8 @@ class ICWM(nn.Module):
         if not names:
             return {}
         o = self.probes[task](hx.mean(2)).float()                       # [B, P, n_latent]
-        base = nominal_values(batch, self.nominal.get(task, ()))
-        return {n: LATENT_SCALES[n] * o[..., i] + base[n].to(o.device) if n in base else LATENT_SCALES[n] * o[..., i]
-                for i, n in enumerate(names)}
+        base = {n: v.to(o.device) for n, v in nominal_values(batch, self.nominal.get(task, ())).items()}
+        return {n: LATENT_SCALES[n] * o[..., i] + base.get(n, 0.0) for i, n in enumerate(names)}
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Predict every pair of the episodes in ``batch``.

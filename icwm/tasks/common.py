@@ -78,6 +78,11 @@ ORACLE_PREFIX = "oracle_"    # oracle prediction computed at generation from sta
 LATENT_METHODS = ("oracle", "blind", "in_context")   # the three baselines every task returns in the latent form
 
 
+def nominal_keys(sample: dict) -> list[str]:
+    """The ``prior_*`` fields of ``sample``: the system's stated nominal values, readable by every method."""
+    return [key for key in sample if key.startswith(PRIOR_PREFIX)]
+
+
 def is_latent(sample: dict) -> bool:
     """True for samples of the latent form (they carry ``latent_*`` fields)."""
     return any(key.startswith(LATENT_PREFIX) for key in sample)
