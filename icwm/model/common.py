@@ -27,13 +27,14 @@ class NominalEmbed(nn.Module):
     """The nominal values of a task's hidden scalar latents as one embedding added to every x-token of a pair.
 
     Features per latent: ``(nominal / LATENT_SCALES[name], 1)`` when the batch states it (``prior_<name>``), else
-    ``(0, 0)`` (the given form, or a latent-form episode without a stated nominal). Zero-initialised: the untrained
-    embedding leaves the tokens as they are.
+    ``(0, 0)`` (the given form, or a latent-form episode without a stated nominal); ``values=False`` (inputs already
+    in the nominal's frame) keeps only the flag: ``(0, 1)``. Zero-initialised: the untrained embedding leaves the
+    tokens as they are.
     """
 
-    def __init__(self, names: tuple[str, ...], d: int) -> None:
+    def __init__(self, names: tuple[str, ...], d: int, values: bool = True) -> None:
         super().__init__()
-        self.names = tuple(names)
+        self.names, self.values = tuple(names), values
         self.lin = nn.Linear(2 * len(self.names), d)
         nn.init.zeros_(self.lin.weight)
         nn.init.zeros_(self.lin.bias)
@@ -45,7 +46,10 @@ class NominalEmbed(nn.Module):
         cols = []
         for n in self.names:
             v = nominal.get(n)
-            cols += [zero, zero] if v is None else [v.to(zero.device) / LATENT_SCALES[n], torch.ones_like(zero)]
+            if v is None:
+                cols += [zero, zero]
+            else:
+                cols += [v.to(zero.device) / LATENT_SCALES[n] if self.values else zero, torch.ones_like(zero)]
         w = self.lin.weight
         return self.lin(torch.stack(cols, -1).to(w.dtype))[:, :, None]
 

@@ -71,6 +71,10 @@ class ModelConfig:
                                     # designs at) is an input (an embedding on the x-tokens) and the probe reads the
                                     # latent as an offset from it; pe then adds the probe's power offset to its
                                     # read-out (v12: False; the model never saw a nominal)
+    nominal_frame: bool = False     # with ``nominal``: bf / de / pe read their inputs in the frame of the stated nominal
+                                    # offset (bf's beam azimuths rotated by it, de / pe's received power less it) and
+                                    # embed only that one is stated, so a cell whose offsets lie outside the training
+                                    # ranges looks like a trained one up to its offset from the nominal (v14: False)
     icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
     icr_half_width: int = 12        # ce icr: pilots each side among the fit's regressors; chosen on training
                                     # episodes (python -m icwm.train.select_icr, docs/model.md)
@@ -95,6 +99,8 @@ class ModelConfig:
         check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
         check(self.bf_label in ("angle", "index"), "model.bf_label", "'angle' or 'index'", self.bf_label)
         check(self.det_fit in ("equaliser", "channel"), "model.det_fit", "'equaliser' or 'channel'", self.det_fit)
+        check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
+              self.nominal_frame)
         for name in ("filter_half_width", "icr_half_width", "icr_band_half_width"):
             check(getattr(self, name) >= 0, f"model.{name}", "an integer >= 0", getattr(self, name))
         for name in ("icr_n0", "icr_pool"):

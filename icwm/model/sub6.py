@@ -14,6 +14,9 @@ de / pe, with ``cfg.icr``: the in-context ridge regression (``icr.py``) of what 
 Heads: bf = learned confidence x prior logits (argmax-preserving); de / pe = read-out ``z0`` + ICR add-on; with
 ``model.nominal`` pe's read-out is the path loss at zero power offset plus the probe's offset estimate (a cell
 transmitting Delta dB more reaches the same received power through Delta dB more path loss; ``to_z`` units).
+With ``model.nominal_frame`` the inputs are read in the frame of the stated nominal offset (bf: each beam's azimuth
+rotated by it into the sub-6 frame; de / pe: the received power less it) and pe adds only the probe's offset from
+the nominal: a cell told its nominal offset sees the same tokens as a cell at offset 0 with the same residual.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from icwm.model.common import NominalEmbed, c2r, mlp, pad_dim, scalar_latents, sinusoid
+from icwm.model.common import NominalEmbed, c2r, mlp, nominal_values, pad_dim, scalar_latents, sinusoid
 from icwm.model.config import ModelConfig
 from icwm.model.icr import InContextRidge
 from icwm.wireless import beams
@@ -48,11 +51,13 @@ def from_z(task: str, z: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Sub6Ctx:
-    """Mean received power [B, P] (dB / 20), labels [B, P] (bf beams, de / pe in ``to_z`` space), the channel."""
+    """Mean received power [B, P] (dB / 20), labels [B, P] (bf beams, de / pe in ``to_z`` space), the channel, and
+    the nominal offset [B, P] float32 the inputs were read relative to (natural units; 0 without ``nominal_frame``)."""
 
     power: torch.Tensor
     label: torch.Tensor
     h: torch.Tensor
+    nominal: torch.Tensor
 
 
 def angle_features(az: torch.Tensor, harmonics: int) -> torch.Tensor:
@@ -70,6 +75,8 @@ class Sub6Embed(nn.Module):
     and of the pair's dominant sub-6 azimuth (``beams.sub6_azimuth``, an input feature like the angular bins): one
     demonstration then shows the pair's beam-vs-sub-6 angle relation, which is what the panel offset shifts.
     ``"index"``: a learned embedding per beam index (v10; no notion of the beam's direction).
+    With ``cfg.nominal_frame`` (module doc) the beam's azimuth is rotated by the stated nominal offset and the group
+    tokens' received power is read less the nominal power offset.
     """
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
@@ -83,13 +90,23 @@ class Sub6Embed(nn.Module):
             self.y_emb = mlp(2 * (1 + 2 * cfg.bf_angle_harmonics), cfg.d_model)
         else:
             self.y_emb = nn.Embedding(cfg.n_beams, cfg.d_model)
-        self.nominal = NominalEmbed(scalar_latents(task), cfg.d_model) if cfg.nominal else None
+        self.frame = cfg.nominal and cfg.nominal_frame
+        self.nominal = NominalEmbed(scalar_latents(task), cfg.d_model, values=not self.frame) if cfg.nominal else None
 
-    def bf_label_token(self, beam: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """beam [B, P] int64, h [B, P, S, A] -> the y-token [B, P, d]."""
+    def frame_offset(self, batch: dict, like: torch.Tensor) -> torch.Tensor:
+        """The stated nominal offset the inputs are read relative to: [B, P] float32 (deg for bf, dB for de / pe;
+        0 without ``nominal_frame`` or where the batch states none)."""
+        (name,) = scalar_latents(self.task)
+        v = nominal_values(batch, (name,)).get(name) if self.frame else None
+        zero = torch.zeros(like.shape[:2], device=like.device)
+        return zero if v is None else v.to(zero.device).expand_as(zero)
+
+    def bf_label_token(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> torch.Tensor:
+        """beam [B, P] int64, h [B, P, S, A], nominal offset [B, P] deg -> the y-token [B, P, d]."""
         if not self.by_angle:
             return self.y_emb(beam)
-        f = torch.cat((angle_features(beams.beam_azimuth(beam, self.n_beams), self.harm),
+        az = beams.beam_azimuth(beam, self.n_beams) + torch.deg2rad(nominal)
+        f = torch.cat((angle_features(az, self.harm),
                        angle_features(beams.sub6_azimuth(h), self.harm)), -1)
         return self.y_emb(f.to(self.y_emb[0].weight.dtype))
 
@@ -112,14 +129,20 @@ class Sub6Embed(nn.Module):
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, Sub6Ctx]:
         """h_sub6: [B, P, S, A] c64 -> x [B, P, n_groups, d], y [B, P, 1, d]."""
         f = self.features(batch["h_sub6"])
+        nominal = self.frame_offset(batch, f)
+        if self.task != "bf":              # received power in dB / 20, less the nominal power offset
+            f = torch.cat((f[..., :self.bins], f[..., self.bins:self.bins + 1] - nominal[..., None, None] / 20.0,
+                           f[..., self.bins + 1:]), -1)
         dt = self.x_lin[0].weight.dtype
         x = self.x_lin(f.to(dt)) + sinusoid(f.shape[2], self.d, f.device).to(dt)
         if self.nominal is not None:
             x = x + self.nominal(batch, f)
         lab = batch[Y[self.task]]
         label = lab.long() if self.task == "bf" else to_z(self.task, lab.float())
-        y = self.bf_label_token(label, batch["h_sub6"]) if self.task == "bf" else self.y_emb(label[..., None].to(dt))
-        return x, y[:, :, None], Sub6Ctx(power=f[..., self.bins].mean(-1), label=label, h=batch["h_sub6"])
+        y = (self.bf_label_token(label, batch["h_sub6"], nominal) if self.task == "bf"
+             else self.y_emb(label[..., None].to(dt)))
+        return x, y[:, :, None], Sub6Ctx(power=f[..., self.bins].mean(-1), label=label, h=batch["h_sub6"],
+                                         nominal=nominal)
 
 
 class Sub6Head(nn.Module):
@@ -156,7 +179,7 @@ class Sub6Head(nn.Module):
             return {"beam_logits": logits, "beam": logits.argmax(-1)}
         z = o[..., 0]
         if self.pe_offset:     # a cell Delta dB louder: the same received power came through Delta dB more loss
-            z = z + latent["power_offset_db"].detach() / 20.0
+            z = z + (latent["power_offset_db"].detach() - ctx.nominal) / 20.0   # (nominal 0 outside nominal_frame)
         if self.icr is not None and hx.shape[1] > 1:
             z = z + self.regress(h, z, ctx)
         return {Y[self.task]: from_z(self.task, z)}

@@ -10,7 +10,7 @@ import torch
 from icwm import tasks
 from icwm.model import LATENT_HAT, ModelConfig, build_model
 from icwm.tasks.common import LATENT_PREFIX, PRIOR_PREFIX
-from model_batches import latent_batch, random_batch
+from model_batches import latent_batch, random_batch, wake_bf_head
 
 READERS = {"pre_sr": ("snr_db",), "pre_mm": ("snr_db",), "bf": ("panel_offset_deg",), "de": ("power_offset_db",),
            "pe": ("power_offset_db",)}
@@ -88,3 +88,54 @@ def test_pe_adds_the_offset_estimate_to_its_read_out(model):
     torch.testing.assert_close(moved["pathloss_db"], ref["pathloss_db"] + 6.0)
     plain = build_model(ModelConfig.flavour("debug")).eval()
     assert torch.equal(_run(plain, b)["pathloss_db"], _run(plain, _shift(b, PRIOR_PREFIX, 6.0))["pathloss_db"])
+
+
+@pytest.mark.parametrize("task", ["de", "pe"])
+def test_in_the_nominal_frame_a_louder_cell_told_its_offset_looks_like_a_quiet_one(task: str):
+    """``nominal_frame``: a cell transmitting Delta dB more (h_sub6 scaled by 10^(Delta / 20)) and stated Delta dB
+    louder gives the same distance / path loss at every k (trained weights: random), the offset estimate moves by
+    exactly Delta; without the frame the same change moves the prediction (the tokens see the louder cell)."""
+    b = latent_batch(task, k=4)
+    louder = {**_shift(b, PRIOR_PREFIX, 9.0), "h_sub6": b["h_sub6"] * 10.0 ** (9.0 / 20.0)}
+    key = tasks.spec(task).y_keys[0]
+    for frame in (True, False):
+        torch.manual_seed(2)
+        model = build_model(ModelConfig.flavour("debug", nominal=True, nominal_frame=frame)).eval()
+        with torch.no_grad():
+            model.embedders[task].nominal.lin.weight.normal_()
+        ref, out = _run(model, b), _run(model, louder)
+        if frame:
+            torch.testing.assert_close(out[key], ref[key], rtol=1e-4, atol=1e-3)
+            torch.testing.assert_close(out[LATENT_HAT + "power_offset_db"], ref[LATENT_HAT + "power_offset_db"] + 9.0)
+        else:
+            assert (out[key] - ref[key]).abs().max() > 1e-2
+
+
+def test_in_the_nominal_frame_bf_reads_its_beams_rotated_by_the_nominal():
+    """``nominal_frame``: bf's label tokens read each beam's azimuth rotated by the stated offset; the nominal's value
+    itself is not embedded (only that one is stated); at a stated 0 the frame is the plain model's."""
+    torch.manual_seed(3)
+    model = wake_bf_head(build_model(ModelConfig.flavour("debug", nominal=True, nominal_frame=True))).eval()
+    b = latent_batch("bf", k=3)
+    emb = model.embedders["bf"]
+    with torch.no_grad():
+        emb.nominal.lin.weight.normal_()
+    rotated = _shift(b, PRIOR_PREFIX, 10.0)
+    az = torch.tensor([[0.3]])
+    token = emb.bf_label_token(torch.tensor([[5]]), b["h_sub6"][:1, :1], torch.tensor([[10.0]]))
+    assert not torch.allclose(token, emb.bf_label_token(torch.tensor([[5]]), b["h_sub6"][:1, :1], torch.zeros(1, 1)))
+    assert torch.equal(emb.nominal(b, az), emb.nominal(rotated, az))
+    ref, out = _run(model, b), _run(model, rotated)
+    assert not torch.allclose(out["beam_logits"][:, 1:], ref["beam_logits"][:, 1:])
+    zero = _shift(b, PRIOR_PREFIX, -3.0)                 # latent_batch states 3: now 0
+    plain = build_model(ModelConfig.flavour("debug", nominal=True))
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        plain.embedders["bf"].nominal.lin.weight[:, 0::2].zero_()   # the value column: unused in the frame
+        model.embedders["bf"].nominal.lin.weight[:, 0::2].zero_()
+    torch.testing.assert_close(_run(plain.eval(), zero)["beam_logits"], _run(model, zero)["beam_logits"])
+
+
+def test_nominal_frame_needs_nominal():
+    with pytest.raises(ValueError, match="nominal_frame"):
+        ModelConfig.flavour("debug", nominal_frame=True)

@@ -102,7 +102,8 @@ def _head(task: str, **kw) -> tuple[Sub6Head, ModelConfig]:
 
 
 def _ctx(b: int, p: int, label: torch.Tensor, g: torch.Generator) -> Sub6Ctx:
-    return Sub6Ctx(power=torch.randn(b, p, generator=g), label=label, h=torch.zeros(b, p, 1, 1, dtype=torch.complex64))
+    return Sub6Ctx(power=torch.randn(b, p, generator=g), label=label, h=torch.zeros(b, p, 1, 1, dtype=torch.complex64),
+                   nominal=torch.zeros(b, p))
 
 
 @pytest.mark.parametrize("task", ["de", "pe"])
@@ -173,8 +174,9 @@ def test_de_pe_fit_is_block_causal_and_absent_without_demos(task: str):
         label, power = ctx.label.clone(), ctx.power.clone()
         label[:, q:] += 1.0
         power[:, q + 1:] -= 2.0
-        out2 = head(hx, Sub6Ctx(power=power, label=label, h=ctx.h), {})[Y[task]]
-        single = head(hx[:, :1], Sub6Ctx(power=ctx.power[:, :1], label=ctx.label[:, :1], h=ctx.h[:, :1]), {})[Y[task]]
+        out2 = head(hx, Sub6Ctx(power=power, label=label, h=ctx.h, nominal=ctx.nominal), {})[Y[task]]
+        single = head(hx[:, :1], Sub6Ctx(power=ctx.power[:, :1], label=ctx.label[:, :1], h=ctx.h[:, :1],
+                                         nominal=ctx.nominal[:, :1]), {})[Y[task]]
         readout = from_z(task, head.out(hx[:, 0].mean(-2))[..., 0])
     torch.testing.assert_close(out2[:, : q + 1], out[:, : q + 1], rtol=0, atol=0)
     assert (out2[:, q + 1] - out[:, q + 1]).abs().max() > 1e-4
