@@ -228,18 +228,17 @@ def llm_fits(s: Setup, task: ModuleType, sample: dict) -> bool:
 
 def score_system(s: Setup, task: ModuleType, family: str, system: SystemConfig) -> tuple[runner.Values, Costs,
                                                                                          list[str]]:
-    """Per-query values, per-episode costs and notes of every method on the episodes of one latent system."""
+    """Per-query values, per-episode costs and notes of the classical methods and the fine-tuned variant on the
+    episodes of one latent system (the native model: ``native_system``, on the same episodes)."""
     values: runner.Values = {}
     costs: Costs = {}
     notes: list[str] = []
-    seeds = (s.ecfg.seed, "ttft", family, system.name, task.ID)
-    llm_flop, native_flop, fits = {}, {}, None
+    seeds = _seeds(s, task, family, system)
+    llm_flop, fits = {}, None
     for c, sample in enumerate(runner.episodes(task, system, s.ecfg.episodes, max(s.ecfg.ks) + 1,
                                                s.ecfg.batch_size, seeds)):
         err = runner.evaluate_chunk(task, sample, s.ecfg.ks, None, [], torch.device("cpu"), values)
         notes += [f"ttft {task.ID}/{family}/{system.name}: {err}"] if err else []
-        if s.model is not None:
-            native_chunk(s, task, sample, values, costs, native_flop)
         fits = llm_fits(s, task, sample) if fits is None else fits
         if fits:
             llm_chunk(s, task, sample, c * s.ecfg.batch_size, seeds, values, costs, llm_flop)
@@ -247,6 +246,21 @@ def score_system(s: Setup, task: ModuleType, family: str, system: SystemConfig) 
         notes.append(f"ttft {task.ID}/{family}/{system.name}: input shapes unlike {s.llm.name}'s training systems "
                      "(fixed-size encoders): not fine-tuned")
     return values, costs, notes
+
+
+def native_system(s: Setup, task: ModuleType, family: str, system: SystemConfig) -> tuple[runner.Values, Costs]:
+    """The native model's per-query values and per-episode costs on ``score_system``'s episodes (same seeds)."""
+    values: runner.Values = {}
+    costs: Costs = {}
+    flops: dict[int, float] = {}
+    for sample in runner.episodes(task, system, s.ecfg.episodes, max(s.ecfg.ks) + 1, s.ecfg.batch_size,
+                                  _seeds(s, task, family, system)):
+        native_chunk(s, task, sample, values, costs, flops)
+    return values, costs
+
+
+def _seeds(s: Setup, task: ModuleType, family: str, system: SystemConfig) -> tuple:
+    return (s.ecfg.seed, "ttft", family, system.name, task.ID)
 
 
 def cost_rows(task: str, family: str, system: str, costs: Costs) -> list[dict]:
@@ -300,14 +314,19 @@ UNKEYED = ("enabled", "tasks", "families", "max_systems", "variant", "cache", "c
 
 
 def system_key(s: Setup, task: str, family: str, system: SystemConfig) -> str:
-    """Hash of what determines one system's results: the section's settings, the episodes (seed, count, k), the
-    system, and the identity of the native model and of the fine-tuned variant (their weights)."""
+    """Hash of what determines one system's cached results (classical and fine-tuned, not the native model's, which
+    are recomputed in milliseconds per episode): the section's settings, the episodes (seed, count, k), the system,
+    and the identity of the fine-tuned variant (its weights)."""
+    return cache.digest(key_parts(s, task, family, system))
+
+
+def key_parts(s: Setup, task: str, family: str, system: SystemConfig) -> dict:
+    """What ``system_key`` hashes."""
     tc = {k: v for k, v in dataclasses.asdict(s.tc).items() if k not in UNKEYED}
     e = s.ecfg
-    native = (cache.tensors_digest(s.model.state_dict()), list(s.model_ks)) if s.model is not None else None
     llm = (s.llm.name, to_yaml(s.llm.cfg), cache.tensors_digest(s.saved)) if s.llm is not None else None
-    return cache.digest({"task": task, "family": family, "system": to_yaml(system), "ttft": tc, "native": native,
-                         "llm": llm, "episodes": [e.seed, e.episodes, list(e.ks), e.batch_size]})
+    return {"task": task, "family": family, "system": to_yaml(system), "ttft": tc, "llm": llm,
+            "episodes": [e.seed, e.episodes, list(e.ks), e.batch_size]}
 
 
 def _pack(part: dict) -> dict:
@@ -326,19 +345,24 @@ def _unpack(part: dict, tensors: bool) -> dict:
 
 def cached_system(s: Setup, task: ModuleType, family: str, system: SystemConfig, root: Optional[Path]
                   ) -> tuple[runner.Values, Costs, list[str]]:
-    """``score_system``, or its results cached under ``root`` (``icwm.compare.cache``, key ``system_key``); None =
-    always compute. Costs (wall time) of a reused entry are the original run's."""
-    if root is None:
-        return score_system(s, task, family, system)
-    key, label = system_key(s, task.ID, family, system), f"{task.ID}_{system.name}"
-    hit = cache.load(root, label, key)
+    """``score_system``, or its results cached under ``root`` (``icwm.compare.cache``, key ``system_key``; None =
+    always compute), plus the native model's (``native_system``, never cached: a new model reuses the fine-tuning).
+    Costs (wall time) of a reused entry are the original run's."""
+    hit = None
+    if root is not None:
+        key, label = system_key(s, task.ID, family, system), f"{task.ID}_{system.name}"
+        hit = cache.load(root, label, key)
     if hit is not None:
-        meta = hit[0]
-        notes = meta["notes"] + [f"ttft {task.ID}/{family}/{system.name}: results reused from {root} (same setup "
-                                 "hash; seconds are the original run's)"]
-        return _unpack(meta["values"], True), _unpack(meta["costs"], False), notes
-    values, costs, notes = score_system(s, task, family, system)
-    cache.save(root, label, key, {"values": _pack(values), "costs": _pack(costs), "notes": notes})
+        values, costs = _unpack(hit[0]["values"], True), _unpack(hit[0]["costs"], False)
+        notes = hit[0]["notes"] + [f"ttft {task.ID}/{family}/{system.name}: results reused from {root} (same "
+                                   "setup hash; seconds are the original run's; the native model's recomputed)"]
+    else:
+        values, costs, notes = score_system(s, task, family, system)
+        if root is not None:
+            cache.save(root, label, key, {"values": _pack(values), "costs": _pack(costs), "notes": notes})
+    if s.model is not None:
+        native_values, native_costs = native_system(s, task, family, system)
+        values, costs = {**values, **native_values}, {**costs, **native_costs}
     return values, costs, notes
 
 

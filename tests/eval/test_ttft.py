@@ -10,10 +10,12 @@ import csv
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from adapters_llm.early_stop import STOP_CAP, STOP_PATIENCE
 from adapters_llm.model import build_model, sample_shapes
@@ -210,7 +212,15 @@ def test_cost_columns_positive(debug_run: Path):
     assert cost[tuned, 16, "flops"] / cost[tuned, 16, "steps"] > cost[tuned, 4, "flops"] / cost[tuned, 4, "steps"]
 
 
+def _without_native_seconds(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return [r for r in rows if not (r[3] == runner.MODEL and r[5] == "seconds")]
+
+
 def test_rerun_reuses_each_systems_results(debug_run: Path, tmp_path: Path, monkeypatch):
+    """The classical and fine-tuned results come from the cache (costs included: the original run's); the native
+    model's are recomputed (same weights: the same values; its wall seconds are this run's)."""
     def never(*a, **kw):
         raise AssertionError("a cached system was scored again")
     monkeypatch.setattr(TT, "score_system", never)
@@ -218,10 +228,32 @@ def test_rerun_reuses_each_systems_results(debug_run: Path, tmp_path: Path, monk
     args = [f"out_dir={tmp_path / 'again'}", f"native.model={tmp / 'model'}", *SMALL,
             f"llm.cache_dir={debug_run / 'llm_runs'}", f"ttft.cache_dir={debug_run / 'ttft_runs'}"]
     again = run(load_config(CompareConfig, DEBUG, args), ["--config", str(DEBUG), *args])
-    with open(debug_run / "ttft.csv", newline="") as a, open(again / "ttft.csv", newline="") as b:
-        assert list(csv.reader(a)) == list(csv.reader(b))                 # costs included: the original run's
+    assert _without_native_seconds(debug_run / "ttft.csv") == _without_native_seconds(again / "ttft.csv")
     notes = json.loads((again / "notes.json").read_text())
     assert sum("results reused" in n for n in notes) == 1
+
+
+def test_a_new_native_model_reuses_the_fine_tuning(debug_run: Path, tmp_path: Path, monkeypatch):
+    """Other native weights: the cache still answers for the classical and fine-tuned methods (nothing is
+    fine-tuned again) and only the native rows change."""
+    def never(*a, **kw):
+        raise AssertionError("a cached system was scored again")
+    monkeypatch.setattr(TT, "score_system", never)
+    tmp = debug_run.parent
+    other = tmp_path / "model"
+    shutil.copytree(tmp / "model", other)
+    weights = load_file(str(other / "model.safetensors"))
+    save_file({k: v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(0)) if v.is_floating_point()
+               else v for k, v in weights.items()}, str(other / "model.safetensors"))
+    args = [f"out_dir={tmp_path / 'other'}", f"native.model={other}", *SMALL,
+            f"llm.cache_dir={debug_run / 'llm_runs'}", f"ttft.cache_dir={debug_run / 'ttft_runs'}"]
+    again = run(load_config(CompareConfig, DEBUG, args), ["--config", str(DEBUG), *args])
+    before, after = _rows(debug_run / "ttft.csv"), _rows(again / "ttft.csv")
+    keyed = lambda rows, native: {(r["system"], r["method"], r["k"], r["metric"]): r["value"]  # noqa: E731
+                                  for r in rows if (r["method"] == runner.MODEL) == native}
+    assert keyed(before, False) == keyed(after, False)
+    b, a = keyed(before, True), keyed(after, True)
+    assert b.keys() == a.keys() and any(b[k] != a[k] for k in b if k[3] == "nmse")
 
 
 def test_system_key_follows_the_episodes_and_the_weights(monkeypatch):
