@@ -121,10 +121,9 @@ def test_in_the_nominal_frame_bf_reads_its_beams_rotated_by_the_nominal():
     with torch.no_grad():
         emb.nominal.lin.weight.normal_()
     rotated = _shift(b, PRIOR_PREFIX, 10.0)
-    az = torch.tensor([[0.3]])
     token = emb.bf_label_token(torch.tensor([[5]]), b["h_sub6"][:1, :1], torch.tensor([[10.0]]))
     assert not torch.allclose(token, emb.bf_label_token(torch.tensor([[5]]), b["h_sub6"][:1, :1], torch.zeros(1, 1)))
-    assert torch.equal(emb.nominal(b, az), emb.nominal(rotated, az))
+    assert torch.equal(emb.nominal(b, b["h_sub6"]), emb.nominal(rotated, b["h_sub6"]))   # [B, P, 1, d]
     ref, out = _run(model, b), _run(model, rotated)
     assert not torch.allclose(out["beam_logits"][:, 1:], ref["beam_logits"][:, 1:])
     zero = _shift(b, PRIOR_PREFIX, -3.0)                 # latent_batch states 3: now 0
