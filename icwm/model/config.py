@@ -76,6 +76,9 @@ class ModelConfig:
                                     # embed only that one is stated, so a cell whose offsets lie outside the training
                                     # ranges looks like a trained one up to its offset from the nominal (v14: False)
     icr: bool = True                # the in-context ridge regressions (icr.py); False: the trunk alone reads demos
+    precoding_fit: bool = False     # pre_*, with ``icr``: the in-context ridge of each user's log label on its
+                                    # channel's log gain and log orthogonality to the other users; the fitted map and
+                                    # each user's fitted label are token inputs (v15: False; the trunk alone read labels)
     icr_half_width: int = 12        # ce icr: pilots each side among the fit's regressors; chosen on training
                                     # episodes (python -m icwm.train.select_icr, docs/model.md)
     icr_band_half_width: int = 1    # pf icr: delay bins each side among a bin's regressors (UL-DL delay leakage);

@@ -3,8 +3,14 @@
 Learned: the user-set embedding of the channel's Gram matrix, the (lambda, p) read-out per user and, in the latent
 form, what the SNR is (from the demonstrations, through the trunk; the latent probe in ``icwm.py`` reads it out),
 with ``model.nominal`` as an offset from the episode's stated nominal SNR (an embedding on the user tokens).
-Closed form: the Gram features (antenna-count agnostic). No first guess and no in-context fit: the head's softmax
-over users is the read-out (the metric renders ``lam_p`` into the precoder, ``icwm.tasks.precoding_common``).
+Closed form: the Gram features (antenna-count agnostic) and, with ``model.precoding_fit`` (and ``model.icr``), the
+in-context ridge (``icr.py``) of each user's log label ``log(K lam_p)`` on ``[1, log gain, log orthogonality]`` of
+its channel (centred over the pair's users), fitted to the earlier pairs. How a solver shares power between strong
+and weak, orthogonal and crowded users is what the SNR changes (at low SNR towards the strong users, at high SNR
+towards zero-forcing's equal SINRs), so the fitted map summarises the demonstrations in a few numbers the trunk
+can read the SNR from; the map (an embedding on every user token) and each user's fitted label (a per-user
+feature) are inputs, nothing reads an SNR off them in closed form. No first guess: the head's softmax over users is
+the read-out (the metric renders ``lam_p`` into the precoder, ``icwm.tasks.precoding_common``).
 
 Head = learned read-out; add-ons: in the latent form, ``snr_db`` = the latent probe's estimate, which is the SNR the
 metric designs the precoder at; at inference with ``model.precoding_refine`` (default), the read-out is taken to the
@@ -22,10 +28,15 @@ from torch import nn
 from icwm import tasks
 from icwm.model.common import GramSet, NominalEmbed, gram_stats, mlp, scalar_feature
 from icwm.model.config import ModelConfig
+from icwm.model.icr import InContextRidge
 
 LIMITS = [("h", -2, "max_users"), ("h", -1, "max_ant")]   # (key, dim from the end, ModelConfig limit)
 SNR_SCALE = 20.0                                          # dB per feature unit
 N_OWN = 4                                                 # per-user features: la, log gain, snr, snr missing
+N_FIT = 3                                                 # fit regressors: 1, log gain, log orthogonality
+LABEL_FLOOR = 1e-2    # a user the solver switches off (lambda or p = 0) enters the fit as 1 % of an equal share
+LOADING = 1e-2        # diagonal loading of the users' correlation matrix: a user in the span of the others (K >= Nt)
+                      # reads a log orthogonality near log(LOADING) instead of -inf
 
 
 @dataclass
@@ -41,12 +52,50 @@ class PrecodingCtx:
         return self.snr_db is not None
 
 
+def fit_regressors(G: torch.Tensor) -> torch.Tensor:
+    """Per-user regressors of the in-context fit: G [..., user, user] complex Gram -> [..., user, N_FIT] float32,
+    ``[1, log gain, log orthogonality]``, the last two centred over the users. Orthogonality is
+    ``1 / [(R + LOADING I)^-1]_kk`` with R the normalised Gram matrix: the fraction of user k's channel outside the
+    other users' span (zero-forcing's gain over the user's own)."""
+    dg = G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)
+    R = G / (dg[..., :, None] * dg[..., None, :]).sqrt()
+    eye = torch.eye(G.shape[-1], device=G.device, dtype=G.dtype)
+    orth = 1.0 / torch.linalg.inv(R + LOADING * eye).diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)
+    f = torch.stack((torch.log(dg), torch.log(orth)), -1).float()
+    f = f - f.mean(-2, keepdim=True)
+    return torch.cat((torch.ones_like(f[..., :1]), f), -1)
+
+
+class PrecodingFit(nn.Module):
+    """The in-context fit of log labels on channel regressors (module doc), as inputs to the tokens."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.icr = InContextRidge(cfg)
+        self.emb = mlp(2 * N_FIT + 2, cfg.d_model)     # the fitted map [2 x N_FIT], 1 / max(j, 1), [j > 0]
+        nn.init.zeros_(self.emb[-1].weight)             # untrained: the tokens are the Gram embedding's alone
+        nn.init.zeros_(self.emb[-1].bias)
+
+    def forward(self, G: torch.Tensor, lam_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G [B, P, K, K] complex, lam_p [B, P, K, 2] -> (each user's fitted log label [B, P, K, 2] float32, the
+        map's embedding [B, P, 1, d]); pair p's from pairs < p (zeros at pair 0: no fit, flag 0)."""
+        reg = fit_regressors(G)                                                  # [B, P, K, F]
+        target = torch.log((lam_p.float() * lam_p.shape[-2]).clamp_min(LABEL_FLOOR))
+        maps = self.icr.maps(reg[:, :, None], target[:, :, None])[:, :, 0]      # [B, P, 2, F]
+        fitted = torch.einsum("bpof,bpkf->bpko", maps, reg)
+        j = torch.arange(G.shape[1], device=G.device, dtype=torch.float32)
+        count = torch.stack((1.0 / j.clamp_min(1.0), (j > 0).float()), -1).expand(G.shape[:2] + (2,))
+        w = self.emb[0].weight
+        return fitted, self.emb(torch.cat((maps.flatten(-2), count), -1).to(w.dtype))[:, :, None]
+
+
 class PrecodingEmbed(nn.Module):
     """x = (h [user, ant], snr_db or missing), y = lam_p [user, 2]; one token per user."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.gram = GramSet(N_OWN, cfg.d_model)
+        self.fit = PrecodingFit(cfg) if cfg.icr and cfg.precoding_fit else None
+        self.gram = GramSet(N_OWN + (2 if self.fit is not None else 0), cfg.d_model)
         self.y_lin = mlp(2, cfg.d_model)
         self.label_reads_x = cfg.label_reads_x
         self.nominal = NominalEmbed(("snr_db",), cfg.d_model) if cfg.nominal else None
@@ -60,7 +109,12 @@ class PrecodingEmbed(nn.Module):
         la, rho = gram_stats(G, gain)
         log_g = torch.log10(G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)) / 2.0
         own = torch.cat((la[..., None], log_g[..., None], snr[:, :, None, :].expand(la.shape + (2,))), -1)
+        if self.fit is not None:
+            fitted, summary = self.fit(G, batch["lam_p"])
+            own = torch.cat((own, fitted), -1)
         x = self.gram(own, rho)
+        if self.fit is not None:
+            x = x + summary
         if self.nominal is not None:
             x = x + self.nominal(batch, h)
         dt = x.dtype

@@ -1,0 +1,92 @@
+"""pre_* in-context fit (``model.precoding_fit``): regressors against closed forms, the fit against least squares,
+its SNR signature on max-min optima, and the switches."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from icwm.model import ModelConfig, build_model
+from icwm.model import precoding
+from icwm.model.precoding import PrecodingFit, fit_regressors
+from icwm.wireless import maxmin
+
+
+def _channels(B: int, P: int, K: int, N: int, seed: int = 0, spread: float = 1.0) -> torch.Tensor:
+    """Rayleigh channels with per-user amplitudes spread over ``spread`` nepers: [B, P, K, N] complex64."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, P, K, N, 2, generator=g)
+    return torch.complex(z[..., 0], z[..., 1]) * torch.exp(spread * torch.randn(B, P, K, 1, generator=g))
+
+
+def test_regressors_are_gain_and_the_channel_share_outside_the_other_users_span(monkeypatch):
+    """K < Nt, vanishing loading: orthogonality = 1 - |projection of the unit channel on the others' span|^2."""
+    monkeypatch.setattr(precoding, "LOADING", 1e-9)
+    h = _channels(2, 3, 4, 9).to(torch.complex128)
+    f = fit_regressors(h @ h.mH)                                                  # [B, P, K, 3]
+    gain = h.abs().pow(2).sum(-1)
+    orth = torch.empty_like(gain)
+    for k in range(4):
+        others = torch.cat((h[..., :k, :], h[..., k + 1:, :]), -2).mT               # [B, P, N, K-1]
+        q, _ = torch.linalg.qr(others)
+        u = h[..., k, :] / gain[..., k, None].sqrt()
+        orth[..., k] = 1.0 - (q.mH @ u[..., None]).abs().pow(2).sum((-1, -2))
+    centre = lambda t: t - t.mean(-1, keepdim=True)                               # noqa: E731
+    assert torch.allclose(f[..., 0], torch.ones_like(gain.float()))
+    assert torch.allclose(f[..., 1], centre(gain.log()).float(), atol=1e-5)
+    assert torch.allclose(f[..., 2], centre(orth.log()).float(), atol=1e-4)
+
+
+def test_a_user_in_the_span_of_the_others_reads_a_finite_low_orthogonality():
+    """K > Nt (rank-deficient Gram): finite regressors, the dependent users the least orthogonal."""
+    h = _channels(1, 1, 5, 3)
+    f = fit_regressors(h @ h.mH)
+    assert torch.isfinite(f).all() and f[..., 2].max() - f[..., 2].min() < 12.0
+
+
+def test_the_fit_is_least_squares_on_the_earlier_pairs_only():
+    """Vanishing ridge: pair p's map is the LS fit of log(K lam_p) on the regressors of pairs < p; pair 0 gets 0."""
+    B, P, K = 2, 5, 4
+    h = _channels(B, P, K, 8, seed=1)
+    lam_p = torch.softmax(torch.randn(B, P, K, 2, generator=torch.Generator().manual_seed(2)), -2)
+    fit = PrecodingFit(ModelConfig.flavour("debug", icr_n0=1e-9))
+    G = h @ h.mH
+    fitted, _ = fit(G, lam_p)
+    reg = fit_regressors(G).double()
+    target = torch.log(lam_p.double() * K)
+    assert fitted[:, 0].abs().max() == 0
+    for p in range(2, P):         # p = 1: 4 samples of 3 regressors, still determined
+        X, Y = reg[:, :p].flatten(1, 2), target[:, :p].flatten(1, 2)             # [B, p K, F], [B, p K, 2]
+        W = torch.linalg.lstsq(X, Y).solution                                     # [B, F, 2]
+        assert torch.allclose(fitted[:, p].double(), reg[:, p] @ W, atol=2e-3)
+
+
+def test_the_fitted_map_shifts_with_the_snr_of_max_min_optima():
+    """Max-min optima: uplink powers go as 1 / gain at low SNR and towards zero-forcing's 1 / (gain x orthogonality)
+    at high SNR, so the lambda column's orthogonality coefficient falls from ~0 to ~-1 as the SNR rises (gains
+    spread little, so no user falls under the label floor)."""
+    h = _channels(1, 9, 6, 12, seed=3, spread=0.3)
+    fit = PrecodingFit(ModelConfig.flavour("debug", icr_n0=1e-6))
+    coef = []
+    for snr_db in (-30.0, 0.0, 30.0):
+        lam_p = maxmin.maxmin_sinr(h, torch.full((1, 9), 10.0 ** (snr_db / 10.0))).lam_p
+        reg = fit_regressors(h @ h.mH)[:, :, None]
+        maps = fit.icr.maps(reg, torch.log((lam_p.float() * 6).clamp_min(precoding.LABEL_FLOOR))[:, :, None])
+        coef.append(maps[0, -1, 0, 0].detach())                                  # lambda row, the last pair's map
+    assert all(abs(c[1] + 1.0) < 0.05 for c in coef)                              # log gain: -1 throughout
+    assert coef[0][2] > -0.05 and abs(coef[2][2] + 1.0) < 0.1 and coef[0][2] > coef[1][2] > coef[2][2]
+
+
+@pytest.mark.parametrize("icr,on", [(True, True), (False, True), (True, False)])
+def test_the_fit_exists_only_with_icr_and_the_option(icr: bool, on: bool):
+    model = build_model(ModelConfig.flavour("debug", icr=icr, precoding_fit=on))
+    for task in ("pre_sr", "pre_mm"):
+        assert (model.embedders[task].fit is not None) == (icr and on)
+
+
+def test_untrained_fit_embedding_leaves_the_tokens_as_without_it():
+    """Zero-initialised output layer: switching the fit on changes nothing until it is trained (the Gram embedding
+    then reads two more per-user features, so compare the summary only)."""
+    fit = PrecodingFit(ModelConfig.flavour("debug"))
+    h = _channels(2, 4, 3, 6)
+    _, summary = fit(h @ h.mH, torch.full((2, 4, 3, 2), 1.0 / 3))
+    assert summary.shape == (2, 4, 1, 32) and summary.abs().max() == 0
