@@ -11,8 +11,8 @@ are not run; and RoPE scores depend on relative positions only, so the cached ke
 
 What is recomputed per query:
 - tokens: the query pair alone through the family embedder, except where the embedder reads the demonstrations for
-  this batch (det's in-context first guess, ``DetEmbed.fits_in_context``): then the full episode, demonstrations
-  broadcast, and the query pair's tokens and the head context are taken from it;
+  this batch (det's in-context first guess, ``DetEmbed.fits_in_context``; precoding's fit, ``model.precoding_fit``):
+  then the full episode, demonstrations broadcast, and the query pair's tokens and the head context are taken from it;
 - head: the query pair alone, except for heads holding an ``InContextRidge`` (ce / cp / pf ``GridFit``, de / pe with
   ``cfg.icr``), which fit the demonstrations' residuals (which depend on their cached x-token states): those run on
   the demonstrations' cached states and context followed by the query's, and the query pair is kept.

@@ -18,7 +18,7 @@ FORMS = [(t, form) for t in tasks.TASKS for form in ("given", "latent") if form 
 def model() -> torch.nn.Module:
     """A debug model with every parameter perturbed (zero-initialised layers too, so every path is live)."""
     torch.manual_seed(0)
-    m = build_model(ModelConfig.flavour("debug")).eval()
+    m = build_model(ModelConfig.flavour("debug", precoding_fit=True)).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in m.parameters():
