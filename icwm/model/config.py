@@ -86,6 +86,9 @@ class ModelConfig:
     det_fit: str = "equaliser"      # det, latent form: the in-context fit behind the first guess: "equaliser" (symbols
                                     # on received samples, v12) or "channel" (received samples on symbols, i.e. the
                                     # channel, then EP at it with the fit's residual noise, as the given form's EP)
+    cp_first_guess: str = "last"    # cp: the head's first guess, "last" (repeat the last sample, v16) or "ar" (the
+                                    # history's own AR prediction, ``prediction.ar_predict``: the task's blind
+                                    # baseline, which follows a link's Doppler where repeat-last cannot)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
@@ -102,6 +105,7 @@ class ModelConfig:
         check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
         check(self.bf_label in ("angle", "index"), "model.bf_label", "'angle' or 'index'", self.bf_label)
         check(self.det_fit in ("equaliser", "channel"), "model.det_fit", "'equaliser' or 'channel'", self.det_fit)
+        check(self.cp_first_guess in ("last", "ar"), "model.cp_first_guess", "'last' or 'ar'", self.cp_first_guess)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
               self.nominal_frame)
         for name in ("filter_half_width", "icr_half_width", "icr_band_half_width"):

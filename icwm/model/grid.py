@@ -5,8 +5,9 @@ first guess decoded from its own lift and its group's trunk output, and the coef
 each antenna's own inputs that the group's token generates (``FilterTaps``, ce and cp: the structure of LMMSE
 interpolation across pilots and of AR prediction over time, scale-equivariant and antenna-count agnostic); in the
 latent form what the link's SNR is, through the trunk.
-Closed form: the first guess (nearest pilot for ce, last sample for cp, the UL band for pf) and, with ``cfg.icr``,
-the in-context regression of the remaining error on the demonstrations (``grid_icr.py``).
+Closed form: the first guess (nearest pilot for ce, the UL band for pf; for cp the last sample or, with
+``cfg.cp_first_guess == "ar"``, the history's own AR prediction) and, with ``cfg.icr``, the in-context regression of
+the remaining error on the demonstrations (``grid_icr.py``).
 
 Head = first guess + learned correction + token-generated filter; add-ons: ``GridFit`` (``cfg.icr``).
 """
@@ -21,6 +22,7 @@ from torch import nn
 from icwm.model.common import c2r, pad_dim, scalar_feature, sinusoid
 from icwm.model.config import ModelConfig
 from icwm.model.grid_icr import GridFit, groups_to_grid, pilot_window
+from icwm.wireless import prediction
 
 KEYS = {"ce": ("h_ls", "h"), "cp": ("h_hist", "h_fut"), "pf": ("h_ul", "h_dl")}   # (input grid, label grid)
 LIMITS = {t: [(k, d, f) for k in kk for d, f in ((-1, "max_ant"), (-2, "max_sc"), (-3, "max_time"))]
@@ -47,6 +49,7 @@ class GridEmbed(nn.Module):
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
         self.task, self.max_time, self.d = task, cfg.max_time, cfg.d_model
+        self.ar = task == "cp" and cfg.cp_first_guess == "ar"
         self.gx = 1 if task == "ce" else cfg.sc_group
         self.gy = cfg.pilot_spacing if task == "ce" else cfg.sc_group
         self.x_in = nn.Linear(2 * cfg.max_time * self.gx + 2, cfg.d_model)
@@ -60,10 +63,13 @@ class GridEmbed(nn.Module):
         return pad_dim(c2r(g), -3, self.max_time, front=front).flatten(-3)
 
     def _anchor(self, xg: torch.Tensor, t_y: int, s_y: int) -> torch.Tensor:
-        """First guess [B, P, t_y, s_y, N] complex: nearest pilot (ce), last sample (cp), UL band (pf)."""
+        """First guess [B, P, t_y, s_y, N] complex: nearest pilot (ce), last sample or the history's AR prediction
+        (cp; repeat-last where the history is too short to fit an AR predictor), UL band (pf)."""
         if self.task == "ce":
             return xg.repeat_interleave(self.gy, dim=3)[:, :, :, :s_y]
         if self.task == "cp":
+            if self.ar and xg.shape[2] >= 2:
+                return prediction.ar_predict(xg.to(torch.complex64), t_y)
             return xg[:, :, -1:].expand(xg.shape[:2] + (t_y, s_y, xg.shape[-1]))
         return xg
 

@@ -65,6 +65,8 @@ def test_yaml_round_trip_and_validation(tmp_path):
         ModelConfig(icr_n0=0.0)
     with pytest.raises(ValueError, match="model.icr_features"):
         ModelConfig(icr_features=0)
+    with pytest.raises(ValueError, match="model.cp_first_guess"):
+        ModelConfig(cp_first_guess="prony")
 
 
 # task -> (sizes, expected tokens per x, per y), B = 2

@@ -12,6 +12,7 @@ import torch
 from icwm.model import ModelConfig, build_model
 from icwm.model.grid import KEYS, FilterTaps
 from icwm.model.grid_icr import GridFit
+from icwm.wireless import prediction
 from icwm.wireless.duplex import from_delay_beam, to_delay_beam
 from model_batches import random_batch
 from test_icr import _reference
@@ -249,6 +250,27 @@ def test_silenced_head_is_the_first_guess(task: str):
         batch = random_batch(task, k=2, M=10)
         out = model(batch)[KEYS[task][1]]
     torch.testing.assert_close(out, _anchor(task, batch))
+
+
+def test_cp_ar_first_guess_is_the_historys_own_ar_prediction():
+    """``cp_first_guess="ar"``: the silenced head is ``prediction.ar_predict`` of each pair's own history (repeat-last
+    where no AR predictor fits); on a single Doppler tone it predicts the future where repeat-last cannot."""
+    model = build_model(ModelConfig.flavour("debug", icr=False, cp_first_guess="ar")).eval()
+    with torch.no_grad():
+        model.heads["cp"].out.weight.zero_()
+        model.heads["cp"].out.bias.zero_()
+        batch = random_batch("cp", k=2, M=10)
+        torch.testing.assert_close(model(batch)["h_fut"], prediction.ar_predict(batch["h_hist"], 4))
+        short = {**batch, "h_hist": batch["h_hist"][:, :, -1:]}
+        torch.testing.assert_close(model(short)["h_fut"], _anchor("cp", short))
+        t = torch.arange(20, dtype=torch.float64)
+        gain = _cn(2, 3, 1, 6, 4, g=torch.Generator().manual_seed(0), dtype=torch.complex128)
+        tone = (gain * torch.exp(2j * math.pi * 0.07 * t)[:, None, None]).to(torch.complex64)  # [B, P, 20, sc, ant]
+        hist, fut = tone[:, :, :16], tone[:, :, 16:]
+        emb = model.embedders["cp"]
+        nmse = lambda p: ((p - fut).abs().pow(2).sum() / fut.abs().pow(2).sum()).item()   # noqa: E731
+        ar = emb({"task": "cp", "k": 2, "h_hist": hist, "h_fut": torch.zeros_like(fut)})[2].anchor
+    assert nmse(ar) < 1e-6 and nmse(hist[:, :, -1:].expand_as(fut)) > 0.1
 
 
 @pytest.mark.parametrize("task", ["ce", "cp", "pf"])
