@@ -86,7 +86,7 @@ class ModelConfig:
     det_fit: str = "equaliser"      # det, latent form: the in-context fit behind the first guess: "equaliser" (symbols
                                     # on received samples, v12) or "channel" (received samples on symbols, i.e. the
                                     # channel, then EP at it with the fit's residual noise, as the given form's EP)
-    cp_first_guess: str = "last"    # cp: the head's first guess, "last" (repeat the last sample, v16) or "ar" (the
+    cp_first_guess: str = "last"    # cp: the head's first guess, "last" (repeat the last sample, to v16) or "ar" (the
                                     # history's own AR prediction, ``prediction.ar_predict``: the task's blind
                                     # baseline, which follows a link's Doppler where repeat-last cannot)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power

@@ -52,6 +52,11 @@ class PrecodingCtx:
         return self.snr_db is not None
 
 
+def fit_targets(lam_p: torch.Tensor) -> torch.Tensor:
+    """Targets of the in-context fit: lam_p [..., user, 2] -> ``log(K lam_p)`` floored at ``log(LABEL_FLOOR)``."""
+    return torch.log((lam_p.float() * lam_p.shape[-2]).clamp_min(LABEL_FLOOR))
+
+
 def fit_regressors(G: torch.Tensor) -> torch.Tensor:
     """Per-user regressors of the in-context fit: G [..., user, user] complex Gram -> [..., user, N_FIT] float32,
     ``[1, log gain, log orthogonality]``, the last two centred over the users. Orthogonality is
@@ -80,8 +85,7 @@ class PrecodingFit(nn.Module):
         """G [B, P, K, K] complex, lam_p [B, P, K, 2] -> (each user's fitted log label [B, P, K, 2] float32, the
         map's embedding [B, P, 1, d]); pair p's from pairs < p (zeros at pair 0: no fit, flag 0)."""
         reg = fit_regressors(G)                                                  # [B, P, K, F]
-        target = torch.log((lam_p.float() * lam_p.shape[-2]).clamp_min(LABEL_FLOOR))
-        maps = self.icr.maps(reg[:, :, None], target[:, :, None])[:, :, 0]      # [B, P, 2, F]
+        maps = self.icr.maps(reg[:, :, None], fit_targets(lam_p)[:, :, None])[:, :, 0]      # [B, P, 2, F]
         fitted = torch.einsum("bpof,bpkf->bpko", maps, reg)
         j = torch.arange(G.shape[1], device=G.device, dtype=torch.float32)
         count = torch.stack((1.0 / j.clamp_min(1.0), (j > 0).float()), -1).expand(G.shape[:2] + (2,))

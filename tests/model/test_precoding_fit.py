@@ -7,7 +7,7 @@ import torch
 
 from icwm.model import ModelConfig, build_model
 from icwm.model import precoding
-from icwm.model.precoding import PrecodingFit, fit_regressors
+from icwm.model.precoding import PrecodingFit, fit_regressors, fit_targets
 from icwm.wireless import maxmin
 
 
@@ -37,7 +37,8 @@ def test_regressors_are_gain_and_the_channel_share_outside_the_other_users_span(
 
 
 def test_a_user_in_the_span_of_the_others_reads_a_finite_low_orthogonality():
-    """K > Nt (rank-deficient Gram): finite regressors, the dependent users the least orthogonal."""
+    """K > Nt (rank-deficient Gram, every user in the others' span): the loading keeps the regressors finite and
+    their spread bounded."""
     h = _channels(1, 1, 5, 3)
     f = fit_regressors(h @ h.mH)
     assert torch.isfinite(f).all() and f[..., 2].max() - f[..., 2].min() < 12.0
@@ -70,7 +71,7 @@ def test_the_fitted_map_shifts_with_the_snr_of_max_min_optima():
     for snr_db in (-30.0, 0.0, 30.0):
         lam_p = maxmin.maxmin_sinr(h, torch.full((1, 9), 10.0 ** (snr_db / 10.0))).lam_p
         reg = fit_regressors(h @ h.mH)[:, :, None]
-        maps = fit.icr.maps(reg, torch.log((lam_p.float() * 6).clamp_min(precoding.LABEL_FLOOR))[:, :, None])
+        maps = fit.icr.maps(reg, fit_targets(lam_p)[:, :, None])
         coef.append(maps[0, -1, 0, 0].detach())                                  # lambda row, the last pair's map
     assert all(abs(c[1] + 1.0) < 0.05 for c in coef)                              # log gain: -1 throughout
     assert coef[0][2] > -0.05 and abs(coef[2][2] + 1.0) < 0.1 and coef[0][2] > coef[1][2] > coef[2][2]
@@ -83,9 +84,9 @@ def test_the_fit_exists_only_with_icr_and_the_option(icr: bool, on: bool):
         assert (model.embedders[task].fit is not None) == (icr and on)
 
 
-def test_untrained_fit_embedding_leaves_the_tokens_as_without_it():
-    """Zero-initialised output layer: switching the fit on changes nothing until it is trained (the Gram embedding
-    then reads two more per-user features, so compare the summary only)."""
+def test_untrained_fit_summary_is_zero():
+    """Zero-initialised output layer: the fitted map adds nothing to the tokens until trained (the Gram embedding's
+    two extra per-user features, the fitted labels, do)."""
     fit = PrecodingFit(ModelConfig.flavour("debug"))
     h = _channels(2, 4, 3, 6)
     _, summary = fit(h @ h.mH, torch.full((2, 4, 3, 2), 1.0 / 3))

@@ -12,7 +12,7 @@ import torch
 
 from icwm import tasks
 from icwm.data.config import load_family
-from icwm.model.precoding import LABEL_FLOOR, fit_regressors
+from icwm.model.precoding import fit_regressors, fit_targets
 
 GROUPS, PER_GROUP = 48, 17
 
@@ -24,7 +24,7 @@ def episodes(task: str, fam: str) -> list[tuple[str, torch.Tensor, torch.Tensor,
         d = tasks.get(task).generate(system, GROUPS, PER_GROUP, torch.Generator().manual_seed(0))
         h = d["h"].to(torch.complex128)
         x = fit_regressors(h @ h.mH).double()
-        y = torch.log((d["lam_p"].double() * h.shape[-2]).clamp_min(LABEL_FLOOR))
+        y = fit_targets(d["lam_p"]).double()
         out.append((system.name, x, y, d["latent_snr_db"][:, 0].double()))
     return out
 
