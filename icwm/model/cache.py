@@ -14,12 +14,10 @@ What is recomputed per query:
   this batch (det's in-context first guess, ``DetEmbed.fits_in_context``; precoding's fit, ``model.precoding_fit``):
   then the full episode, demonstrations broadcast, and the query pair's tokens and the head context are taken from it;
 - head: the query pair alone, except for heads holding an ``InContextRidge`` (ce / cp / pf ``GridFit``, de / pe with
-  ``cfg.icr``), which fit the demonstrations' residuals (which depend on their cached x-token states), and heads
-  that read their pair's index (``model.grid_count``): those run on the demonstrations' cached states and context
-  followed by the query's, and the query pair is kept.
-The in-context ridge regression (``icr.py``) is the only component outside the trunk that mixes pairs, and a grid
-head's demonstration count (``model.grid_count``) the only one that reads a pair's index, so these rules follow from
-which modules hold one. Inference only: dropout is not applied.
+  ``cfg.icr``), which fit the demonstrations' residuals (which depend on their cached x-token states): those run on
+  the demonstrations' cached states and context followed by the query's, and the query pair is kept.
+The in-context ridge regression (``icr.py``) is the only component outside the trunk that mixes pairs, so these
+rules follow from which modules hold one. Inference only: dropout is not applied.
 """
 from __future__ import annotations
 
@@ -177,12 +175,8 @@ def _query_trunk(model: ICWM, tok: torch.Tensor, cache: DemoCache) -> torch.Tens
 
 
 def reads_other_pairs(module: nn.Module, batch: dict) -> bool:
-    """Whether a family embedder's or head's output for a pair reads other pairs: an ``InContextRidge`` does
-    (``icr.py``), and a module may say when it uses its own (``DetEmbed.fits_in_context``); a module whose output
-    depends on its pair's index (``reads_pair_index``: ``GridHead`` with ``model.grid_count``) runs on the whole
-    episode too, so the query keeps its index k."""
-    if getattr(module, "reads_pair_index", False):
-        return True
+    """Whether a family embedder's or head's output for a pair reads other pairs: only an ``InContextRidge`` does
+    (``icr.py``), and a module may say when it uses its own (``DetEmbed.fits_in_context``)."""
     if not any(isinstance(m, InContextRidge) for m in module.modules()):
         return False
     uses = getattr(module, "fits_in_context", None)

@@ -54,15 +54,6 @@ class NominalEmbed(nn.Module):
         return self.lin(torch.stack(cols, -1).to(w.dtype))[:, :, None]
 
 
-def demo_count(p: int, device: torch.device) -> torch.Tensor:
-    """How many demonstrations precede each pair of a P-pair episode, as features [P, 2]: ``(1 / max(j, 1),
-    [j > 0])`` for pair j (pair j sees pairs 0..j-1). Block-causal attention over pairs with relative positions does
-    not tell a token its own pair index, so a component that must act differently with and without demonstrations
-    reads these."""
-    j = torch.arange(p, device=device, dtype=torch.float32)
-    return torch.stack((1.0 / j.clamp_min(1.0), (j > 0).float()), -1)
-
-
 def c2r(z: torch.Tensor) -> torch.Tensor:
     """The one complex -> real conversion: z [...] complex -> [..., 2] float (real, imag)."""
     return torch.view_as_real(z.resolve_conj()) if z.is_complex() else torch.stack((z, torch.zeros_like(z)), -1)

@@ -89,8 +89,6 @@ class ModelConfig:
     cp_first_guess: str = "last"    # cp: the head's first guess, "last" (repeat the last sample, to v16) or "ar" (the
                                     # history's own AR prediction, ``prediction.ar_predict``: the task's blind
                                     # baseline, which follows a link's Doppler where repeat-last cannot)
-    grid_count: bool = False        # ce / cp / pf heads read how many demonstrations precede the pair (v17: False;
-                                    # without it the k = 0 correction is the one tuned beside the in-context ridge)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from icwm.model.common import c2r, demo_count, pad_dim, scalar_feature, sinusoid
+from icwm.model.common import c2r, pad_dim, scalar_feature, sinusoid
 from icwm.model.config import ModelConfig
 from icwm.model.grid_icr import GridFit, groups_to_grid, pilot_window
 from icwm.wireless import prediction
@@ -127,10 +127,7 @@ class FilterTaps(nn.Module):
 
 class GridHead(nn.Module):
     """out_n = first guess_n + W_o silu(e_n + W_c token) (corrections [time, group size] per antenna, unfolded to
-    [time, sc]) + ``FilterTaps`` (ce, cp) + ``GridFit`` (with ``cfg.icr``). With ``cfg.grid_count`` the token first
-    gets an embedding of how many demonstrations precede its pair (``demo_count``): the in-context fit corrects the
-    head wherever there are demonstrations, so without it the correction at k = 0 is the one tuned to work beside
-    the fit."""
+    [time, sc]) + ``FilterTaps`` (ce, cp) + ``GridFit`` (with ``cfg.icr``)."""
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
@@ -141,18 +138,11 @@ class GridHead(nn.Module):
         self.filter = FilterTaps(cfg, task) if task in ("ce", "cp") else None
         self.fit = GridFit(cfg, task) if cfg.icr else None
         self.out = nn.Linear(cfg.d_model, 2 * cfg.max_time * self.gy)
-        self.count = nn.Linear(2, cfg.d_model) if cfg.grid_count else None
-        self.reads_pair_index = cfg.grid_count      # for the demonstration cache (cache.py)
-        if self.count is not None:                  # zero-initialised: the untrained head is as without it
-            nn.init.zeros_(self.count.weight)
-            nn.init.zeros_(self.count.bias)
 
     def forward(self, hx: torch.Tensor, ctx: GridCtx, latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """hx: [B, P, G, d] -> {key: [B, P, Ty, Sy, N] complex64}."""
         b, p, n_g, _ = hx.shape
         n, t_y = ctx.e_x.shape[3], ctx.t_y
-        if self.count is not None:
-            hx = hx + self.count(demo_count(p, hx.device).to(hx.dtype))[:, None]        # [P, 1, d]
         base = ctx.e_x + self.ctx(hx)[:, :, :, None]                                # [B, P, G, N, d]
         o = self.out(F.silu(base)).float().reshape(b, p, n_g, n, self.max_time, self.gy, 2)[:, :, :, :, :t_y]
         o = o.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, p, t_y, n_g * self.gy, n, 2)[:, :, :, : ctx.s_y]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from icwm import tasks
-from icwm.model.common import GramSet, NominalEmbed, demo_count, gram_stats, mlp, scalar_feature
+from icwm.model.common import GramSet, NominalEmbed, gram_stats, mlp, scalar_feature
 from icwm.model.config import ModelConfig
 from icwm.model.icr import InContextRidge
 
@@ -87,7 +87,8 @@ class PrecodingFit(nn.Module):
         reg = fit_regressors(G)                                                  # [B, P, K, F]
         maps = self.icr.maps(reg[:, :, None], fit_targets(lam_p)[:, :, None])[:, :, 0]      # [B, P, 2, F]
         fitted = torch.einsum("bpof,bpkf->bpko", maps, reg)
-        count = demo_count(G.shape[1], G.device).expand(G.shape[:2] + (2,))
+        j = torch.arange(G.shape[1], device=G.device, dtype=torch.float32)
+        count = torch.stack((1.0 / j.clamp_min(1.0), (j > 0).float()), -1).expand(G.shape[:2] + (2,))
         w = self.emb[0].weight
         return fitted, self.emb(torch.cat((maps.flatten(-2), count), -1).to(w.dtype))[:, :, None]
 

@@ -35,7 +35,7 @@ def _diff(a: dict, b: dict, pos: slice) -> float:
 @pytest.mark.parametrize("task", TASKS)
 def test_pair_i_sees_only_earlier_pairs_and_its_own_x(task: str, icr: bool):
     """Both paths that read demonstrations (the trunk, the in-context ridge fits) are block causal."""
-    model, i = _model(icr=icr, precoding_fit=True, cp_first_guess="ar", grid_count=True), 1
+    model, i = _model(icr=icr, precoding_fit=True, cp_first_guess="ar"), 1
     base = random_batch(task, k=3)
     with torch.no_grad():
         ref = model(base)
