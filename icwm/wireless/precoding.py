@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from icwm.config import check
+from icwm.wireless.linalg import eigh
 
 __all__ = ["gram", "sinr", "sinr_gram", "sum_rate", "min_sinr_db", "power_of", "mrt", "zf", "zf_balanced", "rzf",
            "wmmse", "wmmse_gram", "wmmse_antenna", "wmmse_from_structure", "precoder_from_structure", "structure_sinr",
@@ -294,7 +295,7 @@ def _iterate_gram(G: torch.Tensor, p: torch.Tensor, B: torch.Tensor, iters: int)
         omega, d, phase, rate = _mse_weights(G @ B)
         hist.append(rate)
         sd = torch.sqrt(d)
-        lam, Q = torch.linalg.eigh(sd[..., :, None].to(G.dtype) * G * sd[..., None, :].to(G.dtype))
+        lam, Q = eigh(sd[..., :, None].to(G.dtype) * G * sd[..., None, :].to(G.dtype))
         phi = ((Q.real.square() + Q.imag.square()) * omega[..., :, None]).sum(-2)  # [..., i]
         mu = _bisect_mu(lam, lam.clamp_min(0.0) * phi, p)
         y = torch.sqrt(omega).to(G.dtype) * phase
@@ -317,7 +318,7 @@ def _iterate_antenna(h: torch.Tensor, p: torch.Tensor, W: torch.Tensor,
     for _ in range(iters):
         omega, d, phase, rate = _mse_weights(h @ W)
         hist.append(rate)
-        lam, U = torch.linalg.eigh(h.mH @ (d[..., :, None].to(h.dtype) * h))
+        lam, U = eigh(h.mH @ (d[..., :, None].to(h.dtype) * h))
         u = phase * (torch.sqrt(d / omega)).to(h.dtype)  # MMSE receiver u_k (|u|^2 = d / omega)
         X = U.mH @ (h.mH * (omega.to(h.dtype) * u)[..., None, :])  # U^H h^H diag(omega u)
         mu = _bisect_mu(lam, (X.real.square() + X.imag.square()).sum(-1), p)

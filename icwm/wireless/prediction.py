@@ -12,6 +12,7 @@ import torch
 
 from icwm.config import check
 from icwm.wireless.estimation import ridge_solve
+from icwm.wireless.linalg import eigh
 
 
 def _check_hist(h_hist: torch.Tensor, t_out: int, min_t: int = 1) -> None:
@@ -163,7 +164,7 @@ def prony_poles(h_hist: torch.Tensor, n_exp: int, pencil: int | None = None) -> 
     win = x.unfold(-1, pencil + 1, 1)                                         # [..., n, t - L, L + 1]
     d = win.flatten(-3, -2).transpose(-1, -2)                                  # [..., L + 1, cols]
     cov = d @ d.mH                                                             # [..., L + 1, L + 1]
-    _, vec = torch.linalg.eigh(cov)
+    _, vec = eigh(cov)
     u = vec[..., -n_exp:]                                                      # dominant subspace
     phi = torch.linalg.pinv(u[..., :-1, :]) @ u[..., 1:, :]                    # [..., n_exp, n_exp]
     return torch.linalg.eigvals(phi)
