@@ -1,8 +1,11 @@
 """Linear-algebra helpers shared by the solvers.
 
-CUDA's batched Hermitian eigensolver stops with ``LinAlgError`` on some nearly degenerate matrices that LAPACK
-decomposes (seen on an H200 in the precoding heads' WMMSE refinement, 2026-12-04), so ``eigh`` retries those batches
-on the CPU instead of failing an evaluation that runs on a GPU.
+On an H200 (2026-12-04) CUDA's batched Hermitian eigensolver gave up on a batch of the pre_sr head's WMMSE
+refinement where LAPACK on the CPU did not (the evaluation of the same model and episodes runs on the CPU): the
+refinement's matrix in one batch element was non-finite at an iteration after finite inputs, which points at a
+non-finite eigendecomposition returned without an error in the step before. ``eigh`` therefore takes an
+accelerator's answer only where it is finite (or the input is not) and recomputes the rest, and a batch the
+accelerator's solver refuses, on the CPU.
 """
 from __future__ import annotations
 
@@ -13,19 +16,31 @@ __all__ = ["eigh", "HOST_DEVICES"]
 HOST_DEVICES = ("cpu",)       # device types whose own solver is final (no retry elsewhere)
 
 
+def _finite_rows(t: torch.Tensor, batch_dims: int) -> torch.Tensor:
+    return torch.isfinite(t.reshape(*t.shape[:batch_dims], -1)).all(-1)
+
+
 def eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.linalg.eigh`` that falls back to the CPU when an accelerator's solver does not converge.
+    """``torch.linalg.eigh`` that falls back to the CPU where an accelerator's solver fails.
 
     Args:
         a: [..., n, n] Hermitian (real or complex), on any device.
     Returns:
-        (eigenvalues [..., n] real ascending, eigenvectors [..., n, n]) on ``a``'s device; the CPU's error is raised
-        where LAPACK fails too, and a CPU tensor's error is raised as it is.
+        (eigenvalues [..., n] real ascending, eigenvectors [..., n, n]) on ``a``'s device. On an accelerator, a
+        ``LinAlgError`` or a non-finite result for a finite matrix sends that matrix to the CPU; on the CPU (or where
+        LAPACK fails too) the error is raised.
     """
-    try:
+    if a.device.type in HOST_DEVICES:
         return torch.linalg.eigh(a)
+    try:
+        lam, vec = torch.linalg.eigh(a)
     except torch.linalg.LinAlgError:
-        if a.device.type in HOST_DEVICES:
-            raise
-    lam, vec = torch.linalg.eigh(a.cpu())
-    return lam.to(a.device), vec.to(a.device)
+        lam, vec = torch.linalg.eigh(a.cpu())
+        return lam.to(a.device), vec.to(a.device)
+    nb = a.dim() - 2
+    redo = _finite_rows(a, nb) & ~(_finite_rows(lam, nb) & _finite_rows(vec, nb))
+    if bool(redo.any()):
+        lam_c, vec_c = torch.linalg.eigh(a[redo].cpu())
+        lam, vec = lam.clone(), vec.clone()
+        lam[redo], vec[redo] = lam_c.to(a.device), vec_c.to(a.device)
+    return lam, vec

@@ -37,6 +37,24 @@ def test_eigh_retries_on_the_host_when_the_device_solver_fails(monkeypatch):
     torch.testing.assert_close(vec @ torch.diag_embed(lam.to(vec.dtype)) @ vec.mH, a)
 
 
+def test_eigh_recomputes_non_finite_answers_of_the_device_solver(monkeypatch):
+    a = _hermitian(3)
+    real = torch.linalg.eigh
+
+    def silent(x):         # a device solver that returns NaN for batch element 1 without raising
+        lam, vec = real(x)
+        if x.shape[0] == 3:
+            lam, vec = lam.clone(), vec.clone()
+            lam[1], vec[1] = float("nan"), float("nan")
+        return lam, vec
+
+    monkeypatch.setattr(torch.linalg, "eigh", silent)
+    monkeypatch.setattr(linalg, "HOST_DEVICES", ())
+    lam, vec = linalg.eigh(a)
+    assert torch.isfinite(lam).all() and torch.isfinite(vec).all()
+    torch.testing.assert_close(vec @ torch.diag_embed(lam.to(vec.dtype)) @ vec.mH, a)
+
+
 def test_eigh_raises_on_the_host(monkeypatch):
     def broken(x):
         raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
