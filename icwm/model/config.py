@@ -89,6 +89,8 @@ class ModelConfig:
     cp_first_guess: str = "last"    # cp: the head's first guess, "last" (repeat the last sample, to v16) or "ar" (the
                                     # history's own AR prediction, ``prediction.ar_predict``: the task's blind
                                     # baseline, which follows a link's Doppler where repeat-last cannot)
+    probe_hidden: int = 0           # latent probe: 0 = linear read-out of the pooled x-tokens (to v17); n > 0 = an MLP
+                                    # with n GELU units (an SNR is a nonlinear function of what the demos show)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
@@ -108,7 +110,7 @@ class ModelConfig:
         check(self.cp_first_guess in ("last", "ar"), "model.cp_first_guess", "'last' or 'ar'", self.cp_first_guess)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
               self.nominal_frame)
-        for name in ("filter_half_width", "icr_half_width", "icr_band_half_width"):
+        for name in ("filter_half_width", "icr_half_width", "icr_band_half_width", "probe_hidden"):
             check(getattr(self, name) >= 0, f"model.{name}", "an integer >= 0", getattr(self, name))
         for name in ("icr_n0", "icr_pool"):
             check(getattr(self, name) > 0, f"model.{name}", "a positive float", getattr(self, name))

@@ -22,6 +22,16 @@ from icwm.model.transformer import EpisodeTransformer
 LATENT_HAT = "latent_hat_"     # output key prefix of the probe's estimates
 
 
+def _probe(d: int, n_latent: int, hidden: int) -> nn.Module:
+    """The latent probe's read-out, [..., d] -> [..., n_latent]: linear, or an MLP with ``hidden`` GELU units.
+
+    The output bias starts at 0 (the mean untrained estimate is "no offset"); the weights keep their random init
+    (all-zero weights are a saddle: the trunk gets no gradient to encode the latent, the probe none to read it)."""
+    out = nn.Linear(hidden or d, n_latent)
+    nn.init.zeros_(out.bias)
+    return nn.Sequential(nn.Linear(d, hidden), nn.GELU(), out) if hidden else out
+
+
 def probe_latents(task: str) -> tuple[str, ...]:
     """The scalar latents of ``task`` the probe estimates (from its ``TaskSpec``; scales in ``LATENT_SCALES``)."""
     return scalar_latents(task)
@@ -61,10 +71,8 @@ class ICWM(nn.Module):
         self.limits = {t: parts[t][2] for t in cfg.tasks}
         # latents whose stated nominal value the task's embedder reads (model.nominal: pre_* SNR, bf / de / pe offsets)
         self.nominal = {t: e.nominal.names for t, e in self.embedders.items() if getattr(e, "nominal", None)}
-        self.probes = nn.ModuleDict({t: nn.Linear(d, len(probe_latents(t))) for t in cfg.tasks if probe_latents(t)})
-        for probe in self.probes.values():     # bias 0: the mean untrained estimate is "no offset"; the weights keep
-            nn.init.zeros_(probe.bias)         # their random init (all-zero weights are a saddle: the trunk gets no
-                                               # gradient to encode the latent, the probe none to read it)
+        self.probes = nn.ModuleDict({t: _probe(d, len(probe_latents(t)), cfg.probe_hidden)
+                                     for t in cfg.tasks if probe_latents(t)})
         self.task_emb = nn.Embedding(len(cfg.tasks), d)
         self.role_emb = nn.Embedding(2, d)  # 0: x-token, 1: y-token
         self.trunk = EpisodeTransformer(cfg)

@@ -1,0 +1,34 @@
+"""The latent probe's read-out: linear by default (the shipped weights' keys), an MLP with ``model.probe_hidden``."""
+import dataclasses
+
+import pytest
+import torch
+
+from icwm.model import ModelConfig, build_model
+from icwm.train.objective import latent_losses
+from model_batches import random_batch
+
+
+def test_default_probe_is_linear_with_the_shipped_keys():
+    model = build_model(ModelConfig.flavour("debug"))
+    keys = [k for k in model.state_dict() if k.startswith("probes.pre_sr.")]
+    assert sorted(keys) == ["probes.pre_sr.bias", "probes.pre_sr.weight"]
+
+
+def test_mlp_probe_starts_at_no_offset_and_trains_with_the_trunk():
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), probe_hidden=16)
+    model = build_model(cfg).train()
+    probe = model.probes["bf"]
+    assert isinstance(probe, torch.nn.Sequential) and probe[0].out_features == 16
+    assert torch.equal(probe[-1].bias, torch.zeros_like(probe[-1].bias))
+    batch = {**random_batch("bf", k=3), "latent_panel_offset_deg": torch.full((2, 4), 15.0)}
+    out = model(batch)
+    assert out["latent_hat_panel_offset_deg"].shape == (2, 4)
+    latent_losses(out, batch).mean().backward()
+    assert probe[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trunk.parameters() if p.dim() > 1)
+
+
+def test_negative_probe_hidden_is_rejected():
+    with pytest.raises(ValueError, match="probe_hidden"):
+        dataclasses.replace(ModelConfig.flavour("debug"), probe_hidden=-1)
