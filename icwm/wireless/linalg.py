@@ -1,11 +1,8 @@
 """Linear-algebra helpers shared by the solvers.
 
-On an H200 (2026-12-04) CUDA's batched Hermitian eigensolver gave up on a batch of the pre_sr head's WMMSE
-refinement where LAPACK on the CPU did not (the evaluation of the same model and episodes runs on the CPU): the
-refinement's matrix in one batch element was non-finite at an iteration after finite inputs, which points at a
-non-finite eigendecomposition returned without an error in the step before. ``eigh`` therefore takes an
-accelerator's answer only where it is finite (or the input is not) and recomputes the rest, and a batch the
-accelerator's solver refuses, on the CPU.
+``eigh`` guards against an accelerator's batched Hermitian eigensolver, which can return a non-finite decomposition
+of a finite, nearly degenerate matrix without raising, or refuse a batch that LAPACK decomposes: such matrices are
+recomputed on the CPU (seen on an H200 in the pre_sr head's WMMSE refinement: docs/results/gpu_s23/README.md).
 """
 from __future__ import annotations
 

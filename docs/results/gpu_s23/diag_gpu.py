@@ -5,7 +5,6 @@ import sys
 import torch
 
 import icwm.wireless.precoding as P
-from icwm.model import precoding as head_mod
 
 orig_wfs, orig_iter = P.wmmse_from_structure, P._iterate_gram
 
@@ -20,7 +19,8 @@ def report(name, t):
 
 
 def wfs(h, lam_p, p, iters):
-    bad = report("h", h) + report("lam_p", lam_p) + report("p", p)
+    for name, t in (("h", h), ("lam_p", lam_p), ("p", p)):
+        report(name, t)
     if torch.is_tensor(p):
         print(f"p range {p.min().item():.4g} {p.max().item():.4g}; lam_p range {lam_p.min().item():.4g} "
               f"{lam_p.max().item():.4g}; lam_p row sums min {lam_p.sum(-2).min().item():.4g}", flush=True)
@@ -28,7 +28,8 @@ def wfs(h, lam_p, p, iters):
 
 
 def it(G, p, B, iters):
-    report("G", G); report("B0", B); report("p_iter", p)
+    for name, t in (("G", G), ("B0", B), ("p_iter", p)):
+        report(name, t)
     return orig_iter(G, p, B, iters)
 
 
