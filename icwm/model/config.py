@@ -91,6 +91,8 @@ class ModelConfig:
                                     # baseline, which follows a link's Doppler where repeat-last cannot)
     probe_hidden: int = 0           # latent probe: 0 = linear read-out of the pooled x-tokens (to v17); n > 0 = an MLP
                                     # with n GELU units (an SNR is a nonlinear function of what the demos show)
+    probe_skip: bool = False        # latent probe: also read the pooled x-tokens as embedded, before the trunk (where
+                                    # the embedders put their in-context fits' summaries, e.g. precoding's map)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)

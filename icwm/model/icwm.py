@@ -2,11 +2,12 @@
 
 Each task family has one module (``precoding``, ``detection``, ``grid``, ``sub6``) holding its embedder, head,
 typed head context and tokeniser limits; this module wires them to the trunk (``transformer.py``) and adds the
-latent probe: a linear read-out, from every pair's x-tokens (which see the earlier pairs, never their own label),
-of the task's scalar latents (``LATENT_SCALES``; with ``model.nominal``, as an offset from the latent's stated nominal
-value where the episode states one). It is trained with an auxiliary loss (``icwm.train.objective``)
-and is how the network states what it inferred from the demonstrations: precoding renders its ``lam_p`` at the
-probe's SNR in the latent form, bf reads its prior at the probe's panel offset.
+latent probe: a linear (or MLP) read-out, from every pair's x-tokens (which see the earlier pairs, never their own
+label; with ``model.probe_skip`` also the same tokens before the trunk), of the task's scalar latents
+(``LATENT_SCALES``; with ``model.nominal``, as an offset from the latent's stated nominal value where the episode
+states one). It is trained with an auxiliary loss (``icwm.train.objective``) and is how the network states what it
+inferred from the demonstrations: precoding renders its ``lam_p`` at the probe's SNR in the latent form, bf reads its
+prior at the probe's panel offset.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ LATENT_HAT = "latent_hat_"     # output key prefix of the probe's estimates
 
 
 def _probe(d: int, n_latent: int, hidden: int) -> nn.Module:
-    """The latent probe's read-out, [..., d] -> [..., n_latent]: linear, or an MLP with ``hidden`` GELU units.
+    """The latent probe's read-out, [..., d] (its input width) -> [..., n_latent]: linear, or an MLP with ``hidden``
+    GELU units.
 
     The output bias starts at 0 (the mean untrained estimate is "no offset"); the weights keep their random init
     (all-zero weights are a saddle: the trunk gets no gradient to encode the latent, the probe none to read it)."""
@@ -71,7 +73,8 @@ class ICWM(nn.Module):
         self.limits = {t: parts[t][2] for t in cfg.tasks}
         # latents whose stated nominal value the task's embedder reads (model.nominal: pre_* SNR, bf / de / pe offsets)
         self.nominal = {t: e.nominal.names for t, e in self.embedders.items() if getattr(e, "nominal", None)}
-        self.probes = nn.ModuleDict({t: _probe(d, len(probe_latents(t)), cfg.probe_hidden)
+        d_probe = 2 * d if cfg.probe_skip else d
+        self.probes = nn.ModuleDict({t: _probe(d_probe, len(probe_latents(t)), cfg.probe_hidden)
                                      for t in cfg.tasks if probe_latents(t)})
         self.task_emb = nn.Embedding(len(cfg.tasks), d)
         self.role_emb = nn.Embedding(2, d)  # 0: x-token, 1: y-token
@@ -92,8 +95,10 @@ class ICWM(nn.Module):
             check(x.shape[dim] <= limit, f"batch[{key!r}]", f"dim {dim} <= model.{field} = {limit}", tuple(x.shape))
         return task, k + 1
 
-    def probe(self, task: str, hx: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
-        """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d].
+    def probe(self, task: str, hx: torch.Tensor, batch: dict,
+              x0: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d] (and, with
+        ``cfg.probe_skip``, the embedded x-tokens x0 [B, P, n_x, d] before the trunk).
 
         With ``cfg.nominal``, where ``batch`` states the nominal value of a latent the task's embedder reads
         (``self.nominal``; ``prior_<name>`` [B, P] or [B, 1]), the read-out is the offset from it: estimate = nominal +
@@ -101,7 +106,8 @@ class ICWM(nn.Module):
         names = probe_latents(task)
         if not names:
             return {}
-        o = self.probes[task](hx.mean(2)).float()                       # [B, P, n_latent]
+        pooled = torch.cat((hx.mean(2), x0.mean(2)), -1) if self.cfg.probe_skip else hx.mean(2)
+        o = self.probes[task](pooled).float()                           # [B, P, n_latent]
         base = {n: v.to(o.device) for n, v in nominal_values(batch, self.nominal.get(task, ())).items()}
         return {n: LATENT_SCALES[n] * o[..., i] + base.get(n, 0.0) for i, n in enumerate(names)}
 
@@ -125,7 +131,7 @@ class ICWM(nn.Module):
         tok = torch.cat((x, y), dim=2)                     # [S, P, n_x + n_y, d]
         h = self.trunk(self.drop(tok.reshape(s, n_pairs * (n_x + n_y), d)), n_pairs, n_x, n_y)
         hx = h.reshape(s, n_pairs, n_x + n_y, d)[:, :, :n_x]  # x-tokens of every pair
-        latent = self.probe(task, hx, batch)
+        latent = self.probe(task, hx, batch, x)
         out = self.heads[task](hx, ctx, latent)
         return {**out, **{LATENT_HAT + n: v for n, v in latent.items()}}
 

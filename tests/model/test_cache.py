@@ -8,6 +8,7 @@ import torch
 from icwm import tasks
 from icwm.model import ModelConfig, build_model
 from icwm.model.cache import answer_queries, encode_demos
+from icwm.model.icwm import probe_latents
 from model_batches import latent_batch, random_batch
 
 Q = 3
@@ -53,6 +54,20 @@ def test_cached_queries_equal_the_forward_pass(model, task: str, form: str, k: i
     for key, v in ref.items():
         assert out[key].shape == v.shape and out[key].dtype == v.dtype, key
         torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda m: f"{task} {form} {key}: {m}")
+
+
+@pytest.mark.parametrize("k", [0, 5])
+@pytest.mark.parametrize("task", [t for t, form in FORMS if form == "latent" and probe_latents(t)])
+def test_cached_queries_equal_the_forward_pass_with_the_probe_skip(task: str, k: int):
+    """``model.probe_skip``: the probe also reads the pre-trunk x-tokens, the demonstrations' taken from the cache."""
+    torch.manual_seed(0)
+    m = build_model(ModelConfig.flavour("debug", precoding_fit=True, probe_skip=True)).eval()
+    demos, queries, full = _split(latent_batch(task, B=Q, k=k, seed=k))
+    with torch.no_grad():
+        ref = {key: v[:, -1] for key, v in m(full).items()}
+        out = answer_queries(m, encode_demos(m, demos), queries)
+    for key, v in ref.items():
+        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"{task} {key}: {msg}")
 
 
 def test_cached_queries_depend_on_the_demonstrations(model):

@@ -29,6 +29,21 @@ def test_mlp_probe_starts_at_no_offset_and_trains_with_the_trunk():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trunk.parameters() if p.dim() > 1)
 
 
+def test_probe_skip_reads_the_tokens_before_the_trunk():
+    """With ``model.probe_skip`` the probe's input is [trunk output, embedder output]: the estimate moves with the
+    embedder's x-tokens even when the trunk's output is held fixed, and its loss trains the embedder directly."""
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), probe_skip=True, probe_hidden=8)
+    model = build_model(cfg).train()
+    assert model.probes["pre_mm"][0].in_features == 2 * cfg.d_model
+    hx, x0 = torch.randn(2, 3, 4, cfg.d_model), torch.randn(2, 3, 4, cfg.d_model)
+    a = model.probe("pre_mm", hx, {}, x0)["snr_db"]
+    b = model.probe("pre_mm", hx, {}, x0 + 1.0)["snr_db"]
+    assert a.shape == (2, 3) and not torch.allclose(a, b)
+    batch = {**random_batch("bf", k=3), "latent_panel_offset_deg": torch.full((2, 4), 15.0)}
+    latent_losses(model(batch), batch).mean().backward()
+    assert model.probes["bf"][0].weight.grad[:, cfg.d_model:].abs().sum() > 0
+
+
 def test_negative_probe_hidden_is_rejected():
     with pytest.raises(ValueError, match="probe_hidden"):
         dataclasses.replace(ModelConfig.flavour("debug"), probe_hidden=-1)
