@@ -50,8 +50,8 @@ class DemoCache:
             each (empty at k = 0); the keys rotated (RoPE) to their pair's position relative to the query's, j - k.
         hx: the demonstrations' final x-token states [1, k, n_x, d] (None at k = 0).
         ctx: the family embedder's head context of the demonstrations (pair dim k; None at k = 0).
-        x0: the demonstrations' x-tokens as the trunk receives them [1, k, n_x, d] (None at k = 0; the latent probe
-            reads them with ``model.probe_skip``).
+        x0: the demonstrations' x-tokens as the trunk receives them [1, k, n_x, d], read by the latent probe with
+            ``model.probe_skip`` (None at k = 0 and without it).
     """
 
     task: str
@@ -98,15 +98,9 @@ def _check_queries(model: ICWM, cache: DemoCache, queries: dict) -> dict[str, to
     return q
 
 
-def _role_task(model: ICWM, task: str, t: torch.Tensor, role: int) -> torch.Tensor:
-    """Embedded tokens [B, P, n, d] plus the role (0: x, 1: y) and task embeddings, as ``ICWM.forward`` adds them."""
-    tid = torch.tensor(model.cfg.tasks.index(task), device=t.device)
-    return t + model.role_emb.weight[role] + model.task_emb(tid)
-
-
 def _tokens(model: ICWM, task: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Embedded x [B, P, n_x, d] and y [B, P, n_y, d] plus role and task embeddings -> [B, P (n_x + n_y), d]."""
-    tok = torch.cat((_role_task(model, task, x, 0), _role_task(model, task, y, 1)), dim=2)   # [B, P, n_x + n_y, d]
+    tok = torch.cat((model.role_task(task, x, 0), model.role_task(task, y, 1)), dim=2)   # [B, P, n_x + n_y, d]
     return tok.flatten(1, 2)
 
 
@@ -215,7 +209,7 @@ def encode_demos(model: ICWM, demos: dict) -> DemoCache:
     n_x, n_y, d = x.shape[2], y.shape[2], x.shape[3]
     h, kv = _encode_trunk(model, _tokens(model, task, x, y), k, n_x, n_y)
     hx = h.reshape(1, k, n_x + n_y, d)[:, :, :n_x]
-    return DemoCache(task, k, tensors, kv, hx, ctx, _role_task(model, task, x, 0))
+    return DemoCache(task, k, tensors, kv, hx, ctx, model.role_task(task, x, 0) if model.cfg.probe_skip else None)
 
 
 def _map_ctx(ctx: Any, fn) -> Any:
@@ -258,7 +252,10 @@ def answer_queries(model: ICWM, cache: DemoCache, queries: dict) -> dict[str, to
     hx = _query_trunk(model, _tokens(model, task, x, y)[:, :n_x], cache)[:, None]   # [Q, 1, n_x, d]
     if whole:
         hx = _with_demos(cache.hx, hx)                                 # [Q, k+1, n_x, d]
-    x0 = _role_task(model, task, x, 0)
-    latent = model.probe(task, hx, queries, _with_demos(cache.x0, x0) if whole else x0)
+    x0 = None
+    if model.cfg.probe_skip:
+        x0 = model.role_task(task, x, 0)
+        x0 = _with_demos(cache.x0, x0) if whole else x0
+    latent = model.probe(task, hx, queries, x0)
     out = {**head(hx, ctx, latent), **{LATENT_HAT + n: v for n, v in latent.items()}}
     return {key: v[:, -1] for key, v in out.items()}

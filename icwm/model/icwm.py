@@ -95,6 +95,11 @@ class ICWM(nn.Module):
             check(x.shape[dim] <= limit, f"batch[{key!r}]", f"dim {dim} <= model.{field} = {limit}", tuple(x.shape))
         return task, k + 1
 
+    def role_task(self, task: str, t: torch.Tensor, role: int) -> torch.Tensor:
+        """Embedded tokens [B, P, n, d] plus the role (0: x-token, 1: y-token) and task embeddings."""
+        tid = torch.tensor(self.cfg.tasks.index(task), device=t.device)
+        return t + self.role_emb.weight[role] + self.task_emb(tid)
+
     def probe(self, task: str, hx: torch.Tensor, batch: dict,
               x0: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d] (and, with
@@ -106,6 +111,7 @@ class ICWM(nn.Module):
         names = probe_latents(task)
         if not names:
             return {}
+        check(x0 is not None or not self.cfg.probe_skip, "x0", "the embedded x-tokens (model.probe_skip)", x0)
         pooled = torch.cat((hx.mean(2), x0.mean(2)), -1) if self.cfg.probe_skip else hx.mean(2)
         o = self.probes[task](pooled).float()                           # [B, P, n_latent]
         base = {n: v.to(o.device) for n, v in nominal_values(batch, self.nominal.get(task, ())).items()}
@@ -125,9 +131,7 @@ class ICWM(nn.Module):
         x, y, ctx = self.embedders[task](batch)            # [S, P, n_x, d], [S, P, n_y, d]
         s, _, n_x, d = x.shape
         n_y = y.shape[2]
-        tid = torch.tensor(self.cfg.tasks.index(task), device=x.device)
-        x = x + self.role_emb.weight[0] + self.task_emb(tid)
-        y = y + self.role_emb.weight[1] + self.task_emb(tid)
+        x, y = self.role_task(task, x, 0), self.role_task(task, y, 1)
         tok = torch.cat((x, y), dim=2)                     # [S, P, n_x + n_y, d]
         h = self.trunk(self.drop(tok.reshape(s, n_pairs * (n_x + n_y), d)), n_pairs, n_x, n_y)
         hx = h.reshape(s, n_pairs, n_x + n_y, d)[:, :, :n_x]  # x-tokens of every pair
