@@ -93,6 +93,9 @@ class ModelConfig:
                                     # with n GELU units (an SNR is a nonlinear function of what the demos show)
     probe_skip: bool = False        # latent probe: also read the pooled x-tokens as embedded, before the trunk (where
                                     # the embedders put their in-context fits' summaries, e.g. precoding's map)
+    probe_fit: bool = False         # latent probe: also read the family's in-context fit as raw numbers where it has
+                                    # one (precoding: the fitted 2 x 3 map and its count features), not only through
+                                    # the trunk (a read-out trained on the shards reads the SNR off it to ~1.4 dB)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)

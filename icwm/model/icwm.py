@@ -3,7 +3,8 @@
 Each task family has one module (``precoding``, ``detection``, ``grid``, ``sub6``) holding its embedder, head,
 typed head context and tokeniser limits; this module wires them to the trunk (``transformer.py``) and adds the
 latent probe: a linear (or MLP) read-out, from every pair's x-tokens (which see the earlier pairs, never their own
-label; with ``model.probe_skip`` also the same tokens before the trunk), of the task's scalar latents
+label; with ``model.probe_skip`` also the same tokens before the trunk, with ``model.probe_fit`` also the family's
+in-context fit as raw numbers, ``probe_in`` of its head context, where it has one), of the task's scalar latents
 (``LATENT_SCALES``; with ``model.nominal``, as an offset from the latent's stated nominal value where the episode
 states one). It is trained with an auxiliary loss (``icwm.train.objective``) and is how the network states what it
 inferred from the demonstrations: precoding renders its ``lam_p`` at the probe's SNR in the latent form, bf reads its
@@ -73,8 +74,9 @@ class ICWM(nn.Module):
         self.limits = {t: parts[t][2] for t in cfg.tasks}
         # latents whose stated nominal value the task's embedder reads (model.nominal: pre_* SNR, bf / de / pe offsets)
         self.nominal = {t: e.nominal.names for t, e in self.embedders.items() if getattr(e, "nominal", None)}
-        d_probe = 2 * d if cfg.probe_skip else d
-        self.probes = nn.ModuleDict({t: _probe(d_probe, len(probe_latents(t)), cfg.probe_hidden)
+        d_probe = {t: (2 if cfg.probe_skip else 1) * d + getattr(e, "probe_features", 0)
+                   for t, e in self.embedders.items()}
+        self.probes = nn.ModuleDict({t: _probe(d_probe[t], len(probe_latents(t)), cfg.probe_hidden)
                                      for t in cfg.tasks if probe_latents(t)})
         self.task_emb = nn.Embedding(len(cfg.tasks), d)
         self.role_emb = nn.Embedding(2, d)  # 0: x-token, 1: y-token
@@ -100,10 +102,12 @@ class ICWM(nn.Module):
         tid = torch.tensor(self.cfg.tasks.index(task), device=t.device)
         return t + self.role_emb.weight[role] + self.task_emb(tid)
 
-    def probe(self, task: str, hx: torch.Tensor, batch: dict,
-              x0: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def probe(self, task: str, hx: torch.Tensor, batch: dict, x0: torch.Tensor | None = None,
+              fit: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d] (and, with
-        ``cfg.probe_skip``, the embedded x-tokens x0 [B, P, n_x, d] before the trunk).
+        ``cfg.probe_skip``, the embedded x-tokens x0 [B, P, n_x, d] before the trunk; where the task's embedder has
+        ``probe_features`` (``cfg.probe_fit``), its in-context fit ``fit`` [B, P, probe_features], the head
+        context's ``probe_in``).
 
         With ``cfg.nominal``, where ``batch`` states the nominal value of a latent the task's embedder reads
         (``self.nominal``; ``prior_<name>`` [B, P] or [B, 1]), the read-out is the offset from it: estimate = nominal +
@@ -113,6 +117,9 @@ class ICWM(nn.Module):
             return {}
         check(x0 is not None or not self.cfg.probe_skip, "x0", "the embedded x-tokens (model.probe_skip)", x0)
         pooled = torch.cat((hx.mean(2), x0.mean(2)), -1) if self.cfg.probe_skip else hx.mean(2)
+        if getattr(self.embedders[task], "probe_features", 0):
+            check(fit is not None, "fit", "the embedder's in-context fit (model.probe_fit)", fit)
+            pooled = torch.cat((pooled, fit.to(pooled.dtype)), -1)
         o = self.probes[task](pooled).float()                           # [B, P, n_latent]
         base = {n: v.to(o.device) for n, v in nominal_values(batch, self.nominal.get(task, ())).items()}
         return {n: LATENT_SCALES[n] * o[..., i] + base.get(n, 0.0) for i, n in enumerate(names)}
@@ -135,7 +142,7 @@ class ICWM(nn.Module):
         tok = torch.cat((x, y), dim=2)                     # [S, P, n_x + n_y, d]
         h = self.trunk(self.drop(tok.reshape(s, n_pairs * (n_x + n_y), d)), n_pairs, n_x, n_y)
         hx = h.reshape(s, n_pairs, n_x + n_y, d)[:, :, :n_x]  # x-tokens of every pair
-        latent = self.probe(task, hx, batch, x)
+        latent = self.probe(task, hx, batch, x, getattr(ctx, "probe_in", None))
         out = self.heads[task](hx, ctx, latent)
         return {**out, **{LATENT_HAT + n: v for n, v in latent.items()}}
 

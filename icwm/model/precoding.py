@@ -9,7 +9,8 @@ its channel (centred over the pair's users), fitted to the earlier pairs. How a 
 and weak, orthogonal and crowded users is what the SNR changes (at low SNR towards the strong users, at high SNR
 towards zero-forcing's equal SINRs), so the fitted map summarises the demonstrations in a few numbers the trunk
 can read the SNR from; the map (an embedding on every user token) and each user's fitted label (a per-user
-feature) are inputs, nothing reads an SNR off them in closed form. No first guess: the head's softmax over users is
+feature) are inputs, nothing reads an SNR off them in closed form (with ``model.probe_fit`` the latent probe also
+reads the map's raw numbers). No first guess: the head's softmax over users is
 the read-out (the metric renders ``lam_p`` into the precoder, ``icwm.tasks.precoding_common``).
 
 Head = learned read-out; add-ons: in the latent form, ``snr_db`` = the latent probe's estimate, which is the SNR the
@@ -34,6 +35,7 @@ LIMITS = [("h", -2, "max_users"), ("h", -1, "max_ant")]   # (key, dim from the e
 SNR_SCALE = 20.0                                          # dB per feature unit
 N_OWN = 4                                                 # per-user features: la, log gain, snr, snr missing
 N_FIT = 3                                                 # fit regressors: 1, log gain, log orthogonality
+N_MAP = 2 * N_FIT + 2                                     # the fitted map [2 x N_FIT], 1 / max(j, 1), [j > 0]
 LABEL_FLOOR = 1e-2    # a user the solver switches off (lambda or p = 0) enters the fit as 1 % of an equal share
 LOADING = 1e-2        # diagonal loading of the users' correlation matrix: a user in the span of the others (K >= Nt)
                       # reads a log orthogonality near log(LOADING) instead of -inf
@@ -42,10 +44,12 @@ LOADING = 1e-2        # diagonal loading of the users' correlation matrix: a use
 @dataclass
 class PrecodingCtx:
     """What the head needs besides the tokens: the channels ``h`` [B, P, K, Nt] and the given SNR ``snr_db`` [B, P]
-    (None in the latent form)."""
+    (None in the latent form); for the latent probe (``model.probe_fit``), the in-context fit's raw map
+    ``probe_in`` [B, P, N_MAP] float32 (None without the fit)."""
 
     h: torch.Tensor
     snr_db: torch.Tensor | None
+    probe_in: torch.Tensor | None = None
 
     @property
     def snr_given(self) -> bool:
@@ -77,20 +81,21 @@ class PrecodingFit(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.icr = InContextRidge(cfg)
-        self.emb = mlp(2 * N_FIT + 2, cfg.d_model)     # the fitted map [2 x N_FIT], 1 / max(j, 1), [j > 0]
+        self.emb = mlp(N_MAP, cfg.d_model)
         nn.init.zeros_(self.emb[-1].weight)             # untrained: the tokens are the Gram embedding's alone
         nn.init.zeros_(self.emb[-1].bias)
 
-    def forward(self, G: torch.Tensor, lam_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, G: torch.Tensor, lam_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """G [B, P, K, K] complex, lam_p [B, P, K, 2] -> (each user's fitted log label [B, P, K, 2] float32, the
-        map's embedding [B, P, 1, d]); pair p's from pairs < p (zeros at pair 0: no fit, flag 0)."""
+        map's embedding [B, P, 1, d], the map itself [B, P, N_MAP] float32); pair p's from pairs < p (zeros at pair
+        0: no fit, flag 0)."""
         reg = fit_regressors(G)                                                  # [B, P, K, F]
         maps = self.icr.maps(reg[:, :, None], fit_targets(lam_p)[:, :, None])[:, :, 0]      # [B, P, 2, F]
         fitted = torch.einsum("bpof,bpkf->bpko", maps, reg)
         j = torch.arange(G.shape[1], device=G.device, dtype=torch.float32)
         count = torch.stack((1.0 / j.clamp_min(1.0), (j > 0).float()), -1).expand(G.shape[:2] + (2,))
-        w = self.emb[0].weight
-        return fitted, self.emb(torch.cat((maps.flatten(-2), count), -1).to(w.dtype))[:, :, None]
+        raw = torch.cat((maps.flatten(-2), count), -1)
+        return fitted, self.emb(raw.to(self.emb[0].weight.dtype))[:, :, None], raw
 
 
 class PrecodingEmbed(nn.Module):
@@ -99,6 +104,7 @@ class PrecodingEmbed(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.fit = PrecodingFit(cfg) if cfg.icr and cfg.precoding_fit else None
+        self.probe_features = N_MAP if self.fit is not None and cfg.probe_fit else 0   # read by ICWM's probe
         self.gram = GramSet(N_OWN + (2 if self.fit is not None else 0), cfg.d_model)
         self.y_lin = mlp(2, cfg.d_model)
         self.label_reads_x = cfg.label_reads_x
@@ -113,8 +119,9 @@ class PrecodingEmbed(nn.Module):
         la, rho = gram_stats(G, gain)
         log_g = torch.log10(G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)) / 2.0
         own = torch.cat((la[..., None], log_g[..., None], snr[:, :, None, :].expand(la.shape + (2,))), -1)
+        raw = None
         if self.fit is not None:
-            fitted, summary = self.fit(G, batch["lam_p"])
+            fitted, summary, raw = self.fit(G, batch["lam_p"])
             own = torch.cat((own, fitted), -1)
         x = self.gram(own, rho)
         if self.fit is not None:
@@ -123,7 +130,8 @@ class PrecodingEmbed(nn.Module):
             x = x + self.nominal(batch, h)
         dt = x.dtype
         y = self.y_lin((batch["lam_p"].float() * h.shape[-2]).to(dt))
-        return x, (y + x if self.label_reads_x else y), PrecodingCtx(h, batch.get("snr_db"))
+        ctx = PrecodingCtx(h, batch.get("snr_db"), raw if self.probe_features else None)
+        return x, (y + x if self.label_reads_x else y), ctx
 
 
 class PrecodingHead(nn.Module):

@@ -51,14 +51,16 @@ def test_the_fit_is_least_squares_on_the_earlier_pairs_only():
     lam_p = torch.softmax(torch.randn(B, P, K, 2, generator=torch.Generator().manual_seed(2)), -2)
     fit = PrecodingFit(ModelConfig.flavour("debug", icr_n0=1e-9))
     G = h @ h.mH
-    fitted, _ = fit(G, lam_p)
+    fitted, _, raw = fit(G, lam_p)
     reg = fit_regressors(G).double()
     target = torch.log(lam_p.double() * K)
-    assert fitted[:, 0].abs().max() == 0
+    assert fitted[:, 0].abs().max() == 0 and raw[:, 0, :-2].abs().max() == 0 and raw[:, 0, -1].abs().max() == 0
     for p in range(2, P):         # p = 1: 4 samples of 3 regressors, still determined
         X, Y = reg[:, :p].flatten(1, 2), target[:, :p].flatten(1, 2)             # [B, p K, F], [B, p K, 2]
         W = torch.linalg.lstsq(X, Y).solution                                     # [B, F, 2]
         assert torch.allclose(fitted[:, p].double(), reg[:, p] @ W, atol=2e-3)
+        assert torch.allclose(raw[:, p, :-2].double(), W.mT.flatten(1), atol=2e-3)   # the map, [2 x F] row-major
+        assert torch.allclose(raw[:, p, -2:], torch.tensor([1.0 / p, 1.0]))
 
 
 def test_the_fitted_map_shifts_with_the_snr_of_max_min_optima():
@@ -89,5 +91,5 @@ def test_untrained_fit_summary_is_zero():
     two extra per-user features, the fitted labels, do)."""
     fit = PrecodingFit(ModelConfig.flavour("debug"))
     h = _channels(2, 4, 3, 6)
-    _, summary = fit(h @ h.mH, torch.full((2, 4, 3, 2), 1.0 / 3))
+    _, summary, _ = fit(h @ h.mH, torch.full((2, 4, 3, 2), 1.0 / 3))
     assert summary.shape == (2, 4, 1, 32) and summary.abs().max() == 0

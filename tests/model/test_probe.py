@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig, build_model
+from icwm.model.precoding import N_MAP
 from icwm.train.objective import latent_losses
-from model_batches import random_batch
+from model_batches import latent_batch, random_batch
 
 
 def test_default_probe_is_linear_with_the_shipped_keys():
@@ -42,6 +43,33 @@ def test_probe_skip_reads_the_tokens_before_the_trunk():
     batch = {**random_batch("bf", k=3), "latent_panel_offset_deg": torch.full((2, 4), 15.0)}
     latent_losses(model(batch), batch).mean().backward()
     assert model.probes["bf"][0].weight.grad[:, cfg.d_model:].abs().sum() > 0
+
+
+def test_probe_fit_reads_the_precoding_map():
+    """With ``model.probe_fit`` the precoding probe's input is [trunk output, the fit's raw map (N_MAP numbers)]: the
+    estimate moves with the earlier pairs' labels through the map even when the trunk's output is held fixed, and only
+    tasks whose embedder has a fit get the extra inputs."""
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit=True)
+    model = build_model(cfg).eval()
+    assert model.probes["pre_mm"].in_features == cfg.d_model + N_MAP
+    assert model.probes["bf"].in_features == cfg.d_model
+    batch = latent_batch("pre_mm", B=2, k=4, seed=0)
+    other = {**batch, "lam_p": batch["lam_p"].roll(1, dims=-2)}        # the earlier pairs' labels, users permuted
+    _, _, ctx = model.embedders["pre_mm"](batch)
+    _, _, ctx_other = model.embedders["pre_mm"](other)
+    assert ctx.probe_in.shape == (2, 5, N_MAP) and not torch.allclose(ctx.probe_in, ctx_other.probe_in)
+    hx = torch.randn(2, 5, batch["h"].shape[-2], cfg.d_model)
+    a = model.probe("pre_mm", hx, batch, fit=ctx.probe_in)["snr_db"]
+    b = model.probe("pre_mm", hx, batch, fit=ctx_other.probe_in)["snr_db"]
+    assert not torch.allclose(a[:, 1:], b[:, 1:])
+    torch.testing.assert_close(a[:, 0], b[:, 0])                        # pair 0 has no earlier pairs: no fit
+    with pytest.raises(ValueError, match="fit"):
+        model.probe("pre_mm", hx, batch)
+
+
+def test_probe_fit_without_a_fit_changes_nothing():
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=False, probe_fit=True)
+    assert build_model(cfg).probes["pre_mm"].in_features == cfg.d_model
 
 
 def test_negative_probe_hidden_is_rejected():
