@@ -93,9 +93,11 @@ class ModelConfig:
                                     # with n GELU units (an SNR is a nonlinear function of what the demos show)
     probe_skip: bool = False        # latent probe: also read the pooled x-tokens as embedded, before the trunk (where
                                     # the embedders put their in-context fits' summaries, e.g. precoding's map)
-    probe_fit: bool = False         # latent probe: also read the family's in-context fit as raw numbers where it has
-                                    # one (precoding: the fitted 2 x 3 map and its count features), not only through
-                                    # the trunk (a read-out trained on the shards reads the SNR off it to ~1.4 dB)
+    probe_fit: str = "none"         # latent probe and the family's in-context fit where it has one (precoding: the
+                                    # fitted 2 x 3 map and its count features) as raw numbers: "none" (the trunk's
+                                    # tokens only), "input" (appended to the probe's input), "branch" (a second
+                                    # read-out of the map alone, added to the probe's; a read-out trained on the
+                                    # shards reads pre_mm's SNR off the map to 1.4 dB, docs/results/probe_memo_s25)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
@@ -113,6 +115,8 @@ class ModelConfig:
         check(self.bf_label in ("angle", "index"), "model.bf_label", "'angle' or 'index'", self.bf_label)
         check(self.det_fit in ("equaliser", "channel"), "model.det_fit", "'equaliser' or 'channel'", self.det_fit)
         check(self.cp_first_guess in ("last", "ar"), "model.cp_first_guess", "'last' or 'ar'", self.cp_first_guess)
+        check(self.probe_fit in ("none", "input", "branch"), "model.probe_fit", "'none', 'input' or 'branch'",
+              self.probe_fit)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
               self.nominal_frame)
         for name in ("filter_half_width", "icr_half_width", "icr_band_half_width", "probe_hidden"):

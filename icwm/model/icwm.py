@@ -3,8 +3,9 @@
 Each task family has one module (``precoding``, ``detection``, ``grid``, ``sub6``) holding its embedder, head,
 typed head context and tokeniser limits; this module wires them to the trunk (``transformer.py``) and adds the
 latent probe: a linear (or MLP) read-out, from every pair's x-tokens (which see the earlier pairs, never their own
-label; with ``model.probe_skip`` also the same tokens before the trunk, with ``model.probe_fit`` also the family's
-in-context fit as raw numbers, ``probe_in`` of its head context, where it has one), of the task's scalar latents
+label; with ``model.probe_skip`` also the same tokens before the trunk; with ``model.probe_fit`` also the family's
+in-context fit as raw numbers, ``probe_in`` of its head context, where it has one: as more inputs, or through a
+second read-out of the fit alone whose output is added), of the task's scalar latents
 (``LATENT_SCALES``; with ``model.nominal``, as an offset from the latent's stated nominal value where the episode
 states one). It is trained with an auxiliary loss (``icwm.train.objective``) and is how the network states what it
 inferred from the demonstrations: precoding renders its ``lam_p`` at the probe's SNR in the latent form, bf reads its
@@ -74,10 +75,14 @@ class ICWM(nn.Module):
         self.limits = {t: parts[t][2] for t in cfg.tasks}
         # latents whose stated nominal value the task's embedder reads (model.nominal: pre_* SNR, bf / de / pe offsets)
         self.nominal = {t: e.nominal.names for t, e in self.embedders.items() if getattr(e, "nominal", None)}
-        d_probe = {t: (2 if cfg.probe_skip else 1) * d + getattr(e, "probe_features", 0)
-                   for t, e in self.embedders.items()}
+        n_fit = {t: getattr(e, "probe_features", 0) for t, e in self.embedders.items()}
+        d_probe = {t: (2 if cfg.probe_skip else 1) * d + (n if cfg.probe_fit == "input" else 0)
+                   for t, n in n_fit.items()}
         self.probes = nn.ModuleDict({t: _probe(d_probe[t], len(probe_latents(t)), cfg.probe_hidden)
                                      for t in cfg.tasks if probe_latents(t)})
+        self.fit_probes = nn.ModuleDict({t: _probe(n_fit[t], len(probe_latents(t)), cfg.probe_hidden)
+                                         for t in cfg.tasks if probe_latents(t) and n_fit[t]
+                                         and cfg.probe_fit == "branch"})
         self.task_emb = nn.Embedding(len(cfg.tasks), d)
         self.role_emb = nn.Embedding(2, d)  # 0: x-token, 1: y-token
         self.trunk = EpisodeTransformer(cfg)
@@ -119,8 +124,11 @@ class ICWM(nn.Module):
         pooled = torch.cat((hx.mean(2), x0.mean(2)), -1) if self.cfg.probe_skip else hx.mean(2)
         if getattr(self.embedders[task], "probe_features", 0):
             check(fit is not None, "fit", "the embedder's in-context fit (model.probe_fit)", fit)
-            pooled = torch.cat((pooled, fit.to(pooled.dtype)), -1)
+            if self.cfg.probe_fit == "input":
+                pooled = torch.cat((pooled, fit.to(pooled.dtype)), -1)
         o = self.probes[task](pooled).float()                           # [B, P, n_latent]
+        if task in self.fit_probes:
+            o = o + self.fit_probes[task](fit.to(pooled.dtype)).float()
         base = {n: v.to(o.device) for n, v in nominal_values(batch, self.nominal.get(task, ())).items()}
         return {n: LATENT_SCALES[n] * o[..., i] + base.get(n, 0.0) for i, n in enumerate(names)}
 

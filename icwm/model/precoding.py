@@ -104,7 +104,7 @@ class PrecodingEmbed(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.fit = PrecodingFit(cfg) if cfg.icr and cfg.precoding_fit else None
-        self.probe_features = N_MAP if self.fit is not None and cfg.probe_fit else 0   # read by ICWM's probe
+        self.probe_features = N_MAP if self.fit is not None and cfg.probe_fit != "none" else 0   # for ICWM.probe
         self.gram = GramSet(N_OWN + (2 if self.fit is not None else 0), cfg.d_model)
         self.y_lin = mlp(2, cfg.d_model)
         self.label_reads_x = cfg.label_reads_x

@@ -56,14 +56,14 @@ def test_cached_queries_equal_the_forward_pass(model, task: str, form: str, k: i
         torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda m: f"{task} {form} {key}: {m}")
 
 
-@pytest.mark.parametrize("option", ["probe_skip", "probe_fit"])
+@pytest.mark.parametrize("option", [{"probe_skip": True}, {"probe_fit": "input"}, {"probe_fit": "branch"}])
 @pytest.mark.parametrize("k", [0, 5])
 @pytest.mark.parametrize("task", [t for t, form in FORMS if form == "latent" and probe_latents(t)])
-def test_cached_queries_equal_the_forward_pass_with_probe_options(task: str, k: int, option: str):
+def test_cached_queries_equal_the_forward_pass_with_probe_options(task: str, k: int, option: dict):
     """``model.probe_skip``: the probe also reads the pre-trunk x-tokens, the demonstrations' taken from the cache;
     ``model.probe_fit``: it also reads the in-context fit's raw map (precoding), from the head context."""
     torch.manual_seed(0)
-    m = build_model(ModelConfig.flavour("debug", precoding_fit=True, **{option: True})).eval()
+    m = build_model(ModelConfig.flavour("debug", precoding_fit=True, **option)).eval()
     demos, queries, full = _split(latent_batch(task, B=Q, k=k, seed=k))
     with torch.no_grad():
         ref = {key: v[:, -1] for key, v in m(full).items()}

@@ -45,14 +45,17 @@ def test_probe_skip_reads_the_tokens_before_the_trunk():
     assert model.probes["bf"][0].weight.grad[:, cfg.d_model:].abs().sum() > 0
 
 
-def test_probe_fit_reads_the_precoding_map():
-    """With ``model.probe_fit`` the precoding probe's input is [trunk output, the fit's raw map (N_MAP numbers)]: the
-    estimate moves with the earlier pairs' labels through the map even when the trunk's output is held fixed, and only
-    tasks whose embedder has a fit get the extra inputs."""
-    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit=True)
+@pytest.mark.parametrize("mode", ["input", "branch"])
+def test_probe_fit_reads_the_precoding_map(mode: str):
+    """With ``model.probe_fit`` the precoding probe also reads the fit's raw map (N_MAP numbers; "input": appended to
+    the trunk's pooled tokens, "branch": through a second read-out whose output is added): the estimate moves with
+    the earlier pairs' labels through the map even when the trunk's output is held fixed, and only tasks whose
+    embedder has a fit get the extra inputs."""
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit=mode)
     model = build_model(cfg).eval()
-    assert model.probes["pre_mm"].in_features == cfg.d_model + N_MAP
-    assert model.probes["bf"].in_features == cfg.d_model
+    extra = N_MAP if mode == "input" else 0
+    assert model.probes["pre_mm"].in_features == cfg.d_model + extra and model.probes["bf"].in_features == cfg.d_model
+    assert sorted(model.fit_probes) == (["pre_mm", "pre_sr"] if mode == "branch" else [])
     batch = latent_batch("pre_mm", B=2, k=4, seed=0)
     other = {**batch, "lam_p": batch["lam_p"].roll(1, dims=-2)}        # the earlier pairs' labels, users permuted
     _, _, ctx = model.embedders["pre_mm"](batch)
@@ -67,9 +70,23 @@ def test_probe_fit_reads_the_precoding_map():
         model.probe("pre_mm", hx, batch)
 
 
+def test_probe_fit_branch_trains_on_the_probe_loss():
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit="branch", probe_hidden=8)
+    model = build_model(cfg).train()
+    batch = latent_batch("pre_mm", B=2, k=4, seed=0)
+    latent_losses(model(batch), batch).mean().backward()
+    assert model.fit_probes["pre_mm"][0].weight.grad.abs().sum() > 0
+
+
 def test_probe_fit_without_a_fit_changes_nothing():
-    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=False, probe_fit=True)
-    assert build_model(cfg).probes["pre_mm"].in_features == cfg.d_model
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=False, probe_fit="branch")
+    model = build_model(cfg)
+    assert model.probes["pre_mm"].in_features == cfg.d_model and len(model.fit_probes) == 0
+
+
+def test_unknown_probe_fit_is_rejected():
+    with pytest.raises(ValueError, match="probe_fit"):
+        dataclasses.replace(ModelConfig.flavour("debug"), probe_fit="yes")
 
 
 def test_negative_probe_hidden_is_rejected():
