@@ -75,7 +75,23 @@ def test_probe_fit_branch_trains_on_the_probe_loss():
     model = build_model(cfg).train()
     batch = latent_batch("pre_mm", B=2, k=4, seed=0)
     latent_losses(model(batch), batch).mean().backward()
-    assert model.fit_probes["pre_mm"][0].weight.grad.abs().sum() > 0
+    assert model.fit_probes["pre_mm"][1][0].weight.grad.abs().sum() > 0
+
+
+def test_probe_fit_branch_standardises_its_inputs_by_training_statistics():
+    """The branch's inputs are standardised per feature: in training by the batch's statistics (which also update the
+    running ones), in evaluation by the running statistics (so an evaluation batch never normalises itself)."""
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit="branch")
+    model = build_model(cfg).train()
+    norm = model.fit_probes["pre_mm"][0]
+    fit = torch.randn(4, 6, N_MAP) * torch.linspace(0.05, 1.0, N_MAP) + 3.0
+    z = norm(fit).reshape(-1, N_MAP)
+    torch.testing.assert_close(z.mean(0), torch.zeros(N_MAP), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(0, unbiased=False), torch.ones(N_MAP), atol=0.01, rtol=0)   # eps 1e-5
+    running = norm.inner.running_mean.clone()
+    assert (running - 0.3).abs().max() < 0.05                           # momentum 0.1 towards the batch mean 3
+    norm.eval()
+    torch.testing.assert_close(norm(fit[:1, :1]), (fit[:1, :1] - running) / (norm.inner.running_var + 1e-5).sqrt())
 
 
 def test_probe_fit_without_a_fit_changes_nothing():
@@ -92,3 +108,15 @@ def test_unknown_probe_fit_is_rejected():
 def test_negative_probe_hidden_is_rejected():
     with pytest.raises(ValueError, match="probe_hidden"):
         dataclasses.replace(ModelConfig.flavour("debug"), probe_hidden=-1)
+
+
+def test_probe_fit_branch_statistics_survive_a_checkpoint(tmp_path):
+    """The branch's running statistics are state (buffers): saved with the weights and loaded back."""
+    from icwm.infer import FewShotModel, save_pretrained
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit="branch")
+    model = build_model(cfg).train()
+    model(latent_batch("pre_mm", B=2, k=4, seed=0))                    # moves the running statistics
+    running = model.fit_probes["pre_mm"][0].inner.running_mean.clone()
+    assert running.abs().max() > 0
+    loaded = FewShotModel.from_pretrained(save_pretrained(model, cfg, tmp_path / "m")).model
+    torch.testing.assert_close(loaded.fit_probes["pre_mm"][0].inner.running_mean, running)
