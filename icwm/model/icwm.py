@@ -38,23 +38,34 @@ def _probe(d: int, n_latent: int, hidden: int) -> nn.Module:
 
 def _fit_probe(n_in: int, n_latent: int, hidden: int) -> nn.Module:
     """``model.probe_fit = "branch"``'s read-out of a family's raw in-context fit, [..., n_in] -> [..., n_latent]:
-    the ``_probe`` read-out behind a standardisation of each input by its running mean and variance over the training
-    batches (a BatchNorm without affine terms; eval mode uses the running statistics). Why: the fitted coefficients
-    move with the latent by a few hundredths (precoding's map, sd 0.02-0.34 over episodes), so an unscaled read-out
-    learns them ~50x slower under Adam's fixed step size; standardised, a read-out trained offline on the training
-    shards reaches in 450 steps what an unscaled one needs 3,000 for (docs/results/probe_memo_s25)."""
-    return nn.Sequential(_Flat(nn.BatchNorm1d(n_in, affine=False)), _probe(n_in, n_latent, hidden))
+    the ``_probe`` read-out behind ``RunningStandardise``. Why: the fitted coefficients move with the latent by a few
+    hundredths (precoding's map, sd 0.02-0.34 over episodes), so an unscaled read-out learns them many times slower
+    under Adam's fixed step size (docs/results/probe_memo_s25)."""
+    return nn.Sequential(RunningStandardise(n_in), _probe(n_in, n_latent, hidden))
 
 
-class _Flat(nn.Module):
-    """Apply a module over the last dim of [..., n] inputs by flattening the leading dims (BatchNorm1d wants [N, n])."""
+class RunningStandardise(nn.Module):
+    """x [..., n] -> (x - mean) / sqrt(var + eps) per feature, with mean and var the cumulative averages of the
+    per-batch statistics of every training batch so far (buffers, updated in training mode before use). A batch's
+    own statistics never normalise it (unlike BatchNorm), so training and evaluation apply the same transform,
+    whatever a batch's k: BatchNorm's batch statistics, which move with k, broke the read-out at evaluation."""
 
-    def __init__(self, inner: nn.Module) -> None:
+    def __init__(self, n: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.inner = inner
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("var", torch.ones(n))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))   # integer: survives a cast to bf16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        if self.training:
+            with torch.no_grad():
+                flat = x.detach().reshape(-1, x.shape[-1]).float()
+                self.count += 1
+                w = 1.0 / self.count.item()
+                self.mean.add_(w * (flat.mean(0).to(self.mean.dtype) - self.mean))
+                self.var.add_(w * (flat.var(0, unbiased=False).to(self.var.dtype) - self.var))
+        return (x - self.mean.to(x.dtype)) / (self.var.to(x.dtype) + self.eps).sqrt()
 
 
 def probe_latents(task: str) -> tuple[str, ...]:
