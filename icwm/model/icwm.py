@@ -40,15 +40,24 @@ def _fit_probe(n_in: int, n_latent: int, hidden: int) -> nn.Module:
     """``model.probe_fit = "branch"``'s read-out of a family's raw in-context fit, [..., n_in] -> [..., n_latent]:
     the ``_probe`` read-out behind ``RunningStandardise``. Why: the fitted coefficients move with the latent by a few
     hundredths (precoding's map, sd 0.02-0.34 over episodes), so an unscaled read-out learns them many times slower
-    under Adam's fixed step size (docs/results/probe_memo_s25)."""
-    return nn.Sequential(RunningStandardise(n_in), _probe(n_in, n_latent, hidden))
+    under Adam's fixed step size (docs/results/probe_memo_s25). Its output weights start at zero: a random read-out
+    of standardised inputs starts at SNR estimates tens of dB off, at which the precoding loss's gradient is not
+    finite."""
+    read = _probe(n_in, n_latent, hidden)
+    out = read[-1] if hidden else read
+    nn.init.zeros_(out.weight)      # starts adding nothing (its inputs are fixed features: no saddle, unlike _probe's)
+    return nn.Sequential(RunningStandardise(n_in), read)
 
 
 class RunningStandardise(nn.Module):
     """x [..., n] -> (x - mean) / sqrt(var + eps) per feature, with mean and var the cumulative averages of the
     per-batch statistics of every training batch so far (buffers, updated in training mode before use). A batch's
     own statistics never normalise it (unlike BatchNorm), so training and evaluation apply the same transform,
-    whatever a batch's k: BatchNorm's batch statistics, which move with k, broke the read-out at evaluation."""
+    whatever a batch's k: BatchNorm's batch statistics, which move with k, broke the read-out at evaluation.
+    Outputs are clipped to +-``CLIP`` sd: early statistics can be degenerate (a k = 0 batch has no fit: zero variance),
+    and an unbounded input would let the read-out's first estimates overflow (an SNR in dB is exponentiated)."""
+
+    CLIP = 10.0
 
     def __init__(self, n: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -65,7 +74,8 @@ class RunningStandardise(nn.Module):
                 w = 1.0 / self.count.item()
                 self.mean.add_(w * (flat.mean(0).to(self.mean.dtype) - self.mean))
                 self.var.add_(w * (flat.var(0, unbiased=False).to(self.var.dtype) - self.var))
-        return (x - self.mean.to(x.dtype)) / (self.var.to(x.dtype) + self.eps).sqrt()
+        z = (x - self.mean.to(x.dtype)) / (self.var.to(x.dtype) + self.eps).sqrt()
+        return z.clamp(-self.CLIP, self.CLIP)
 
 
 def probe_latents(task: str) -> tuple[str, ...]:

@@ -53,6 +53,9 @@ def test_probe_fit_reads_the_precoding_map(mode: str):
     embedder has a fit get the extra inputs."""
     cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit=mode)
     model = build_model(cfg).eval()
+    with torch.no_grad():                                               # the branch's output starts at zero
+        for p in model.fit_probes.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
     extra = N_MAP if mode == "input" else 0
     assert model.probes["pre_mm"].in_features == cfg.d_model + extra and model.probes["bf"].in_features == cfg.d_model
     assert sorted(model.fit_probes) == (["pre_mm", "pre_sr"] if mode == "branch" else [])
@@ -75,7 +78,7 @@ def test_probe_fit_branch_trains_on_the_probe_loss():
     model = build_model(cfg).train()
     batch = latent_batch("pre_mm", B=2, k=4, seed=0)
     latent_losses(model(batch), batch).mean().backward()
-    assert model.fit_probes["pre_mm"][1][0].weight.grad.abs().sum() > 0
+    assert model.fit_probes["pre_mm"][1][-1].weight.grad.abs().sum() > 0     # the output layer: its input is live
 
 
 def test_probe_fit_branch_standardises_its_inputs_by_training_statistics():
@@ -100,6 +103,22 @@ def test_probe_fit_branch_standardises_its_inputs_by_training_statistics():
     out = norm(b)
     torch.testing.assert_close(out, (b - norm.mean) / (norm.var + 1e-5).sqrt())
     assert norm.count.item() == 2                                       # evaluation does not update
+
+
+def test_running_standardise_is_bounded_after_degenerate_statistics():
+    """A first batch without a fit (k = 0: every input 0, variance 0) must not blow up the next batch's inputs."""
+    from icwm.model.icwm import RunningStandardise
+    norm = RunningStandardise(3).train()
+    norm(torch.zeros(5, 3))
+    z = norm(torch.tensor([[1.0, -2.0, 0.5]]))
+    assert z.abs().max() <= RunningStandardise.CLIP and torch.isfinite(z).all()
+
+
+def test_probe_fit_branch_starts_adding_nothing():
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit="branch", probe_hidden=8)
+    model = build_model(cfg)
+    fit = torch.randn(2, 3, N_MAP)
+    assert model.fit_probes["pre_mm"](fit).abs().max() == 0
 
 
 def test_probe_fit_without_a_fit_changes_nothing():
