@@ -41,17 +41,24 @@ class NominalEmbed(nn.Module):
 
     def forward(self, batch: dict, like: torch.Tensor) -> torch.Tensor:
         """batch (optionally ``prior_<name>`` [B, P]); like: any [B, P, ...] tensor -> [B, P, 1, d]."""
-        nominal = nominal_values(batch, self.names)
-        zero = torch.zeros(like.shape[:2], device=like.device)
-        cols = []
-        for n in self.names:
-            v = nominal.get(n)
-            if v is None:
-                cols += [zero, zero]
-            else:
-                cols += [v.to(zero.device) / LATENT_SCALES[n] if self.values else zero, torch.ones_like(zero)]
         w = self.lin.weight
-        return self.lin(torch.stack(cols, -1).to(w.dtype))[:, :, None]
+        return self.lin(nominal_features(batch, self.names, like, self.values).to(w.dtype))[:, :, None]
+
+
+def nominal_features(batch: dict, names: tuple[str, ...], like: torch.Tensor, values: bool = True) -> torch.Tensor:
+    """``NominalEmbed``'s features: per latent in ``names``, ``(nominal / LATENT_SCALES[name], 1)`` where the batch
+    states it (``prior_<name>`` [B, P] or [B, 1]), else ``(0, 0)``; ``values=False`` keeps only the flag. like: any
+    [B, P, ...] tensor -> [B, P, 2 len(names)] float32."""
+    nominal = nominal_values(batch, names)
+    zero = torch.zeros(like.shape[:2], device=like.device)
+    cols = []
+    for n in names:
+        v = nominal.get(n)
+        if v is None:
+            cols += [zero, zero]
+        else:
+            cols += [v.to(zero.device).expand_as(zero) / LATENT_SCALES[n] if values else zero, torch.ones_like(zero)]
+    return torch.stack(cols, -1) if cols else zero[..., None][..., :0]
 
 
 def c2r(z: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import nn
 
 from icwm.config import check
 from icwm.model import detection, grid, precoding, sub6
-from icwm.model.common import LATENT_SCALES, nominal_values, scalar_latents
+from icwm.model.common import LATENT_SCALES, nominal_features, nominal_values, scalar_latents
 from icwm.model.config import ModelConfig
 from icwm.model.transformer import EpisodeTransformer
 
@@ -122,7 +122,9 @@ class ICWM(nn.Module):
                    for t, n in n_fit.items()}
         self.probes = nn.ModuleDict({t: _probe(d_probe[t], len(probe_latents(t)), cfg.probe_hidden)
                                      for t in cfg.tasks if probe_latents(t)})
-        self.fit_probes = nn.ModuleDict({t: _fit_probe(n_fit[t], len(probe_latents(t)), cfg.probe_hidden)
+        # the branch also reads the stated nominal values (it estimates the offset from them, as the probe does)
+        self.fit_probes = nn.ModuleDict({t: _fit_probe(n_fit[t] + 2 * len(self.nominal.get(t, ())),
+                                                       len(probe_latents(t)), cfg.probe_hidden)
                                          for t in cfg.tasks if probe_latents(t) and n_fit[t]
                                          and cfg.probe_fit == "branch"})
         self.task_emb = nn.Embedding(len(cfg.tasks), d)
@@ -170,7 +172,8 @@ class ICWM(nn.Module):
                 pooled = torch.cat((pooled, fit.to(pooled.dtype)), -1)
         o = self.probes[task](pooled).float()                           # [B, P, n_latent]
         if task in self.fit_probes:
-            o = o + self.fit_probes[task](fit.to(pooled.dtype)).float()
+            feat = torch.cat((fit.float(), nominal_features(batch, self.nominal.get(task, ()), fit)), -1)
+            o = o + self.fit_probes[task](feat.to(pooled.dtype)).float()
         base = {n: v.to(o.device) for n, v in nominal_values(batch, self.nominal.get(task, ())).items()}
         return {n: LATENT_SCALES[n] * o[..., i] + base.get(n, 0.0) for i, n in enumerate(names)}
 

@@ -56,7 +56,8 @@ def test_cached_queries_equal_the_forward_pass(model, task: str, form: str, k: i
         torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda m: f"{task} {form} {key}: {m}")
 
 
-@pytest.mark.parametrize("option", [{"probe_skip": True}, {"probe_fit": "input"}, {"probe_fit": "branch"}])
+@pytest.mark.parametrize("option", [{"probe_skip": True}, {"probe_fit": "input"}, {"probe_fit": "branch"},
+                                    {"probe_fit": "branch", "nominal": True}])
 @pytest.mark.parametrize("k", [0, 5])
 @pytest.mark.parametrize("task", [t for t, form in FORMS if form == "latent" and probe_latents(t)])
 def test_cached_queries_equal_the_forward_pass_with_probe_options(task: str, k: int, option: dict):
