@@ -96,8 +96,8 @@ class ModelConfig:
     probe_fit: str = "none"         # latent probe and the family's in-context fit where it has one (precoding: the
                                     # fitted 2 x 3 map and its count features) as raw numbers: "none" (the trunk's
                                     # tokens only), "input" (appended to the probe's input), "branch" (a second
-                                    # read-out of the map alone, inputs standardised by running training statistics,
-                                    # added to the probe's; docs/results/probe_memo_s25)
+                                    # read-out of the map and the stated nominal, inputs standardised by running
+                                    # training statistics, added to the probe's; docs/results/probe_memo_s25)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)

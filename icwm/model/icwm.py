@@ -5,7 +5,7 @@ typed head context and tokeniser limits; this module wires them to the trunk (``
 latent probe: a linear (or MLP) read-out, from every pair's x-tokens (which see the earlier pairs, never their own
 label; with ``model.probe_skip`` also the same tokens before the trunk; with ``model.probe_fit`` also the family's
 in-context fit as raw numbers, ``probe_in`` of its head context, where it has one: as more inputs, or through a
-second read-out of the fit alone whose output is added), of the task's scalar latents
+second read-out of the fit and the stated nominal values whose output is added), of the task's scalar latents
 (``LATENT_SCALES``; with ``model.nominal``, as an offset from the latent's stated nominal value where the episode
 states one). It is trained with an auxiliary loss (``icwm.train.objective``) and is how the network states what it
 inferred from the demonstrations: precoding renders its ``lam_p`` at the probe's SNR in the latent form, bf reads its
@@ -37,7 +37,8 @@ def _probe(d: int, n_latent: int, hidden: int) -> nn.Module:
 
 
 def _fit_probe(n_in: int, n_latent: int, hidden: int) -> nn.Module:
-    """``model.probe_fit = "branch"``'s read-out of a family's raw in-context fit, [..., n_in] -> [..., n_latent]:
+    """``model.probe_fit = "branch"``'s read-out of a family's raw in-context fit and the stated nominal values,
+    [..., n_in] -> [..., n_latent]:
     the ``_probe`` read-out behind ``RunningStandardise``. Why: the fitted coefficients move with the latent by a few
     hundredths (precoding's map, sd 0.02-0.34 over episodes), so an unscaled read-out learns them many times slower
     under Adam's fixed step size (docs/results/probe_memo_s25). Its output weights start at zero: a random read-out
@@ -70,10 +71,9 @@ class RunningStandardise(nn.Module):
         if self.training:
             with torch.no_grad():
                 flat = x.detach().reshape(-1, x.shape[-1]).float()
-                self.count += 1
-                w = 1.0 / self.count.item()
-                self.mean.add_(w * (flat.mean(0).to(self.mean.dtype) - self.mean))
-                self.var.add_(w * (flat.var(0, unbiased=False).to(self.var.dtype) - self.var))
+                self.count += 1                                     # no .item(): no host sync on a GPU
+                self.mean.add_((flat.mean(0).to(self.mean.dtype) - self.mean) / self.count)
+                self.var.add_((flat.var(0, unbiased=False).to(self.var.dtype) - self.var) / self.count)
         z = (x - self.mean.to(x.dtype)) / (self.var.to(x.dtype) + self.eps).sqrt()
         return z.clamp(-self.CLIP, self.CLIP)
 

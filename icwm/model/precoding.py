@@ -45,7 +45,7 @@ LOADING = 1e-2        # diagonal loading of the users' correlation matrix: a use
 class PrecodingCtx:
     """What the head needs besides the tokens: the channels ``h`` [B, P, K, Nt] and the given SNR ``snr_db`` [B, P]
     (None in the latent form); for the latent probe (``model.probe_fit``), the in-context fit's raw map
-    ``probe_in`` [B, P, N_MAP] float32 (None without the fit)."""
+    ``probe_in`` [B, P, N_MAP] float32 (None without the fit or with ``probe_fit = "none"``)."""
 
     h: torch.Tensor
     snr_db: torch.Tensor | None

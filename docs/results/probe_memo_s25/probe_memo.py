@@ -22,11 +22,12 @@ from icwm.eval.runner import load_model, model_query_pred, probe_errors, query
 KS = (4, 16)
 
 
-def shard_groups(root: Path, task: str) -> dict[str, dict[str, torch.Tensor]]:
-    """Training groups of the latent systems of ``task``: system -> tensors [group, sample, ...]."""
+def shard_groups(root: Path, task: str, prefix: str = "prel_") -> dict[str, dict[str, torch.Tensor]]:
+    """Training groups of ``task``'s systems named ``prefix``* (default: the latent ones): system -> tensors [group,
+    sample, ...]."""
     out: dict[str, list[dict]] = {}
     for e in json.loads((root / "index.json").read_text())["shards"]:
-        if e["task"] == task and e["system"].startswith("prel_"):
+        if e["task"] == task and e["system"].startswith(prefix):
             out.setdefault(e["system"], []).append(load_shard(root / e["file"])[0])
     return {s: {k: torch.cat([p[k] for p in parts]) for k in parts[0]} for s, parts in out.items()}
 

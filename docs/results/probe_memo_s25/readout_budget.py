@@ -8,7 +8,6 @@ with the given-form groups added (their SNR is an input there, the probe's targe
 
     OMP_NUM_THREADS=1 python docs/results/probe_memo_s25/readout_budget.py
 """
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from map_readout import dataset  # noqa: E402
 from probe_memo import fresh_groups, shard_groups  # noqa: E402
 
-from icwm.data.shards import load_shard  # noqa: E402
 from icwm.eval.runner import load_model  # noqa: E402
 
 ROOT = Path("data/shards/small_nominal")
@@ -26,12 +24,7 @@ ROOT = Path("data/shards/small_nominal")
 
 def given_groups(task: str) -> dict[str, dict[str, torch.Tensor]]:
     """The training shards' given-form groups, their input SNR as the target."""
-    out: dict[str, list[dict]] = {}
-    for e in json.loads((ROOT / "index.json").read_text())["shards"]:
-        if e["task"] == task and e["system"].startswith("seen_"):
-            t = load_shard(ROOT / e["file"])[0]
-            out.setdefault(e["system"], []).append({**t, "latent_snr_db": t["snr_db"]})
-    return {s: {k: torch.cat([p[k] for p in v]) for k in v[0]} for s, v in out.items()}
+    return {s: {**g, "latent_snr_db": g["snr_db"]} for s, g in shard_groups(ROOT, task, "seen_").items()}
 
 
 def main() -> None:
