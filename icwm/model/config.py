@@ -59,6 +59,8 @@ class ModelConfig:
     bf_angle_harmonics: int = 3     # bf "angle" label: sin / cos harmonics of each azimuth besides the angle itself
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
+    precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
+                                    # read-out at it (evaluation refines at that SNR, so only its error matters there)
     bf_prior_floor: float = -20.0   # bf: floor of the sub-6 prior's log-scores (beams 20 nepers below the peak are
                                     # all unlikely; keeps the prior's logits finite)
     label_reads_x: bool = False     # pre_* / det: a user's label token adds that user's x-token embedding, so the

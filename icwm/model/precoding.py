@@ -140,12 +140,12 @@ class PrecodingHead(nn.Module):
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
         self.out = nn.Linear(cfg.d_model, 2)
-        self.task, self.refine = task, cfg.precoding_refine
+        self.task, self.refine, self.snr_grad = task, cfg.precoding_refine, cfg.precoding_snr_grad
 
     def forward(self, hx: torch.Tensor, ctx: PrecodingCtx, latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """hx: [B, P, K, d] -> {"lam_p": [B, P, K, 2] float32} (latent form: also "snr_db" [B, P])."""
         lam_p = torch.softmax(self.out(hx).float(), dim=-2)
-        snr_db = ctx.snr_db if ctx.snr_given else latent["snr_db"]
+        snr_db = ctx.snr_db if ctx.snr_given else latent["snr_db"] if self.snr_grad else latent["snr_db"].detach()
         if self.refine and not self.training:
             with torch.no_grad():
                 lam_p = tasks.get(self.task).refine(ctx.h, lam_p, torch.pow(10.0, snr_db.float() / 10.0))

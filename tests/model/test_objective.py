@@ -106,3 +106,16 @@ def test_a_few_adam_steps_lower_the_loss_of_a_latent_batch():
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses))) and losses[0] > 0
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_precoding_task_loss_trains_the_probe_only_when_asked(grad: bool):
+    """``precoding_snr_grad``: in the latent form the sum-rate loss reaches the SNR probe through the render of the
+    read-out at the probe's SNR only when true (false: the probe learns the SNR from its own loss alone)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.flavour("debug", precoding_snr_grad=grad)).train()
+    b = _with_metadata(latent_batch("pre_sr", k=3))
+    objective.pair_losses(model(b), b).mean().backward()
+    weight = model.probes["pre_sr"].weight.grad
+    assert (weight is not None and weight.abs().sum() > 0) == grad
+    assert model.embedders["pre_sr"].gram.phi[0].weight.grad.abs().sum() > 0       # the read-out trains either way
