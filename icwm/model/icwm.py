@@ -51,10 +51,13 @@ def _fit_probe(n_in: int, n_latent: int, hidden: int) -> nn.Module:
 
 
 class RunningStandardise(nn.Module):
-    """x [..., n] -> (x - mean) / sqrt(var + eps) per feature, with mean and var the cumulative averages of the
-    per-batch statistics of every training batch so far (buffers, updated in training mode before use). A batch's
-    own statistics never normalise it (unlike BatchNorm), so training and evaluation apply the same transform,
-    whatever a batch's k: BatchNorm's batch statistics, which move with k, broke the read-out at evaluation.
+    """x [..., n] -> (x - mean) / sqrt(var + eps) per feature, with mean and var those of all training batches so far
+    pooled, each batch weighted equally (buffers, updated in training mode before use): var = the average
+    within-batch variance + the variance of the batch means. The second term matters: a sampler batch holds one
+    system, so a feature constant within it (a stated nominal value) has zero within-batch variance (averaging the
+    batches' variances alone left it at 0 and its z-scores at the clip). A batch's own statistics never normalise it
+    (unlike BatchNorm), so training and evaluation apply the same transform, whatever a batch's k: BatchNorm's batch
+    statistics, which move with k, broke the read-out at evaluation.
     Outputs are clipped to +-``CLIP`` sd: early statistics can be degenerate (a k = 0 batch has no fit: zero variance),
     and an unbounded input would let the read-out's first estimates overflow (an SNR in dB is exponentiated)."""
 
@@ -72,8 +75,10 @@ class RunningStandardise(nn.Module):
             with torch.no_grad():
                 flat = x.detach().reshape(-1, x.shape[-1]).float()
                 self.count += 1                                     # no .item(): no host sync on a GPU
-                self.mean.add_((flat.mean(0).to(self.mean.dtype) - self.mean) / self.count)
-                self.var.add_((flat.var(0, unbiased=False).to(self.var.dtype) - self.var) / self.count)
+                b_mean, b_var = flat.mean(0).to(self.mean.dtype), flat.var(0, unbiased=False).to(self.var.dtype)
+                delta = b_mean - self.mean
+                self.mean.add_(delta / self.count)
+                self.var.add_((b_var + delta * (b_mean - self.mean) - self.var) / self.count)   # Welford, per batch
         z = (x - self.mean.to(x.dtype)) / (self.var.to(x.dtype) + self.eps).sqrt()
         return z.clamp(-self.CLIP, self.CLIP)
 

@@ -82,9 +82,9 @@ def test_probe_fit_branch_trains_on_the_probe_loss():
 
 
 def test_probe_fit_branch_standardises_its_inputs_by_training_statistics():
-    """The branch's inputs are standardised per feature by the cumulative average of the training batches' statistics,
+    """The branch's inputs are standardised per feature by the pooled statistics of the training batches so far,
     updated before use in training mode and frozen in evaluation: the same transform in both modes, never a batch's
-    own statistics (after one batch they are that batch's; after two, their average)."""
+    own statistics (after one batch they are that batch's; after two, each batch weighted equally)."""
     cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit="branch")
     model = build_model(cfg).train()
     norm = model.fit_probes["pre_mm"][0]
@@ -97,12 +97,27 @@ def test_probe_fit_branch_standardises_its_inputs_by_training_statistics():
     norm(b)
     fa, fb = a.reshape(-1, N_MAP), b.reshape(-1, N_MAP)
     torch.testing.assert_close(norm.mean, (fa.mean(0) + fb.mean(0)) / 2)
-    torch.testing.assert_close(norm.var, (fa.var(0, unbiased=False) + fb.var(0, unbiased=False)) / 2)
+    means = torch.stack((fa.mean(0), fb.mean(0)))
+    within = (fa.var(0, unbiased=False) + fb.var(0, unbiased=False)) / 2
+    torch.testing.assert_close(norm.var, within + means.var(0, unbiased=False))
     assert norm.count.item() == 2
     norm.eval()
     out = norm(b)
     torch.testing.assert_close(out, (b - norm.mean) / (norm.var + 1e-5).sqrt())
     assert norm.count.item() == 2                                       # evaluation does not update
+
+
+def test_running_standardise_sees_features_constant_within_each_batch():
+    """A feature constant within every batch (a sampler batch is one system: its stated nominal) but different across
+    batches is scaled by its spread across them: nominal values 0, 10, 20 -> z-scores -1.22, 0, 1.22."""
+    from icwm.model.icwm import RunningStandardise
+    norm = RunningStandardise(1).train()
+    for value in (0.0, 10.0, 20.0):
+        norm(torch.full((4, 1), value))
+    torch.testing.assert_close(norm.mean, torch.tensor([10.0]))
+    torch.testing.assert_close(norm.var, torch.tensor([200.0 / 3]))
+    z = norm.eval()(torch.tensor([[0.0], [10.0], [20.0]]))[:, 0]
+    torch.testing.assert_close(z, torch.tensor([-1.5, 0.0, 1.5]).mul(0.8165), atol=1e-3, rtol=0)
 
 
 def test_running_standardise_is_bounded_after_degenerate_statistics():
