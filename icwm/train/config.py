@@ -27,6 +27,8 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
     weight_decay: float = 0.1          # applied to matrices only (not to biases, norms, embeddings' 1-d params)
+    probe_decay: bool = True           # also on the latent probe's matrices (``probes.*``, ``fit_probes.*``): decay
+                                       # pulls a regression read-out's estimates towards its bias (the nominal)
     warmup_steps: int = 100            # optimiser steps of linear warm-up from lr / warmup_steps
     min_lr_ratio: float = 0.1          # final lr of the cosine = min_lr_ratio * lr
     clip: float = 1.0                  # max global gradient norm (0 = no clipping)

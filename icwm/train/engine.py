@@ -188,11 +188,16 @@ def lr_lambda(optim: OptimConfig, total_steps: int) -> Callable[[int], float]:
     return f
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on parameters with >= 2 dims (matrices, embeddings), none on biases/gains."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+PROBE_PREFIXES = ("probes.", "fit_probes.")     # the latent probe's read-outs (``ICWM.probes``, ``ICWM.fit_probes``)
+
+
+def param_groups(model: nn.Module, weight_decay: float, probe_decay: bool = True) -> list[dict]:
+    """AdamW groups: weight decay on parameters with >= 2 dims (matrices, embeddings), none on biases/gains, nor on
+    the latent probe's matrices unless ``probe_decay``."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decayed = [p.dim() >= 2 and (probe_decay or not n.startswith(PROBE_PREFIXES)) for n, p in params]
+    return [{"params": [p for (_, p), d in zip(params, decayed) if d], "weight_decay": weight_decay},
+            {"params": [p for (_, p), d in zip(params, decayed) if not d], "weight_decay": 0.0}]
 
 
 def build_optimizer(model: nn.Module, cfg: "PretrainConfig | EngineSpec"
@@ -200,7 +205,7 @@ def build_optimizer(model: nn.Module, cfg: "PretrainConfig | EngineSpec"
     """Torch AdamW (non-fused, foreach) and its warm-up + cosine ``LambdaLR``."""
     spec = EngineSpec.of(cfg)
     o = spec.optim
-    opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    opt = torch.optim.AdamW(param_groups(model, o.weight_decay, o.probe_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o, spec.steps))
 
 

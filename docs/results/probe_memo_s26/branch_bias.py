@@ -1,5 +1,5 @@
 """Where ``probe_fit=branch``'s SNR estimate goes wrong, per training system of a precoding task: at k = 0 / 4 / 16 on
-the training shards' latent groups, the estimate's mean absolute error and bias, the main probe's part (pooled trunk
+the training shards' latent groups, the estimate's mean absolute error, bias and slope on the truth, the main probe's part (pooled trunk
 tokens) and the branch's (the fit's raw map and the stated nominal; its correlation with the true offset from the
 nominal), and the branch's standardised inputs at k = 16 (mean z-score per input over the groups).
 
@@ -33,8 +33,8 @@ def main() -> None:
         return probe(t, hx, batch, x0, fit)
 
     model.probe = spy
-    print("| system | k | error (dB) | bias | main: mean, sd | branch: mean, sd, corr | branch inputs' z at k=16 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| system | k | error (dB) | bias | slope | main: mean, sd | branch: mean, sd, corr | branch inputs' z at k=16 |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, s in shard_groups(Path("data/shards/small_nominal"), task).items():
         for k in (0, 4, 16):
             b = {"task": task, "k": k, **take(model_inputs(tasks.get(task), s), k)}
@@ -47,8 +47,9 @@ def main() -> None:
             nominal, truth = s["prior_snr_db"][:, 0], s["latent_snr_db"][:, 0]
             br = hat - nominal - main
             corr = torch.corrcoef(torch.stack((br, truth - nominal)))[0, 1].item() if k else float("nan")
+            slope = torch.cov(torch.stack((hat, truth)))[0, 1] / truth.var()
             zs = " ".join(f"{v:.1f}" for v in z.tolist()) if k == 16 else ""
-            print(f"| {name} | {k} | {(hat - truth).abs().mean():.2f} | {(hat - truth).mean():+.2f} | "
+            print(f"| {name} | {k} | {(hat - truth).abs().mean():.2f} | {(hat - truth).mean():+.2f} | {slope:.2f} | "
                   f"{main.mean():+.2f}, {main.std():.2f} | {br.mean():+.2f}, {br.std():.2f}, {corr:.2f} | {zs} |")
 
 
