@@ -205,7 +205,8 @@ def build_optimizer(model: nn.Module, cfg: "PretrainConfig | EngineSpec"
     """Torch AdamW (non-fused, foreach) and its warm-up + cosine ``LambdaLR``."""
     spec = EngineSpec.of(cfg)
     o = spec.optim
-    opt = torch.optim.AdamW(param_groups(model, o.weight_decay, o.probe_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    groups = param_groups(model, o.weight_decay, o.probe_decay)
+    opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o, spec.steps))
 
 
