@@ -117,7 +117,7 @@ def test_running_standardise_sees_features_constant_within_each_batch():
     torch.testing.assert_close(norm.mean, torch.tensor([10.0]))
     torch.testing.assert_close(norm.var, torch.tensor([200.0 / 3]))
     z = norm.eval()(torch.tensor([[0.0], [10.0], [20.0]]))[:, 0]
-    torch.testing.assert_close(z, torch.tensor([-1.5, 0.0, 1.5]).mul(0.8165), atol=1e-3, rtol=0)
+    torch.testing.assert_close(z, torch.tensor([-10.0, 0.0, 10.0]) / (200.0 / 3) ** 0.5, atol=1e-3, rtol=0)
 
 
 def test_running_standardise_is_bounded_after_degenerate_statistics():

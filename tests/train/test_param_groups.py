@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig, build_model
-from icwm.train.engine import param_groups
+from icwm.train.engine import PROBE_PREFIXES, param_groups
 
 
 @pytest.mark.parametrize("probe_decay", [True, False])
@@ -17,10 +17,10 @@ def test_probe_matrices_are_decayed_only_when_asked(probe_decay: bool):
     assert decay["weight_decay"] == 0.1 and rest["weight_decay"] == 0.0
     ids = {id(p) for p in decay["params"]}
     named = dict(model.named_parameters())
-    probe = [n for n, p in named.items() if n.startswith(("probes.", "fit_probes.")) and p.dim() >= 2]
+    probe = [n for n, p in named.items() if n.startswith(PROBE_PREFIXES) and p.dim() >= 2]
     assert any(n.startswith("fit_probes.") for n in probe) and any(n.startswith("probes.") for n in probe)
     assert all((id(named[n]) in ids) == probe_decay for n in probe)
-    others = [n for n, p in named.items() if not n.startswith(("probes.", "fit_probes."))]
+    others = [n for n, p in named.items() if not n.startswith(PROBE_PREFIXES)]
     assert all((id(named[n]) in ids) == (named[n].dim() >= 2) for n in others)
     assert len(decay["params"]) + len(rest["params"]) == len(named)
 

@@ -16,26 +16,39 @@ from probe_memo import shard_groups  # noqa: E402
 
 from icwm import tasks  # noqa: E402
 from icwm.eval.runner import load_model, model_inputs, take  # noqa: E402
+from icwm.model import LATENT_SCALES  # noqa: E402
+
+
+def probe_parts(model, task: str, groups: dict[str, torch.Tensor], k: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """The SNR probe at the query of k-demonstration episodes of ``groups`` [group, sample, ...] (no grad): (its
+    estimate [group] dB, the main probe's part [group] dB (pooled trunk tokens), the fit's raw map [group, pair, n]
+    the branch reads, the model's input batch)."""
+    cap, probe = {}, model.probe
+
+    def spy(t, hx, batch, x0=None, fit=None):
+        out = probe(t, hx, batch, x0, fit)
+        cap.update(hx=hx, fit=fit, hat=out["snr_db"])
+        return out
+
+    b = {"task": task, "k": k, **take(model_inputs(tasks.get(task), groups), k)}
+    model.probe = spy
+    try:
+        with torch.no_grad():
+            model(b)
+            main = LATENT_SCALES["snr_db"] * model.probes[task](cap["hx"].mean(2))[:, -1, 0]
+    finally:
+        del model.probe                                                 # back to the class's method
+    return cap["hat"][:, -1], main, cap["fit"], b
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     model, _ = load_model(ap.parse_args().model, torch.device("cpu"))
-    cap, probe = {}, model.probe
-
-    def spy(task, hx, batch, x0=None, fit=None):
-        cap.update(hx=hx, fit=fit, batch=batch)
-        return probe(task, hx, batch, x0, fit)
-
-    model.probe = spy
     task, parts = "pre_mm", {"branch": [], "main": [], "target": []}
     for s in shard_groups(Path("data/shards/small_nominal"), task).values():
-        b = {"task": task, "k": 16, **take(model_inputs(tasks.get(task), s), 16)}
-        with torch.no_grad():
-            model(b)
-            hat = probe(task, cap["hx"], cap["batch"], None, cap["fit"])["snr_db"][:, -1]
-            main = 20 * model.probes[task](cap["hx"].mean(2))[:, -1, 0]
+        hat, main, _, _ = probe_parts(model, task, s, 16)
         nominal = s.get("prior_snr_db", torch.zeros_like(s["latent_snr_db"]))[:, 0]
         parts["main"].append(main)
         parts["branch"].append(hat - nominal - main)

@@ -1,7 +1,7 @@
 """Where ``probe_fit=branch``'s SNR estimate goes wrong, per training system of a precoding task: at k = 0 / 4 / 16 on
-the training shards' latent groups, the estimate's mean absolute error, bias and slope on the truth, the main probe's part (pooled trunk
-tokens) and the branch's (the fit's raw map and the stated nominal; its correlation with the true offset from the
-nominal), and the branch's standardised inputs at k = 16 (mean z-score per input over the groups).
+the training shards' latent groups, the estimate's mean absolute error, bias and slope on the truth, the main probe's
+part (pooled trunk tokens) and the branch's (the fit's raw map and the stated nominal; its correlation with the
+true offset from the nominal), and the branch's standardised inputs at k = 16 (mean z-score per input over the groups).
 
     OMP_NUM_THREADS=2 python docs/results/probe_memo_s26/branch_bias.py --model <run>/model --task pre_sr
 """
@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "probe_memo_s25"))
+from branch_parts import probe_parts  # noqa: E402
 from probe_memo import shard_groups  # noqa: E402
 
-from icwm import tasks  # noqa: E402
-from icwm.eval.runner import load_model, model_inputs, take  # noqa: E402
+from icwm.eval.runner import load_model  # noqa: E402
 from icwm.model.common import nominal_features  # noqa: E402
 
 
@@ -25,25 +25,15 @@ def main() -> None:
     ap.add_argument("--task", default="pre_sr")
     args = ap.parse_args()
     model, _ = load_model(args.model, torch.device("cpu"))
-    task, cap, probe = args.task, {}, model.probe
-    norm = model.fit_probes[task][0]
-
-    def spy(t, hx, batch, x0=None, fit=None):
-        cap.update(hx=hx, fit=fit, batch=batch)
-        return probe(t, hx, batch, x0, fit)
-
-    model.probe = spy
-    print("| system | k | error (dB) | bias | slope | main: mean, sd | branch: mean, sd, corr | branch inputs' z at k=16 |")
+    task, norm = args.task, model.fit_probes[args.task][0]
+    print("| system | k | error (dB) | bias | slope | main: mean, sd | branch: mean, sd, corr "
+          "| branch inputs' z at k=16 |")
     print("|---|---|---|---|---|---|---|---|")
     for name, s in shard_groups(Path("data/shards/small_nominal"), task).items():
         for k in (0, 4, 16):
-            b = {"task": task, "k": k, **take(model_inputs(tasks.get(task), s), k)}
-            with torch.no_grad():
-                model(b)
-                hat = probe(task, cap["hx"], cap["batch"], None, cap["fit"])["snr_db"][:, -1]
-                main = 20 * model.probes[task](cap["hx"].mean(2))[:, -1, 0]
-                feat = torch.cat((cap["fit"].float(), nominal_features(b, model.nominal.get(task, ()), cap["fit"])), -1)
-                z = ((feat - norm.mean) / (norm.var + norm.eps).sqrt())[:, -1].mean(0)
+            hat, main, fit, b = probe_parts(model, task, s, k)
+            feat = torch.cat((fit.float(), nominal_features(b, model.nominal.get(task, ()), fit)), -1)
+            z = ((feat - norm.mean) / (norm.var + norm.eps).sqrt())[:, -1].mean(0)
             nominal, truth = s["prior_snr_db"][:, 0], s["latent_snr_db"][:, 0]
             br = hat - nominal - main
             corr = torch.corrcoef(torch.stack((br, truth - nominal)))[0, 1].item() if k else float("nan")
