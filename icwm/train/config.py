@@ -65,6 +65,8 @@ class TrainConfig:
     num_workers: int = 0               # DataLoader workers per rank (0 = in process)
     latent_weight: float = 1.0         # weight of the latent probe's loss (its squared error in LATENT_SCALES units,
                                        # O(0.1) at k = 0, next to task losses of O(1))
+    latent_given: bool = True          # the probe's loss also on latents the batch states as inputs (the given
+                                       # form's SNR, which the head reads instead of the estimate)
     dwa_temperature: float = 2.0       # DWA temperature T
     dwa_window: int = 20               # optimiser steps per DWA window
     progress: bool = True              # tqdm bar on rank 0

@@ -270,7 +270,8 @@ class Trainer:
         another, on every rank alike). Raises ``NonFiniteError`` (``stop``) or ``LauncherGone``.
         """
         task = batch["task"]
-        loss = task_losses(self.engine, to_device(batch, self.engine.device), self.cfg.train.latent_weight)
+        loss = task_losses(self.engine, to_device(batch, self.engine.device), self.cfg.train.latent_weight,
+                           self.cfg.train.latent_given)
         finite = bool(torch.isfinite(loss.detach()))
         n_bad = self._agree(not finite)
         if n_bad:

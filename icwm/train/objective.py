@@ -49,32 +49,35 @@ def latent_target(batch: dict, name: str) -> torch.Tensor:
     return torch.zeros(lead.shape[:2], device=lead.device)
 
 
-def latent_losses(pred: dict, batch: dict) -> torch.Tensor:
+def latent_losses(pred: dict, batch: dict, given: bool = True) -> torch.Tensor:
     """The latent probe's squared error, in ``LATENT_SCALES`` units, summed over the task's probed latents:
-    [B, k+1] (zeros when the model has no probe for the task)."""
+    [B, k+1] (zeros when the model has no probe for the task). ``given=False`` leaves out the latents the batch
+    states as inputs (the given form's SNR: the head then reads the input, not the estimate)."""
     lead = batch[tasks.get(batch["task"]).Y_KEYS[0]]
     loss = torch.zeros(lead.shape[:2], device=lead.device)
     for key, hat in pred.items():
         if key.startswith(LATENT_HAT):
             name = key[len(LATENT_HAT):]
-            loss = loss + ((hat - latent_target(batch, name)) / LATENT_SCALES[name]).pow(2)
+            if given or name not in batch:
+                loss = loss + ((hat - latent_target(batch, name)) / LATENT_SCALES[name]).pow(2)
     return loss
 
 
-def task_losses(model: nn.Module, batch: dict, latent_weight: float = 0.0) -> torch.Tensor:
+def task_losses(model: nn.Module, batch: dict, latent_weight: float = 0.0, latent_given: bool = True) -> torch.Tensor:
     """Mean loss of one sampler batch over all its episodes and all k + 1 positions.
 
     Args:
         model: an ``ICWM`` (or a wrapper whose forward takes the batch dict).
         batch: ``task``, ``k`` and tensors [B, k+1, ...] for the task's X_KEYS, Y_KEYS and metadata.
         latent_weight: weight of the latent probe's loss (``latent_losses``) added to the task's.
+        latent_given: whether that loss also covers latents the batch states as inputs (``latent_losses``' given).
     Returns:
         Scalar tensor (differentiable).
     """
     pred = model(batch)
     loss = pair_losses(pred, batch)
     if latent_weight > 0:
-        loss = loss + latent_weight * latent_losses(pred, batch)
+        loss = loss + latent_weight * latent_losses(pred, batch, latent_given)
     return loss.mean()
 
 

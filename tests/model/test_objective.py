@@ -77,6 +77,20 @@ def test_latent_target_falls_back_to_the_input_then_zero():
         assert torch.equal(objective.latent_target(lb, name), lb["latent_" + name])
 
 
+@pytest.mark.parametrize("task", ["pre_sr", "bf"])
+def test_latent_losses_without_given_leave_out_stated_latents_only(task: str):
+    """``given=False``: the given form's SNR (an input) carries no probe loss, its latent form keeps it; bf's panel
+    offset, never an input, keeps its loss (target 0) in both forms."""
+    for b in (random_batch(task, k=2), latent_batch(task, k=2)):
+        name = probe_latents(task)[0]
+        pred = {LATENT_HAT + name: objective.latent_target(b, name) + 3.0}
+        full, kept = objective.latent_losses(pred, b), objective.latent_losses(pred, b, given=False)
+        assert float(full.min()) > 0
+        stated = name in b
+        assert stated == (task == "pre_sr" and "latent_" + name not in b)
+        assert torch.equal(kept, torch.zeros_like(full) if stated else full)
+
+
 @pytest.mark.parametrize("task", ["pre_sr", "det", "de"])
 def test_task_losses_adds_the_weighted_latent_loss(task: str):
     torch.manual_seed(0)
