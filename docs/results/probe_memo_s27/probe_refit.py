@@ -4,8 +4,8 @@ The trunk and the fit are frozen at a trained model's weights; the probe's input
 branch's raw fit and nominal features) are captured at every pair of k = 16 episodes of the training shards (three
 random orders per group, latent and given-form systems). Copies of the model's two read-outs (main probe + branch,
 trained weights, the branch's standardisation frozen) are then trained further on the even-numbered groups under
-different schedules (`train`), and evaluated on the odd-numbered latent groups at the query (k = 16): mean absolute error and
-slope per system.
+different schedules (``train``), and evaluated on the odd-numbered latent groups at the query (k = 16): mean
+absolute error and slope per system.
 
     OMP_NUM_THREADS=1 python docs/results/probe_memo_s27/probe_refit.py --model <run>/model --task pre_sr
 """
