@@ -66,14 +66,11 @@ class ReadOut(torch.nn.Module):
         return d["base"] + LATENT_SCALES["snr_db"] * (self.main(d["main"]) + self.branch(d["branch"]))[..., 0]
 
 
-def rows(d: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {key: v.reshape(-1, *v.shape[2:])[idx] for key, v in d.items() if key != "group"}
-
-
 def train(net: ReadOut, data: dict[str, dict], systems: list[str], batching: str, optim: str, steps: int,
           rng: torch.Generator) -> None:
     """Train ``net`` on ``data``'s systems. batching: "system" = each batch one system's groups at all 17 pairs (as
-    the sampler's), "mixed" = 256 pairs drawn over all systems; optim: "recipe" = AdamW lr 1e-3 weight decay 0.1,
+    the sampler's), "accumN" = an N-th of each of N random systems' rows (as N accumulated one-system micro batches),
+    "mixed" = 256 pairs drawn over all systems; optim: "recipe" = AdamW lr 1e-3 weight decay 0.1,
     "adam" = Adam lr 3e-3 (the offline read-out's)."""
     params = list(net.main.parameters()) + list(net.branch[1].parameters())
     if optim == "recipe":
