@@ -91,6 +91,19 @@ def test_latent_losses_without_given_leave_out_stated_latents_only(task: str):
         assert torch.equal(kept, torch.zeros_like(full) if stated else full)
 
 
+def test_task_losses_passes_latent_given_on():
+    """On a given-form pre_sr batch the probe's loss is the only difference ``latent_given=False`` makes."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.flavour("debug")).eval()
+    b = _with_metadata(random_batch("pre_sr", k=3))
+    with torch.no_grad():
+        plain = objective.task_losses(model, b)
+        full = objective.task_losses(model, b, latent_weight=0.5)
+        kept = objective.task_losses(model, b, latent_weight=0.5, latent_given=False)
+    assert float(full - plain) > 0
+    torch.testing.assert_close(kept, plain)
+
+
 @pytest.mark.parametrize("task", ["pre_sr", "det", "de"])
 def test_task_losses_adds_the_weighted_latent_loss(task: str):
     torch.manual_seed(0)

@@ -22,6 +22,7 @@ from probe_memo import shard_groups  # noqa: E402
 from icwm import tasks  # noqa: E402
 from icwm.eval.runner import load_model, model_inputs  # noqa: E402
 from icwm.model import LATENT_SCALES  # noqa: E402
+from icwm.train.objective import latent_target  # noqa: E402
 
 ROOT = Path("data/shards/small_nominal")
 ORDERS = 3
@@ -34,10 +35,9 @@ def capture(model, task: str, g: dict[str, torch.Tensor], rng: torch.Generator) 
     for name in ("probes", "fit_probes"):
         mod = getattr(model, name)[task]
         hooks.append(mod.register_forward_hook(lambda m, a, o, name=name: seen.update({name: (a[0], o)})))
-    out = []
+    out, (n, s) = [], latent_target({**g, "task": task}, "snr_db").shape
     try:
         for _ in range(ORDERS):
-            n, s = g["latent_snr_db" if "latent_snr_db" in g else "snr_db"].shape
             order = torch.argsort(torch.rand(n, s, generator=rng), 1)
             sample = {key: torch.gather(v, 1, order.view(n, s, *[1] * (v.dim() - 2)).expand_as(v))
                       for key, v in g.items()}
@@ -46,7 +46,7 @@ def capture(model, task: str, g: dict[str, torch.Tensor], rng: torch.Generator) 
                 hat = model(b)["latent_hat_snr_db"]
             (main_in, main_o), (fit_in, fit_o) = seen["probes"], seen["fit_probes"]
             base = hat - LATENT_SCALES["snr_db"] * (main_o + fit_o)[..., 0]
-            target = sample.get("latent_snr_db", sample.get("snr_db")).float()
+            target = latent_target({**sample, "task": task}, "snr_db")
             out.append(dict(main=main_in, branch=fit_in, base=base, target=target, group=torch.arange(n)))
     finally:
         for h in hooks:
