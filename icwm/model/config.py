@@ -100,6 +100,9 @@ class ModelConfig:
                                     # tokens only), "input" (appended to the probe's input), "branch" (a second
                                     # read-out of the map and the stated nominal, inputs standardised by running
                                     # training statistics, added to the probe's; docs/results/probe_memo_s25)
+    probe_levels: bool = False      # with probe_fit, precoding: the probe's raw inputs also carry the users' mean log
+                                    # gain and mean log orthogonality, which the fit's centred regressors remove, and
+                                    # K / Nt: the map reads the SNR differently in a crowded system (probe_memo_s28)
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
@@ -119,6 +122,8 @@ class ModelConfig:
         check(self.cp_first_guess in ("last", "ar"), "model.cp_first_guess", "'last' or 'ar'", self.cp_first_guess)
         check(self.probe_fit in ("none", "input", "branch"), "model.probe_fit", "'none', 'input' or 'branch'",
               self.probe_fit)
+        check(self.probe_fit != "none" or not self.probe_levels, "model.probe_levels",
+              "false unless model.probe_fit is 'input' or 'branch'", self.probe_levels)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
               self.nominal_frame)
         for name in ("filter_half_width", "icr_half_width", "icr_band_half_width", "probe_hidden"):

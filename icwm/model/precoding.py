@@ -36,6 +36,7 @@ SNR_SCALE = 20.0                                          # dB per feature unit
 N_OWN = 4                                                 # per-user features: la, log gain, snr, snr missing
 N_FIT = 3                                                 # fit regressors: 1, log gain, log orthogonality
 N_MAP = 2 * N_FIT + 2                                     # the fitted map [2 x N_FIT], 1 / max(j, 1), [j > 0]
+N_LEVELS = 3                                              # model.probe_levels: mean log gain, mean log orth, K / Nt
 LABEL_FLOOR = 1e-2    # a user the solver switches off (lambda or p = 0) enters the fit as 1 % of an equal share
 LOADING = 1e-2        # diagonal loading of the users' correlation matrix: a user in the span of the others (K >= Nt)
                       # reads a log orthogonality near log(LOADING) instead of -inf
@@ -45,7 +46,8 @@ LOADING = 1e-2        # diagonal loading of the users' correlation matrix: a use
 class PrecodingCtx:
     """What the head needs besides the tokens: the channels ``h`` [B, P, K, Nt] and the given SNR ``snr_db`` [B, P]
     (None in the latent form); for the latent probe (``model.probe_fit``), the in-context fit's raw map
-    ``probe_in`` [B, P, N_MAP] float32 (None without the fit or with ``probe_fit = "none"``)."""
+    ``probe_in`` [B, P, N_MAP] float32, with ``model.probe_levels`` [B, P, N_MAP + N_LEVELS] (None without the fit
+    or with ``probe_fit = "none"``)."""
 
     h: torch.Tensor
     snr_db: torch.Tensor | None
@@ -61,18 +63,31 @@ def fit_targets(lam_p: torch.Tensor) -> torch.Tensor:
     return torch.log((lam_p.float() * lam_p.shape[-2]).clamp_min(LABEL_FLOOR))
 
 
-def fit_regressors(G: torch.Tensor) -> torch.Tensor:
-    """Per-user regressors of the in-context fit: G [..., user, user] complex Gram -> [..., user, N_FIT] float32,
-    ``[1, log gain, log orthogonality]``, the last two centred over the users. Orthogonality is
-    ``1 / [(R + LOADING I)^-1]_kk`` with R the normalised Gram matrix: the fraction of user k's channel outside the
-    other users' span (zero-forcing's gain over the user's own)."""
+def log_gain_orth(G: torch.Tensor) -> torch.Tensor:
+    """Per-user channel features, G [..., user, user] complex Gram -> [..., user, 2] float32, ``[log gain, log
+    orthogonality]``. Orthogonality is ``1 / [(R + LOADING I)^-1]_kk`` with R the normalised Gram matrix: the fraction
+    of user k's channel outside the other users' span (zero-forcing's gain over the user's own)."""
     dg = G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)
     R = G / (dg[..., :, None] * dg[..., None, :]).sqrt()
     eye = torch.eye(G.shape[-1], device=G.device, dtype=G.dtype)
     orth = 1.0 / torch.linalg.inv(R + LOADING * eye).diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)
-    f = torch.stack((torch.log(dg), torch.log(orth)), -1).float()
+    return torch.stack((torch.log(dg), torch.log(orth)), -1).float()
+
+
+def fit_regressors(G: torch.Tensor | None, f: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-user regressors of the in-context fit: G [..., user, user] complex Gram (or None and its ``log_gain_orth``
+    f [..., user, 2]) -> [..., user, N_FIT] float32, ``[1, log gain, log orthogonality]``, the last two centred over
+    the users."""
+    f = log_gain_orth(G) if f is None else f
     f = f - f.mean(-2, keepdim=True)
     return torch.cat((torch.ones_like(f[..., :1]), f), -1)
+
+
+def channel_levels(f: torch.Tensor, n_ant: int) -> torch.Tensor:
+    """What the fit's centred regressors remove, per pair: ``log_gain_orth`` f [B, P, user, 2] -> [B, P, N_LEVELS]
+    float32, the users' mean log gain and mean log orthogonality and K / Nt (how crowded the system is)."""
+    ratio = torch.full_like(f[..., 0, :1], f.shape[-2] / n_ant)
+    return torch.cat((f.mean(-2), ratio), -1)
 
 
 class PrecodingFit(nn.Module):
@@ -85,17 +100,23 @@ class PrecodingFit(nn.Module):
         nn.init.zeros_(self.emb[-1].weight)             # untrained: the tokens are the Gram embedding's alone
         nn.init.zeros_(self.emb[-1].bias)
 
-    def forward(self, G: torch.Tensor, lam_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, G: torch.Tensor, lam_p: torch.Tensor,
+                n_ant: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """G [B, P, K, K] complex, lam_p [B, P, K, 2] -> (each user's fitted log label [B, P, K, 2] float32, the
-        map's embedding [B, P, 1, d], the map itself [B, P, N_MAP] float32); pair p's from pairs < p (zeros at pair
-        0: no fit, flag 0)."""
-        reg = fit_regressors(G)                                                  # [B, P, K, F]
+        map's embedding [B, P, 1, d], the map itself [B, P, N_MAP] float32, followed by ``channel_levels``
+        [B, P, N_LEVELS] when ``n_ant`` (Nt) is given); pair p's map from pairs < p (zeros at pair 0: no fit, flag 0),
+        its levels from its own channel."""
+        f = log_gain_orth(G)
+        reg = fit_regressors(G, f)                                               # [B, P, K, F]
         maps = self.icr.maps(reg[:, :, None], fit_targets(lam_p)[:, :, None])[:, :, 0]      # [B, P, 2, F]
         fitted = torch.einsum("bpof,bpkf->bpko", maps, reg)
         j = torch.arange(G.shape[1], device=G.device, dtype=torch.float32)
         count = torch.stack((1.0 / j.clamp_min(1.0), (j > 0).float()), -1).expand(G.shape[:2] + (2,))
         raw = torch.cat((maps.flatten(-2), count), -1)
-        return fitted, self.emb(raw.to(self.emb[0].weight.dtype))[:, :, None], raw
+        summary = self.emb(raw.to(self.emb[0].weight.dtype))[:, :, None]
+        if n_ant is not None:
+            raw = torch.cat((raw, channel_levels(f, n_ant)), -1)
+        return fitted, summary, raw
 
 
 class PrecodingEmbed(nn.Module):
@@ -104,7 +125,9 @@ class PrecodingEmbed(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.fit = PrecodingFit(cfg) if cfg.icr and cfg.precoding_fit else None
-        self.probe_features = N_MAP if self.fit is not None and cfg.probe_fit != "none" else 0   # for ICWM.probe
+        self.probe_levels = cfg.probe_levels
+        probed = self.fit is not None and cfg.probe_fit != "none"
+        self.probe_features = (N_MAP + N_LEVELS * cfg.probe_levels) if probed else 0      # for ICWM.probe
         self.gram = GramSet(N_OWN + (2 if self.fit is not None else 0), cfg.d_model)
         self.y_lin = mlp(2, cfg.d_model)
         self.label_reads_x = cfg.label_reads_x
@@ -121,7 +144,7 @@ class PrecodingEmbed(nn.Module):
         own = torch.cat((la[..., None], log_g[..., None], snr[:, :, None, :].expand(la.shape + (2,))), -1)
         raw = None
         if self.fit is not None:
-            fitted, summary, raw = self.fit(G, batch["lam_p"])
+            fitted, summary, raw = self.fit(G, batch["lam_p"], h.shape[-1] if self.probe_levels else None)
             own = torch.cat((own, fitted), -1)
         x = self.gram(own, rho)
         if self.fit is not None:

@@ -2,6 +2,8 @@
 its SNR signature on max-min optima, and the switches."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -34,6 +36,29 @@ def test_regressors_are_gain_and_the_channel_share_outside_the_other_users_span(
     assert torch.allclose(f[..., 0], torch.ones_like(gain.float()))
     assert torch.allclose(f[..., 1], centre(gain.log()).float(), atol=1e-5)
     assert torch.allclose(f[..., 2], centre(orth.log()).float(), atol=1e-4)
+
+
+def test_levels_are_what_centring_removes(monkeypatch):
+    """``model.probe_levels``: each pair's mean log gain and mean log orthogonality over its users (own channel, not
+    the earlier pairs') and K / Nt; scaling a pair's channel moves only its mean log gain, while the centred
+    regressors (and so the map) do not move at all."""
+    monkeypatch.setattr(precoding, "LOADING", 1e-9)
+    h = _channels(2, 3, 4, 8, seed=3).to(torch.complex128)
+    lam_p = torch.softmax(torch.randn(2, 3, 4, 2, generator=torch.Generator().manual_seed(4)), -2)
+    fit = PrecodingFit(ModelConfig.flavour("debug"))
+    G = h @ h.mH
+    _, _, raw = fit(G, lam_p, n_ant=8)
+    assert raw.shape == (2, 3, precoding.N_MAP + precoding.N_LEVELS)
+    f = precoding.log_gain_orth(G)
+    torch.testing.assert_close(raw[..., precoding.N_MAP:precoding.N_MAP + 2], f.mean(-2))
+    torch.testing.assert_close(raw[..., -1], torch.full((2, 3), 0.5))
+    torch.testing.assert_close(raw[..., precoding.N_MAP], h.abs().pow(2).sum(-1).log().mean(-1).float())
+    scaled = h * torch.tensor([1.0, 3.0, 1.0], dtype=h.dtype)[None, :, None, None]   # pair 1 x3 in amplitude
+    _, _, raw_s = fit(scaled @ scaled.mH, lam_p, n_ant=8)
+    torch.testing.assert_close(raw_s[..., :precoding.N_MAP], raw[..., :precoding.N_MAP], atol=1e-5, rtol=0)
+    delta = raw_s[..., precoding.N_MAP] - raw[..., precoding.N_MAP]
+    torch.testing.assert_close(delta, torch.tensor([0.0, 2 * math.log(3.0), 0.0]).expand(2, 3), atol=1e-5, rtol=0)
+    assert fit(G, lam_p)[2].shape[-1] == precoding.N_MAP                          # no n_ant: the map alone
 
 
 def test_a_user_in_the_span_of_the_others_reads_a_finite_low_orthogonality():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig, build_model
-from icwm.model.precoding import N_MAP
+from icwm.model.precoding import N_LEVELS, N_MAP
 from icwm.train.objective import latent_losses
 from model_batches import latent_batch, random_batch
 
@@ -45,25 +45,26 @@ def test_probe_skip_reads_the_tokens_before_the_trunk():
     assert model.probes["bf"][0].weight.grad[:, cfg.d_model:].abs().sum() > 0
 
 
-@pytest.mark.parametrize("mode", ["input", "branch"])
-def test_probe_fit_reads_the_precoding_map(mode: str):
+@pytest.mark.parametrize("mode, levels", [("input", False), ("branch", False), ("input", True), ("branch", True)])
+def test_probe_fit_reads_the_precoding_map(mode: str, levels: bool):
     """With ``model.probe_fit`` the precoding probe also reads the fit's raw map (N_MAP numbers; "input": appended to
     the trunk's pooled tokens, "branch": through a second read-out whose output is added): the estimate moves with
     the earlier pairs' labels through the map even when the trunk's output is held fixed, and only tasks whose
-    embedder has a fit get the extra inputs."""
-    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit=mode)
+    embedder has a fit get the extra inputs (with ``model.probe_levels`` N_LEVELS more)."""
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), precoding_fit=True, probe_fit=mode, probe_levels=levels)
+    n_in = N_MAP + N_LEVELS * levels
     model = build_model(cfg).eval()
     with torch.no_grad():                                               # the branch's output starts at zero
         for p in model.fit_probes.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
-    extra = N_MAP if mode == "input" else 0
+    extra = n_in if mode == "input" else 0
     assert model.probes["pre_mm"].in_features == cfg.d_model + extra and model.probes["bf"].in_features == cfg.d_model
     assert sorted(model.fit_probes) == (["pre_mm", "pre_sr"] if mode == "branch" else [])
     batch = latent_batch("pre_mm", B=2, k=4, seed=0)
     other = {**batch, "lam_p": batch["lam_p"].roll(1, dims=-2)}        # the earlier pairs' labels, users permuted
     _, _, ctx = model.embedders["pre_mm"](batch)
     _, _, ctx_other = model.embedders["pre_mm"](other)
-    assert ctx.probe_in.shape == (2, 5, N_MAP) and not torch.allclose(ctx.probe_in, ctx_other.probe_in)
+    assert ctx.probe_in.shape == (2, 5, n_in) and not torch.allclose(ctx.probe_in, ctx_other.probe_in)
     hx = torch.randn(2, 5, batch["h"].shape[-2], cfg.d_model)
     a = model.probe("pre_mm", hx, batch, fit=ctx.probe_in)["snr_db"]
     b = model.probe("pre_mm", hx, batch, fit=ctx_other.probe_in)["snr_db"]
@@ -162,3 +163,8 @@ def test_probe_fit_branch_statistics_survive_a_checkpoint(tmp_path):
     assert running.abs().max() > 0
     loaded = FewShotModel.from_pretrained(save_pretrained(model, cfg, tmp_path / "m")).model
     torch.testing.assert_close(loaded.fit_probes["pre_mm"][0].mean, running)
+
+
+def test_probe_levels_without_probe_fit_is_rejected():
+    with pytest.raises(ValueError, match="probe_levels"):
+        dataclasses.replace(ModelConfig.flavour("debug"), probe_levels=True)
