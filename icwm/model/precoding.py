@@ -10,8 +10,9 @@ and weak, orthogonal and crowded users is what the SNR changes (at low SNR towar
 towards zero-forcing's equal SINRs), so the fitted map summarises the demonstrations in a few numbers the trunk
 can read the SNR from; the map (an embedding on every user token) and each user's fitted label (a per-user
 feature) are inputs, nothing reads an SNR off them in closed form (with ``model.probe_fit`` the latent probe also
-reads the map's raw numbers). No first guess: the head's softmax over users is
-the read-out (the metric renders ``lam_p`` into the precoder, ``icwm.tasks.precoding_common``).
+reads the map's raw numbers and, with ``model.probe_levels``, the pair's channel levels, which the centring
+removes). No first guess: the head's softmax over users is the read-out (the metric renders ``lam_p`` into the
+precoder, ``icwm.tasks.precoding_common``).
 
 Head = learned read-out; add-ons: in the latent form, ``snr_db`` = the latent probe's estimate, which is the SNR the
 metric designs the precoder at; at inference with ``model.precoding_refine`` (default), the read-out is taken to the
