@@ -75,11 +75,14 @@ def log_gain_orth(G: torch.Tensor) -> torch.Tensor:
     return torch.stack((torch.log(dg), torch.log(orth)), -1).float()
 
 
-def fit_regressors(G: torch.Tensor | None, f: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-user regressors of the in-context fit: G [..., user, user] complex Gram (or None and its ``log_gain_orth``
-    f [..., user, 2]) -> [..., user, N_FIT] float32, ``[1, log gain, log orthogonality]``, the last two centred over
-    the users."""
-    f = log_gain_orth(G) if f is None else f
+def fit_regressors(G: torch.Tensor) -> torch.Tensor:
+    """Per-user regressors of the in-context fit: G [..., user, user] complex Gram -> [..., user, N_FIT] float32,
+    ``[1, log gain, log orthogonality]``, the last two centred over the users (``centred_regressors``)."""
+    return centred_regressors(log_gain_orth(G))
+
+
+def centred_regressors(f: torch.Tensor) -> torch.Tensor:
+    """``log_gain_orth`` f [..., user, 2] -> the fit's regressors [..., user, N_FIT]: a 1, then f centred over users."""
     f = f - f.mean(-2, keepdim=True)
     return torch.cat((torch.ones_like(f[..., :1]), f), -1)
 
@@ -108,7 +111,7 @@ class PrecodingFit(nn.Module):
         [B, P, N_LEVELS] when ``n_ant`` (Nt) is given); pair p's map from pairs < p (zeros at pair 0: no fit, flag 0),
         its levels from its own channel."""
         f = log_gain_orth(G)
-        reg = fit_regressors(G, f)                                               # [B, P, K, F]
+        reg = centred_regressors(f)                                              # [B, P, K, F]
         maps = self.icr.maps(reg[:, :, None], fit_targets(lam_p)[:, :, None])[:, :, 0]      # [B, P, 2, F]
         fitted = torch.einsum("bpof,bpkf->bpko", maps, reg)
         j = torch.arange(G.shape[1], device=G.device, dtype=torch.float32)

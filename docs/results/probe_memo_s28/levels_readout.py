@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "probe_memo_s25"))
 from probe_memo import fresh_groups, shard_groups  # noqa: E402
 
 from icwm.eval.runner import load_model  # noqa: E402
-from icwm.model.precoding import channel_levels, fit_regressors, fit_targets, log_gain_orth  # noqa: E402
+from icwm.model.precoding import centred_regressors, channel_levels, fit_targets, log_gain_orth  # noqa: E402
 
 SEEN = ["configs/systems/latent_seen.yaml", "configs/systems/latent_seen_nominal.yaml"]
 
@@ -34,7 +34,7 @@ def features(fit, g: dict, k: int, rng: torch.Generator, levels: bool) -> tuple[
     lam = torch.gather(g["lam_p"], 1, order[..., None, None].expand(-1, -1, *g["lam_p"].shape[2:]))
     with torch.no_grad():
         f = log_gain_orth(h @ h.mH)
-        maps = fit.icr.maps(fit_regressors(None, f)[:, :, None], fit_targets(lam)[:, :, None])[:, -1, 0].flatten(1)
+        maps = fit.icr.maps(centred_regressors(f)[:, :, None], fit_targets(lam)[:, :, None])[:, -1, 0].flatten(1)
     prior = g.get("prior_snr_db")
     nom = prior[:, 0].float() / 20.0 if prior is not None else torch.zeros(n)
     parts = [maps, torch.tensor([1.0 / max(k, 1), float(k > 0)]).expand(n, 2), nom[:, None],
