@@ -1,6 +1,7 @@
 """``report.md`` of a comparison folder, built from ``results.csv`` (+ ``config.yaml`` and ``notes.json``) only.
 
 Tables: a summary (per task and family: native beside the best adapted LLM, single-task net and classical method);
+per task (``icwm.compare.pertask``: the same choice made on the seen family, with training cost, eta and marks);
 per task (main metric, methods x families: native at k = table_k and at its best k, LLMs zero-shot and at
 their best N; learned methods that do not beat the task's trivial baseline on the seen family are marked "not
 converged", from ``convergence.csv``); convergence (every learned method vs its trivial baseline, with its training
@@ -19,6 +20,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from icwm.compare import table as T
+from icwm.compare.pertask import per_task_lines
 from icwm.eval.eta import ETA_PRIMARY
 from icwm.eval.report import PRIMARY
 from icwm.eval.runner import MODEL
@@ -276,7 +278,8 @@ def markdown(rows: list[dict], cfg: dict, notes: list[str], conv: Optional[list[
            "(some systems do not fit that method's input shapes; see notes). Few-shot LLM samples are other drops of "
            "the target configuration, while ICWM's k demos come from the query's episode (for det / ce / cp the same "
            "drop or coherence block).", ""]
-    out += summary_lines(rows, tasks, fams, k, bad) + ["## Per-task tables", ""]
+    out += summary_lines(rows, tasks, fams, k, bad) + per_task_lines(rows, conv, ttft, tasks, fams, k, bad)
+    out += ["## Per-task tables", ""]
     for t in tasks:
         out += task_lines(rows, t, fams, k, bad)
     out += convergence_lines(conv, float(cfg.get("converge_z", 2.0)))

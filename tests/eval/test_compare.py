@@ -78,7 +78,7 @@ def test_results_schema_and_every_method_kind(debug_run: Path):
 
 def test_report_plots_provenance(debug_run: Path):
     text = (debug_run / "report.md").read_text()
-    for heading in ("## Summary", "### pre_sr (sum_rate", "### det (ser", "### cp (nmse_mean_db",
+    for heading in ("## Summary", "## Per task\n", "### pre_sr (sum_rate", "### det (ser", "### cp (nmse_mean_db",
                     "## LLM4WM-style table",
                     "## Quantisation (gpt2)", "## Quantisation (llama)", "## Backbones", "## Cost", "## Notes"):
         assert heading in text, heading
@@ -358,3 +358,29 @@ def test_cache_entry_without_its_entry_file_is_not_an_entry(tmp_path: Path):
     w = {"w": torch.arange(3.0)}
     assert cache.tensors_digest(w) == cache.tensors_digest({"w": torch.arange(3.0)})
     assert cache.tensors_digest(w) != cache.tensors_digest({"w": torch.arange(3.0) + 1e-6})
+
+
+def test_per_task_line_chooses_on_the_seen_family_and_reports_training_cost_eta_and_marks():
+    from icwm.compare.pertask import per_task_lines
+    rows = [_row("icwm", "native", "seen", -9.0, k=16), _row("icwm", "native", "unseen", -12.0, k=16),
+            _row("lora", "llm", "seen", -6.0, n_shots=0), _row("lora", "llm", "unseen", -7.0, n_shots=16),
+            _row("nf4", "llm", "seen", -5.0, n_shots=0), _row("nf4", "llm", "unseen", -11.0, n_shots=0),
+            _row("moe", "llm", "seen", -8.0, n_shots=0), _row("ce_mlp", "single_task", "seen", -5.5),
+            _row("lmmse", "classical", "seen", -9.5, k=16), _row("lmmse", "classical", "unseen", -13.0, k=16)]
+    for r in rows:
+        r["train_wall_s"] = {"lora": 4500.0, "ce_mlp": 7.5}.get(r["method"])
+    conv = [{"method": "lora", "task": "ce", "steps_run": "6000", "best_step": "5900", "stopped": "cap"},
+            {"method": "ce_mlp", "task": "ce", "steps_run": "3000", "best_step": "1200", "stopped": "patience"}]
+    ttft = [{"task": "ce", "family": "latent_unseen", "system": T.ALL, "method": m, "k": k, "metric": "eta",
+             "value": v, "n": 64} for m, k, v in [("icwm", 4, 0.4), ("icwm", 16, 0.77), ("lora+ttft", 16, 0.26),
+                                                   ("in_context", 16, 0.99)]]
+    lines = per_task_lines(rows, conv, ttft, ["ce"], ["seen", "unseen"], 16, frozenset({("moe", "ce")}))
+    line = next(ln for ln in lines if ln.startswith("| ce |"))
+    # moe (-8) is not converged; lora wins on the seen family (-6 vs nf4's -5) although nf4 is better unseen
+    assert line == ("| ce | nmse_mean_db | -9 / -12 | lora: -6 / -7 | 6000 steps (best 5900, cap), 75 min | "
+                    "ce_mlp: -5.5 / - | 3000 steps (best 1200, patience), 7.5 s | lmmse: -9.5 / -13 | "
+                    "k=16: 0.77 / 0.26 / 0.99 | moe |")
+    quiet = [{**r, "value": float("nan")} for r in ttft]
+    # with no convergence file moe is a candidate (and has no steps to show); a family whose eta is undefined
+    line = next(ln for ln in per_task_lines(rows, [], quiet, ["ce"], ["seen", "unseen"], 16) if ln.startswith("| ce"))
+    assert line.endswith("| teaches nothing | none |") and "| moe: -8 / - | - steps |" in line
