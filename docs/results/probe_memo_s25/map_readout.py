@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from probe_memo import fresh_groups, shard_groups  # noqa: E402
+from probe_memo import fresh_groups, sample_episodes, shard_groups  # noqa: E402
 
 from icwm.eval.runner import load_model  # noqa: E402
 from icwm.model.precoding import fit_regressors, fit_targets  # noqa: E402
@@ -24,10 +24,8 @@ KS = (4, 16)
 
 def features(fit, g: dict[str, torch.Tensor], k: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(features [group, 10], true SNR [group]) of k-demonstration episodes of the groups ``g``."""
-    n, s = g["h"].shape[:2]
-    order = torch.argsort(torch.rand(n, s, generator=rng), 1)[:, : k + 1]
-    h = torch.gather(g["h"], 1, order[..., None, None].expand(-1, -1, *g["h"].shape[2:]))
-    lam = torch.gather(g["lam_p"], 1, order[..., None, None].expand(-1, -1, *g["lam_p"].shape[2:]))
+    n = g["h"].shape[0]
+    h, lam = sample_episodes(g, k, rng)
     with torch.no_grad():
         reg = fit_regressors(h @ h.mH)
         maps = fit.icr.maps(reg[:, :, None], fit_targets(lam)[:, :, None])[:, -1, 0].flatten(1)   # [group, 6]

@@ -38,6 +38,15 @@ def fresh_groups(files: list[str], task: str, n: int, seed: int) -> dict[str, di
     return {s.name: tasks.get(task).generate(s, n, 17, torch.Generator().manual_seed(seed)) for s in systems}
 
 
+def sample_episodes(g: dict[str, torch.Tensor], k: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """k + 1 samples of each group in a random order (the last is the query): (h [group, k + 1, user, ant], lam_p
+    [group, k + 1, user, 2])."""
+    n, s = g["h"].shape[:2]
+    order = torch.argsort(torch.rand(n, s, generator=rng), 1)[:, : k + 1]
+    take = lambda x: torch.gather(x, 1, order[..., None, None].expand(-1, -1, *x.shape[2:]))     # noqa: E731
+    return take(g["h"]), take(g["lam_p"])
+
+
 def errors(model, task: str, groups: dict[str, dict[str, torch.Tensor]]) -> dict[int, float]:
     """Mean probe SNR error (dB) at each k in KS over all groups."""
     mod, out = tasks.get(task), {}

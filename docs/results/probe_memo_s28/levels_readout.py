@@ -2,23 +2,25 @@
 
 The fit regresses each user's log label on ``[1, log gain, log orthogonality]`` centred over the pair's users, so its
 map cannot show how crowded a system is, and how a solver's allocation moves with the SNR depends on that. Features
-per k = 16 episode of a latent group (random order): the shipped model's in-context map of the query (2 x 3
-coefficients), the count features, the stated nominal SNR (else 0, and a flag), and with levels also
+per k = 16 episode of a latent group (random order): the in-context map of the query (2 x 3 coefficients) of the
+model ``--model`` (default: the shipped one), the count features, the stated nominal SNR (else 0, and a flag), and
+with levels also
 ``precoding.channel_levels`` (the users' mean log gain and mean log orthogonality, K / Nt) averaged over the episode's
 pairs. An MLP (64 GELU units, inputs standardised with the training set's statistics, Adam, 3,000 steps) per feature
 set, trained on the training shards' latent groups at k = 1..16 only; reported: mean absolute SNR error and mean bias
 at k = 16 on fresh groups of each seen system and of the latent unseen family (16 groups per system, 4 orders).
 
-    OMP_NUM_THREADS=1 python docs/results/probe_memo_s28/levels_readout.py \
-        > docs/results/probe_memo_s28/levels_readout.md
+    OMP_NUM_THREADS=1 python docs/results/probe_memo_s28/levels_readout.py --model <dir or "shipped"> \
+        > docs/results/probe_memo_s28/levels_readout_<version>.md
 """
+import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "probe_memo_s25"))
-from probe_memo import fresh_groups, shard_groups  # noqa: E402
+from probe_memo import fresh_groups, sample_episodes, shard_groups  # noqa: E402
 
 from icwm.eval.runner import load_model  # noqa: E402
 from icwm.model.precoding import centred_regressors, channel_levels, fit_targets, log_gain_orth  # noqa: E402
@@ -28,10 +30,8 @@ SEEN = ["configs/systems/latent_seen.yaml", "configs/systems/latent_seen_nominal
 
 def features(fit, g: dict, k: int, rng: torch.Generator, levels: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(features [group, F], true SNR dB [group]) of k-demonstration episodes of the groups ``g``."""
-    n, s = g["h"].shape[:2]
-    order = torch.argsort(torch.rand(n, s, generator=rng), 1)[:, : k + 1]
-    h = torch.gather(g["h"], 1, order[..., None, None].expand(-1, -1, *g["h"].shape[2:]))
-    lam = torch.gather(g["lam_p"], 1, order[..., None, None].expand(-1, -1, *g["lam_p"].shape[2:]))
+    n = g["h"].shape[0]
+    h, lam = sample_episodes(g, k, rng)
     with torch.no_grad():
         f = log_gain_orth(h @ h.mH)
         maps = fit.icr.maps(centred_regressors(f)[:, :, None], fit_targets(lam)[:, :, None])[:, -1, 0].flatten(1)
@@ -66,7 +66,9 @@ def train_mlp(x: torch.Tensor, y: torch.Tensor, seed: int = 0):
 
 
 def main() -> None:
-    model, _ = load_model("shipped", torch.device("cpu"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="shipped", help='a model directory, or "shipped"')
+    model, _ = load_model(ap.parse_args().model, torch.device("cpu"))
     root = Path("data/shards/small_nominal")
     print("| task | family | system | K, Nt | map only: error, bias (dB) | map + levels: error, bias (dB) |")
     print("|---|---|---|---|---|---|")
