@@ -57,6 +57,11 @@ class ModelConfig:
     bf_label: str = "angle"         # bf label token: "angle" (beam and sub-6 azimuth features) | "index" (a learned
                                     # embedding per beam, v10: the probe could not relate a beam to its angle)
     bf_angle_harmonics: int = 3     # bf "angle" label: sin / cos harmonics of each azimuth besides the angle itself
+    bf_offset_bins: int = 0         # bf "angle" label: also a bank of this many Gaussian bumps of the pair's implied
+                                    # panel offset (sub-6 azimuth - beam azimuth, degrees, nominal frame); a mean of
+                                    # banks over the demos is a kernel density the probe can read a robust mode off
+    bf_offset_span_deg: float = 30.0  # the bank's centres span +- this (the seen ranges' widest half-width, 20 deg,
+                                    # plus room for outlier pairs); width = centre spacing
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
@@ -124,6 +129,9 @@ class ModelConfig:
               self.probe_fit)
         check(self.probe_fit != "none" or not self.probe_levels, "model.probe_levels",
               "false unless model.probe_fit is 'input' or 'branch'", self.probe_levels)
+        check(self.bf_offset_bins == 0 or (self.bf_offset_bins >= 2 and self.bf_label == "angle"),
+              "model.bf_offset_bins", "0, or an integer >= 2 with model.bf_label 'angle'", self.bf_offset_bins)
+        check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
               self.nominal_frame)
         for name in ("filter_half_width", "icr_half_width", "icr_band_half_width", "probe_hidden"):

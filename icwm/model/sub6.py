@@ -60,6 +60,14 @@ class Sub6Ctx:
     nominal: torch.Tensor
 
 
+def offset_bank(offset_deg: torch.Tensor, bins: int, span_deg: float) -> torch.Tensor:
+    """offset [...] deg -> [..., bins] float32: Gaussian bumps ``exp(-(offset - c_j)^2 / 2 w^2)`` at ``bins`` centres
+    ``c_j`` evenly spaced over [-span, span], width ``w`` = their spacing (a mean of banks is a kernel density)."""
+    c = torch.linspace(-span_deg, span_deg, bins, device=offset_deg.device)
+    w = 2.0 * span_deg / (bins - 1)
+    return torch.exp(-0.5 * ((offset_deg.float()[..., None] - c) / w) ** 2)
+
+
 def angle_features(az: torch.Tensor, harmonics: int) -> torch.Tensor:
     """Azimuth az [...] rad -> [..., 1 + 2 * harmonics] float32: ``az`` itself and ``sin(m az), cos(m az)``,
     m = 1..harmonics (linear in az, so differences of two angles are a linear read-out; smooth around the panel)."""
@@ -74,6 +82,9 @@ class Sub6Embed(nn.Module):
     bf's y-token (``cfg.bf_label == "angle"``) reads the angle features of the beam's azimuth (mmWave panel frame)
     and of the pair's dominant sub-6 azimuth (``beams.sub6_azimuth``, an input feature like the angular bins): one
     demonstration then shows the pair's beam-vs-sub-6 angle relation, which is what the panel offset shifts.
+    With ``cfg.bf_offset_bins`` it also reads the pair's implied offset (sub-6 azimuth less the beam's, from the
+    nominal) as a bank of Gaussian bumps (``offset_bank``): the demos' mean bank is a kernel density of the offsets
+    over which the network can find a mode that outlier pairs (sub-6 path not the mmWave beam's) do not pull.
     ``"index"``: a learned embedding per beam index (v10; no notion of the beam's direction).
     With ``cfg.nominal_frame`` (module doc) the beam's azimuth is rotated by the stated nominal offset and the group
     tokens' received power is read less the nominal power offset.
@@ -83,11 +94,12 @@ class Sub6Embed(nn.Module):
         super().__init__()
         self.task, self.group, self.bins, self.d = task, cfg.sub6_group, cfg.n_ang_bins, cfg.d_model
         self.n_beams, self.harm, self.by_angle = cfg.n_beams, cfg.bf_angle_harmonics, cfg.bf_label == "angle"
+        self.off_bins, self.off_span = cfg.bf_offset_bins, cfg.bf_offset_span_deg
         self.x_lin = mlp(cfg.n_ang_bins + 3, cfg.d_model)
         if task != "bf":
             self.y_emb = nn.Linear(1, cfg.d_model)
         elif self.by_angle:
-            self.y_emb = mlp(2 * (1 + 2 * cfg.bf_angle_harmonics), cfg.d_model)
+            self.y_emb = mlp(2 * (1 + 2 * cfg.bf_angle_harmonics) + cfg.bf_offset_bins, cfg.d_model)
         else:
             self.y_emb = nn.Embedding(cfg.n_beams, cfg.d_model)
         self.frame = cfg.nominal and cfg.nominal_frame
@@ -105,10 +117,16 @@ class Sub6Embed(nn.Module):
         """beam [B, P] int64, h [B, P, S, A], nominal offset [B, P] deg -> the y-token [B, P, d]."""
         if not self.by_angle:
             return self.y_emb(beam)
+        return self.y_emb(self.bf_label_features(beam, h, nominal).to(self.y_emb[0].weight.dtype))
+
+    def bf_label_features(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> torch.Tensor:
+        """The "angle" label's features [B, P, 2 (1 + 2 harmonics) + offset bins] float32 (class doc)."""
         az = beams.beam_azimuth(beam, self.n_beams) + torch.deg2rad(nominal)
-        f = torch.cat((angle_features(az, self.harm),
-                       angle_features(beams.sub6_azimuth(h), self.harm)), -1)
-        return self.y_emb(f.to(self.y_emb[0].weight.dtype))
+        az6 = beams.sub6_azimuth(h)
+        f = torch.cat((angle_features(az, self.harm), angle_features(az6, self.harm)), -1)
+        if self.off_bins:           # the offset this pair implies, read from the nominal (``beams.fit_panel_offset``)
+            f = torch.cat((f, offset_bank(torch.rad2deg(az6 - az), self.off_bins, self.off_span)), -1)
+        return f
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
         """h: [B, P, S, A] complex -> [B, P, n_groups, n_ang_bins + 3] float32 (angular power, dB/20, lag-1 corr)."""

@@ -215,3 +215,42 @@ def test_bf_label_token_reads_the_beam_angle_or_its_index():
         y, y_other = emb(batch)[1], emb(other)[1]
         assert y.shape == (2, 4, 1, 32)
         assert (not torch.equal(y, y_other)) == reads_h
+
+
+def test_offset_bank_against_its_closed_form_and_as_a_kernel_density():
+    from icwm.model.sub6 import offset_bank
+    bank = offset_bank(torch.tensor([0.0, 2.0, 3.0]), 31, 30.0)          # centres -30, -28, ..., 30; width 2
+    assert bank.shape == (3, 31)
+    assert bank[0, 15] == 1.0 and torch.allclose(bank[0, [14, 16]], torch.full((2,), math.exp(-0.5)))
+    assert bank[1, 16] == 1.0 and bank[2, 16] == bank[2, 17] == pytest.approx(math.exp(-0.125))
+    # 12 pairs near +7 deg and 4 outliers near -15: the mean bank peaks at the majority, the mean offset does not
+    offsets = torch.cat((7.0 + 0.5 * torch.randn(12, generator=torch.Generator().manual_seed(0)),
+                         torch.tensor([-15.0, -16.0, -14.0, -15.5])))
+    centres = torch.linspace(-30.0, 30.0, 31)
+    assert centres[offset_bank(offsets, 31, 30.0).mean(0).argmax()] in (6.0, 8.0) and offsets.mean() < 2.0
+
+
+def test_bf_label_reads_the_pairs_implied_offset_from_the_nominal():
+    """With ``bf_offset_bins`` the label's last features are the bank of the offset the pair implies
+    (``beams.fit_panel_offset``'s per-pair value: sub-6 azimuth less the beam's), less the stated nominal."""
+    from icwm.model.sub6 import offset_bank
+    from icwm.wireless import beams
+    cfg = ModelConfig.flavour("debug", bf_offset_bins=7, bf_offset_span_deg=30.0)
+    emb = build_model(cfg).embedders["bf"]
+    batch = random_batch("bf", k=3)
+    beam, h, nominal = batch["beam"], batch["h_sub6"], torch.full(batch["beam"].shape, 10.0)
+    f = emb.bf_label_features(beam, h, nominal)
+    assert f.shape == (*beam.shape, 2 * (1 + 2 * cfg.bf_angle_harmonics) + 7)
+    implied = torch.rad2deg(beams.sub6_azimuth(h) - beams.beam_azimuth(beam, cfg.n_beams))
+    assert torch.allclose(f[..., -7:], offset_bank(implied - 10.0, 7, 30.0), atol=1e-5)
+    assert emb.bf_label_token(beam, h, nominal).shape == (*beam.shape, cfg.d_model)
+    plain = build_model(ModelConfig.flavour("debug")).embedders["bf"]
+    assert plain.bf_label_features(beam, h, nominal).shape[-1] == 2 * (1 + 2 * cfg.bf_angle_harmonics)
+
+
+@pytest.mark.parametrize("over", [{"bf_offset_bins": 1}, {"bf_offset_bins": 8, "bf_label": "index"},
+                                  {"bf_offset_bins": 8, "bf_offset_span_deg": 0.0}])
+def test_bad_offset_bank_settings_name_the_field(over):
+    field = "bf_offset_span_deg" if "bf_offset_span_deg" in over else "bf_offset_bins"
+    with pytest.raises(ValueError, match=f"model.{field}"):
+        ModelConfig.flavour("debug", **over)
