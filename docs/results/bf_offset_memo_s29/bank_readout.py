@@ -83,8 +83,8 @@ def main() -> None:
     sets = {fam: {s: per_pair(g) for s, g in fresh_groups(files, "bf", 32, 12345).items()}
             for fam, files in (("seen", SEEN), ("unseen", UNSEEN))}
     readers = {kind: train_mlp(*dataset(train, range(1, 17), 4, 0, kind)) for kind in KINDS[1:]}
-    print("| family | system | k = 4: fit | bank | angles | k = 16: fit | bank | angles |\n|---|---|---|---|---|---|---|"
-          "---|")
+    print("| family | system | k = 4: fit | bank | angles | k = 16: fit | bank | angles |\n"
+          "|---|---|---|---|---|---|---|---|")
     for fam, groups in sets.items():
         for name, p in groups.items():
             cells = []
