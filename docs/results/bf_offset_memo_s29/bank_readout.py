@@ -3,10 +3,11 @@
 Per k-demonstration episode of a bf latent group (random order), each demo implies an offset (its sub-6 azimuth less
 its beam's, ``beams.fit_panel_offset``'s per-pair value) read from the stated nominal. Features: the mean over the
 demos of (a) ``sub6.offset_bank`` of the implied offsets (31 bumps over +-30 deg) or (b) today's label features
-(``sub6.angle_features`` of the beam's azimuth, rotated by the nominal, and of the sub-6 azimuth), plus 1 / k. An MLP
-(64 GELU units, standardised inputs, Adam, 3,000 steps) per feature set, trained on the training shards' latent bf
-groups (k = 1..16) only, predicts the offset from the nominal. Reported: mean absolute offset error (degrees) at k = 4
-and 16 on fresh groups (32 per system, 4 orders) of each seen and unseen system, beside the kernel-mode fit's.
+(``sub6.angle_features`` of the beam's azimuth, rotated by the nominal, and of the sub-6 azimuth), plus 1 / k. An
+MLP (64 GELU units, standardised inputs, Adam, 3,000 steps; ``levels_readout.train_mlp``) per feature set, trained
+on the training shards' latent bf groups (k = 1..16) only, predicts the offset from the nominal. Reported: mean
+absolute offset error (degrees) at k = 4 and 16 on fresh groups (32 per system, 4 orders) of each seen and unseen
+system, beside the kernel-mode fit's.
 
     OMP_NUM_THREADS=1 python docs/results/bf_offset_memo_s29/bank_readout.py
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "probe_memo_s25"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "probe_memo_s28"))
+from levels_readout import train_mlp  # noqa: E402  (the same MLP read-out, units / 20 inside)
 from probe_memo import fresh_groups, shard_groups  # noqa: E402
 
 from icwm.model.sub6 import angle_features, offset_bank  # noqa: E402
@@ -61,21 +64,6 @@ def dataset(groups: dict, ks, reps: int, seed: int, kind: str) -> tuple[torch.Te
     rng = torch.Generator().manual_seed(seed)
     parts = [features(p, k, rng, kind) for _ in range(reps) for p in groups.values() for k in ks]
     return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
-
-
-def train_mlp(x: torch.Tensor, y: torch.Tensor, seed: int = 0):
-    """An MLP read-out of standardised features trained on (x, y deg); returns the predictor (degrees)."""
-    torch.manual_seed(seed)
-    mu, sd = x.mean(0), x.std(0) + 1e-5
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 64), torch.nn.GELU(), torch.nn.Linear(64, 1))
-    opt = torch.optim.Adam(net.parameters(), 3e-3)
-    for _ in range(3000):
-        idx = torch.randint(len(x), (256,))
-        loss = (net((x[idx] - mu) / sd)[:, 0] - y[idx] / 20.0).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return lambda z: 20.0 * net((z - mu) / sd)[:, 0]
 
 
 def main() -> None:
