@@ -61,7 +61,8 @@ class ModelConfig:
                                     # panel offset (sub-6 azimuth - beam azimuth, degrees, nominal frame); a mean of
                                     # banks over the demos is a kernel density the probe can read a robust mode off
     bf_offset_span_deg: float = 30.0  # the bank's centres span +- this (the seen ranges' widest half-width, 20 deg,
-                                    # plus room for outlier pairs); width = centre spacing
+                                    # plus room for outlier pairs); width = centre spacing. Off in every flavour:
+                                    # its A/B in docs/results/bf_offset_memo_s29 did not settle it
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
