@@ -62,7 +62,7 @@ class ModelConfig:
                                     # banks over the demos is a kernel density the probe can read a robust mode off
     bf_offset_span_deg: float = 30.0  # the bank's centres span +- this (the seen ranges' widest half-width, 20 deg,
                                     # plus room for outlier pairs); width = centre spacing. Off in every flavour:
-                                    # its A/B in docs/results/bf_offset_memo_s29 did not settle it
+                                    # no gain on the unseen offsets (docs/results/bf_offset_memo_s29)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
