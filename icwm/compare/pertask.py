@@ -1,24 +1,22 @@
 """The report's "Per task" section: one line per task with native, the best adapted LLM and the best single-task net
-(each chosen on the seen family, with what its training cost), the best classical method, eta on the latent unseen
-family (native, test-time fine-tuned LLM, classical in-context; from ``ttft.csv``) and the not-converged marks.
+(each chosen on the seen family, the first of the report's families, with what its training cost), the best
+classical method, eta on the latent unseen family (native, test-time fine-tuned LLM, classical in-context; from
+``ttft.csv``) and the not-converged marks.
 
 Built from ``results.csv``, ``convergence.csv`` and ``ttft.csv`` rows only, like the rest of the report.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 from icwm.compare import table as T
 from icwm.eval.report import PRIMARY
 from icwm.eval.runner import MODEL
 
-SEEN = "seen"
 
-
-def _pick_on_seen(task: str, rs: list[dict]) -> Optional[str]:
-    """Name of the method whose best seen-family row is best (``T.best`` over zero-shot and N-shot rows)."""
-    r = T.best(task, [r for r in rs if r["family"] == SEEN], "n_shots")
+def _pick_on_seen(task: str, rs: list[dict], seen: str) -> Optional[str]:
+    """Name of the method whose best row on the family ``seen`` is best (``T.best`` over zero-shot and N-shot rows)."""
+    r = T.best(task, [r for r in rs if r["family"] == seen], "n_shots")
     return r["method"] if r else None
 
 
@@ -50,7 +48,7 @@ def _eta_cell(ttft: list[dict], task: str) -> str:
     rs = [r for r in ttft if r["task"] == task and r["system"] == T.ALL and r["family"].startswith("latent_unseen")]
     if not rs:
         return "-"
-    if not any(r["metric"] == "eta" and math.isfinite(r["value"]) for r in rs):
+    if not T.teaches(rs):
         return "teaches nothing"
     k = max(r["k"] for r in rs if r["k"] is not None)
     eta = {r["method"]: r["value"] for r in rs if r["k"] == k and r["metric"] == "eta"}
@@ -60,8 +58,8 @@ def _eta_cell(ttft: list[dict], task: str) -> str:
 
 def per_task_lines(rows: list[dict], conv: list[dict], ttft: Optional[list[dict]], tasks: list[str],
                    fams: list[str], table_k: int, bad: frozenset = frozenset()) -> list[str]:
-    """The "Per task" section (``conv``: convergence.csv rows; ``bad``: (method, task) pairs not converged, which are
-    not candidates)."""
+    """The "Per task" section (``fams``: evaluation families, the first the training ("seen") one; ``conv``:
+    convergence.csv rows; ``bad``: (method, task) pairs not converged, which are not candidates)."""
     by_pair = {(c["method"], c["task"]): c for c in conv}
     out = ["## Per task", "", f"Main metric {' / '.join(fams)}: native at k = {table_k}; the best adapted LLM (not "
            "the no-LLM ablation) and the best single-task net, each chosen on the seen family (its best zero-shot or "
@@ -77,9 +75,9 @@ def per_task_lines(rows: list[dict], conv: list[dict], ttft: Optional[list[dict]
         ok = [r for r in sel if (r["method"], t) not in bad]
         native = " / ".join(T.fmt(next((r["value"] for r in sel if r["method"] == MODEL and r["family"] == f
                                         and r["k"] == table_k), None)) for f in fams)
-        llm = _pick_on_seen(t, [r for r in ok if r["kind"] == "llm" and r["adapter"] != "no_llm"])
-        net = _pick_on_seen(t, [r for r in ok if r["kind"] == "single_task"])
-        cls = _pick_on_seen(t, [r for r in sel if r["kind"] == "classical"])
+        llm = _pick_on_seen(t, [r for r in ok if r["kind"] == "llm" and r["adapter"] != "no_llm"], fams[0])
+        net = _pick_on_seen(t, [r for r in ok if r["kind"] == "single_task"], fams[0])
+        cls = _pick_on_seen(t, [r for r in sel if r["kind"] == "classical"], fams[0])
         marks = ", ".join(sorted(m for m, task in bad if task == t)) or "none"
         out.append(f"| {t} | {metric} | {native} | {llm or '-'}: {_values(t, sel, llm, fams)} | "
                    f"{_training(sel, by_pair, llm, t)} | {net or '-'}: {_values(t, sel, net, fams)} | "

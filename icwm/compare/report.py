@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -250,7 +249,7 @@ def ttft_lines(rows: list[dict]) -> list[str]:
         rs = [r for r in pooled if r["task"] == task and r["family"] == fam]
         metric = ETA_PRIMARY[task][0]
         gap = next((r["value"] for r in rs if r["method"] == "oracle" and r["metric"] == "gap"), None)
-        teaches = any(r["metric"] == "eta" and math.isfinite(r["value"]) for r in rs)
+        teaches = T.teaches(rs)
         note = f"oracle - blind gap {T.fmt(gap)}" + ("" if teaches else ": the family teaches nothing here")
         out += [f"### {task} / {fam} ({metric}; {note})", "",
                 "| method | k | " + metric + " | eta | steps | s / episode | GFLOPs / episode |",

@@ -52,6 +52,12 @@ def best(task: str, rows: list[dict], by: str) -> Optional[dict]:
     return out
 
 
+def teaches(rows: list[dict]) -> bool:
+    """Whether any row is a finite ``eta`` (``icwm.eval.eta`` gives NaN where the oracle - blind gap is within two
+    standard errors: the family teaches nothing)."""
+    return any(r["metric"] == "eta" and math.isfinite(r["value"]) for r in rows)
+
+
 def methods(rows: list[dict], kind: str) -> list[str]:
     """Method names of ``kind`` in CSV order (deduplicated)."""
     return list(dict.fromkeys(r["method"] for r in rows if r["kind"] == kind))
