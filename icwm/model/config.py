@@ -63,6 +63,10 @@ class ModelConfig:
     bf_offset_span_deg: float = 30.0  # the bank's centres span +- this (the seen ranges' widest half-width, 20 deg,
                                     # plus room for outlier pairs); width = centre spacing. Off in every flavour:
                                     # no gain on the unseen offsets (docs/results/bf_offset_memo_s29)
+    bf_probe_bins: int = 0          # bf: 0 = the probe regresses the panel offset; n >= 2 = it outputs logits over n
+                                    # offsets evenly over +- bf_offset_span_deg from the nominal, its estimate their
+                                    # softmax-weighted mean (a mode of the demos' offsets is one sharp bin, which
+                                    # outlier pairs far from it move little; docs/results/bf_offset_memo_s29)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
@@ -132,6 +136,8 @@ class ModelConfig:
               "false unless model.probe_fit is 'input' or 'branch'", self.probe_levels)
         check(self.bf_offset_bins == 0 or (self.bf_offset_bins >= 2 and self.bf_label == "angle"),
               "model.bf_offset_bins", "0, or an integer >= 2 with model.bf_label 'angle'", self.bf_offset_bins)
+        check(self.bf_probe_bins == 0 or self.bf_probe_bins >= 2, "model.bf_probe_bins", "0, or an integer >= 2",
+              self.bf_probe_bins)
         check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
               self.nominal_frame)

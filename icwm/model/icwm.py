@@ -36,6 +36,35 @@ def _probe(d: int, n_latent: int, hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(d, hidden), nn.GELU(), out) if hidden else out
 
 
+class BinnedProbe(nn.Module):
+    """A read-out of logits over fixed values, [..., d] -> [..., 1]: the softmax-weighted mean of ``centres`` [bins]
+    (``model.bf_probe_bins``: bf's panel offset from the nominal, in ``LATENT_SCALES`` units). Where the pooled
+    tokens carry a density of the demonstrations' offsets (``model.bf_offset_bins``' banks), logits that follow it
+    put the estimate at its mode, which outlier pairs far from it move little; a regression from the same tokens has
+    to learn that non-linearity over the offsets it was trained on. Its output bias starts at 0 and its weights
+    random (``_probe``), so the untrained estimates spread around the centres' mean, 0: no offset."""
+
+    def __init__(self, d: int, centres: torch.Tensor, hidden: int) -> None:
+        super().__init__()
+        self.read = _probe(d, centres.numel(), hidden)
+        self.register_buffer("centres", centres.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(self.read(x).float(), -1)                      # [..., bins]
+        return (p @ self.centres)[..., None]
+
+
+def _task_probe(cfg: ModelConfig, task: str, d: int) -> nn.Module:
+    """The latent probe of ``task`` (input width d): ``_probe``, or for bf with ``cfg.bf_probe_bins`` a
+    ``BinnedProbe`` over that many offsets evenly over +- ``cfg.bf_offset_span_deg``."""
+    names = probe_latents(task)
+    if task != "bf" or not cfg.bf_probe_bins:
+        return _probe(d, len(names), cfg.probe_hidden)
+    (name,) = names
+    span = cfg.bf_offset_span_deg / LATENT_SCALES[name]
+    return BinnedProbe(d, torch.linspace(-span, span, cfg.bf_probe_bins), cfg.probe_hidden)
+
+
 def _fit_probe(n_in: int, n_latent: int, hidden: int) -> nn.Module:
     """``model.probe_fit = "branch"``'s read-out of a family's raw in-context fit and the stated nominal values,
     [..., n_in] -> [..., n_latent]:
@@ -125,8 +154,7 @@ class ICWM(nn.Module):
         n_fit = {t: getattr(e, "probe_features", 0) for t, e in self.embedders.items()}
         d_probe = {t: (2 if cfg.probe_skip else 1) * d + (n if cfg.probe_fit == "input" else 0)
                    for t, n in n_fit.items()}
-        self.probes = nn.ModuleDict({t: _probe(d_probe[t], len(probe_latents(t)), cfg.probe_hidden)
-                                     for t in cfg.tasks if probe_latents(t)})
+        self.probes = nn.ModuleDict({t: _task_probe(cfg, t, d_probe[t]) for t in cfg.tasks if probe_latents(t)})
         # the branch also reads the stated nominal values (it estimates the offset from them, as the probe does)
         self.fit_probes = nn.ModuleDict({t: _fit_probe(n_fit[t] + 2 * len(self.nominal.get(t, ())),
                                                        len(probe_latents(t)), cfg.probe_hidden)

@@ -168,3 +168,39 @@ def test_probe_fit_branch_statistics_survive_a_checkpoint(tmp_path):
 def test_probe_levels_without_probe_fit_is_rejected():
     with pytest.raises(ValueError, match="probe_levels"):
         dataclasses.replace(ModelConfig.flavour("debug"), probe_levels=True)
+
+
+def test_binned_bf_probe_is_the_softmax_mean_of_its_offsets_and_trains():
+    """``model.bf_probe_bins``: bf's probe outputs logits over offsets evenly over +- span from the nominal; its
+    estimate is their softmax-weighted mean (0 untrained, inside the span always, the offset of a bin whose logit
+    dominates), and the probe loss trains it with the trunk. Other tasks keep the regression."""
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), bf_probe_bins=7, bf_offset_span_deg=30.0, probe_hidden=8,
+                              nominal=True)
+    model = build_model(cfg).train()
+    probe = model.probes["bf"]
+    torch.testing.assert_close(probe.centres * 20.0, torch.linspace(-30.0, 30.0, 7))      # LATENT_SCALES units
+    assert isinstance(model.probes["pe"], torch.nn.Sequential)
+    hx = torch.randn(2, 3, 4, cfg.d_model)
+    assert torch.equal(probe.read[-1].bias, torch.zeros(7))
+    with torch.no_grad():
+        w = probe.read[-1].weight.clone()
+        probe.read[-1].weight.zero_()                                    # equal logits: the centres' mean, 0
+        torch.testing.assert_close(model.probe("bf", hx, {})["panel_offset_deg"], torch.zeros(2, 3), atol=1e-5, rtol=0)
+        probe.read[-1].bias.copy_(torch.tensor([0.0, 0, 0, 0, 0, 40.0, 0]))                # bin 5: +20 deg
+        probe.read[-1].weight.copy_(1e3 * w)
+    est = model.probe("bf", hx, {"prior_panel_offset_deg": torch.full((2, 1), 5.0)})["panel_offset_deg"]
+    assert est.abs().max() <= 35.0 + 1e-4 and not torch.allclose(est, est[0, 0])           # nominal + [-30, 30]
+    with torch.no_grad():
+        probe.read[-1].weight.zero_()
+    est = model.probe("bf", hx, {"prior_panel_offset_deg": torch.full((2, 1), 5.0)})["panel_offset_deg"]
+    torch.testing.assert_close(est, torch.full((2, 3), 25.0), atol=1e-3, rtol=0)
+    model = build_model(cfg).train()
+    batch = {**random_batch("bf", k=3), "latent_panel_offset_deg": torch.full((2, 4), 15.0)}
+    latent_losses(model(batch), batch).mean().backward()
+    assert model.probes["bf"].read[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trunk.parameters() if p.dim() > 1)
+
+
+def test_bf_probe_bins_rejects_one_bin():
+    with pytest.raises(ValueError, match="bf_probe_bins"):
+        ModelConfig.flavour("debug", bf_probe_bins=1)
