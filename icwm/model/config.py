@@ -67,6 +67,9 @@ class ModelConfig:
                                     # offsets evenly over +- bf_offset_span_deg from the nominal, its estimate their
                                     # softmax-weighted mean (a mode of the demos' offsets is one sharp bin, which
                                     # outlier pairs far from it move little; docs/results/bf_offset_memo_s29)
+    grid_fit_drop: float = 0.0      # ce / cp / pf, training only: the share of episodes whose head runs without its
+                                    # in-context fit (the prediction before it is what k = 0 gets; trained only
+                                    # through the fit, it hurt cp's k = 0 below its own AR first guess)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
@@ -138,6 +141,7 @@ class ModelConfig:
               "model.bf_offset_bins", "0, or an integer >= 2 with model.bf_label 'angle'", self.bf_offset_bins)
         check(self.bf_probe_bins == 0 or self.bf_probe_bins >= 2, "model.bf_probe_bins", "0, or an integer >= 2",
               self.bf_probe_bins)
+        check(0.0 <= self.grid_fit_drop < 1.0, "model.grid_fit_drop", "a float in [0, 1)", self.grid_fit_drop)
         check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
               self.nominal_frame)

@@ -9,7 +9,9 @@ Closed form: the first guess (nearest pilot for ce, the UL band for pf; for cp t
 ``cfg.cp_first_guess == "ar"``, the history's own AR prediction) and, with ``cfg.icr``, the in-context regression of
 the remaining error on the demonstrations (``grid_icr.py``).
 
-Head = first guess + learned correction + token-generated filter; add-ons: ``GridFit`` (``cfg.icr``).
+Head = first guess + learned correction + token-generated filter; add-ons: ``GridFit`` (``cfg.icr``). With
+``cfg.grid_fit_drop`` a random share of the training episodes runs without the fit, so what comes before it is
+trained as a prediction on its own (all a k = 0 query has) rather than as an input the fit repairs.
 """
 from __future__ import annotations
 
@@ -137,6 +139,7 @@ class GridHead(nn.Module):
         self.ctx = nn.Linear(cfg.d_model, cfg.d_model)
         self.filter = FilterTaps(cfg, task) if task in ("ce", "cp") else None
         self.fit = GridFit(cfg, task) if cfg.icr else None
+        self.fit_drop = cfg.grid_fit_drop
         self.out = nn.Linear(cfg.d_model, 2 * cfg.max_time * self.gy)
 
     def forward(self, hx: torch.Tensor, ctx: GridCtx, latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -150,5 +153,9 @@ class GridHead(nn.Module):
         if self.filter is not None:
             out = out + self.filter(hx, ctx.x, tuple(out.shape), self.gy)
         if self.fit is not None and p > 1:
-            out = out + self.fit(ctx.x.to(torch.complex64), ctx.y.to(torch.complex64), out)
+            fit = self.fit(ctx.x.to(torch.complex64), ctx.y.to(torch.complex64), out)
+            if self.training and self.fit_drop > 0:     # these episodes train the pre-fit prediction, k = 0's
+                keep = (torch.rand(b, device=fit.device) >= self.fit_drop).to(fit.real.dtype)
+                fit = fit * keep[:, None, None, None, None]
+            out = out + fit
         return {self.key: out}

@@ -289,3 +289,23 @@ def test_fit_adds_to_the_head_from_the_second_pair_on(task: str):
         torch.testing.assert_close(with_fit({**k0, "k": 0})[key], without({**k0, "k": 0})[key])
     torch.testing.assert_close(a[:, 0], b[:, 0])
     assert (a[:, 1:] - b[:, 1:]).abs().amax((-1, -2, -3)).min() > 1e-4
+
+
+@pytest.mark.parametrize("task", ["ce", "cp", "pf"])
+def test_fit_drop_runs_a_share_of_training_episodes_without_the_fit(task: str):
+    """``model.grid_fit_drop``: in training each episode's head runs without its fit with that probability (its
+    prediction is then the same weights' without ``cfg.icr``, at every pair); in evaluation never."""
+    torch.manual_seed(0)
+    drop = build_model(ModelConfig.flavour("debug", grid_fit_drop=0.5, dropout=0.0))
+    without = build_model(ModelConfig.flavour("debug", icr=False, dropout=0.0))
+    without.load_state_dict(drop.state_dict(), strict=False)
+    batch, key = random_batch(task, k=3, B=64), KEYS[task][1]
+    with torch.no_grad():
+        ref, bare = drop.eval()(batch)[key], without.eval()(batch)[key]
+        torch.manual_seed(1)
+        out = drop.train()(batch)[key]
+    same = lambda a, b: (a - b).abs().flatten(1).amax(1) < 1e-5               # noqa: E731  per episode
+    dropped, kept = same(out, bare), same(out, ref)
+    assert torch.equal(dropped, ~kept) and 16 <= int(dropped.sum()) <= 48    # each episode one or the other
+    with pytest.raises(ValueError, match="grid_fit_drop"):
+        ModelConfig.flavour("debug", grid_fit_drop=1.0)
