@@ -65,8 +65,8 @@ class ModelConfig:
                                     # no gain on the unseen offsets (docs/results/bf_offset_memo_s29)
     bf_probe_bins: int = 0          # bf: 0 = the probe regresses the panel offset; n >= 2 = it outputs logits over n
                                     # offsets evenly over +- bf_offset_span_deg from the nominal, its estimate their
-                                    # softmax-weighted mean (a mode of the demos' offsets is one sharp bin, which
-                                    # outlier pairs far from it move little; docs/results/bf_offset_memo_s29)
+                                    # softmax-weighted mean. Off in every flavour: with the bank it read the unseen
+                                    # offsets no better (docs/results/bf_offset_memo_s29)
     grid_fit_drop: float = 0.0      # ce / cp / pf, training only: the share of episodes whose head runs without its
                                     # in-context fit (the prediction before it is what k = 0 gets; trained only
                                     # through the fit, it hurt cp's k = 0 below its own AR first guess)
