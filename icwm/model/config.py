@@ -69,7 +69,8 @@ class ModelConfig:
                                     # offsets no better (docs/results/bf_offset_memo_s29)
     grid_fit_drop: float = 0.0      # ce / cp / pf, training only: the share of episodes whose head runs without its
                                     # in-context fit (the prediction before it is what k = 0 gets; trained only
-                                    # through the fit, it hurt cp's k = 0 below its own AR first guess)
+                                    # through the fit, it hurt cp's k = 0 below its own AR first guess). Off in every
+                                    # flavour: one cp-only A/B so far (docs/results/cp_k0_s30)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
