@@ -21,7 +21,8 @@ PARTS = {"full": (), "no filter": ("filter",), "no correction": ("correction",),
 
 
 def without(model: torch.nn.Module, parts: tuple) -> torch.nn.Module:
-    """A copy of ``model`` whose cp head lacks ``parts`` ("filter": no FilterTaps; "correction": its read-out zeroed)."""
+    """A copy of ``model`` whose cp head lacks ``parts`` ("filter": no FilterTaps; "correction": its read-out
+    zeroed)."""
     m = copy.deepcopy(model)
     head = m.heads["cp"]
     if "filter" in parts:
