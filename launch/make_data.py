@@ -71,9 +71,7 @@ def main(argv: Sequence[str] | None = None) -> WriteSummary:
     finally:
         if gather is not None and dist.is_initialized():   # only the group init_ranks made (not a caller's)
             dist.destroy_process_group()
-            # free the group now: left to the interpreter's exit, its gloo threads aborted a rank ("terminate called
-            # without an active exception") in about 1 run in 10 on a busy CPU; 0 in 32 with this (2026-12-05)
-            gc.collect()
+            gc.collect()      # free it while the interpreter is alive: at its exit gloo's threads could abort a rank
     return summary
 
 

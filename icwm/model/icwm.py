@@ -40,9 +40,9 @@ class BinnedProbe(nn.Module):
     """A read-out of logits over fixed values, [..., d] -> [..., 1]: the softmax-weighted mean of ``centres`` [bins]
     (``model.bf_probe_bins``: bf's panel offset from the nominal, in ``LATENT_SCALES`` units). Where the pooled
     tokens carry a density of the demonstrations' offsets (``model.bf_offset_bins``' banks), logits that follow it
-    put the estimate at its mode, which outlier pairs far from it move little; a regression from the same tokens has
-    to learn that non-linearity over the offsets it was trained on. Its output bias starts at 0 and its weights
-    random (``_probe``), so the untrained estimates spread around the centres' mean, 0: no offset."""
+    would put the estimate at its mode, which outlier pairs far from it move little (in bf-only A/Bs it read the unseen
+    offsets no better than the regression: docs/results/bf_offset_memo_s29). Its output bias starts at 0 and its
+    weights random (``_probe``), so the untrained estimates spread around the centres' mean, 0: no offset."""
 
     def __init__(self, d: int, centres: torch.Tensor, hidden: int) -> None:
         super().__init__()
