@@ -70,7 +70,8 @@ class ModelConfig:
     grid_fit_drop: float = 0.0      # ce / cp / pf, training only: the share of episodes whose head runs without its
                                     # in-context fit (the prediction before it is what k = 0 gets; trained only
                                     # through the fit, it hurt cp's k = 0 below its own AR first guess). Off in every
-                                    # flavour: one cp-only A/B so far (docs/results/cp_k0_s30)
+                                    # flavour: in the full recipe it lifted cp's k = 0 little and cost k = 16
+                                    # (docs/results/v22_candidate)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
