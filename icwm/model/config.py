@@ -121,6 +121,10 @@ class ModelConfig:
     icr_features: int = 6           # de / pe icr: learned regressors besides the intercept and the received power
     icr_n0: float = 1.0             # initial ridge, in samples at the regressors' own power (one pseudo-sample)
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
+    icr_ridge_table: bool = False   # each number of earlier pairs j also gets its own trained log-ridge offset
+                                    # (starts at 0): the schedule n0 exp(slope / j) ties j = 1 to j = 2..4, and v21's
+                                    # cp fit from one demo is under-regularised. Off in every flavour: it needs
+                                    # optim.icr_lr_mult to move, and then cost cp at k = 16 (docs/results/icr_k1_s31)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:

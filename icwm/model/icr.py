@@ -38,11 +38,12 @@ def prefix_stats(feat: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
 class InContextRidge(nn.Module):
     """Ridge fit per pair to the earlier pairs, per fitting unit, with statistics partly pooled over the units.
 
-    Pair ``p`` (``j = p`` earlier pairs) uses a ridge worth ``n0_j = exp(log_n0 + slope / max(j, 1))`` samples at
-    its own regressor power in the unit (so the fit is invariant to the unit's scale; a positive slope shrinks fits
-    from one or two demonstrations harder), and the statistics of its unit plus ``exp(log_pool)`` times their mean
-    over all units. ``log_n0`` starts at ``log(cfg.icr_n0)``, ``slope`` at 0, ``log_pool`` at ``log(cfg.icr_pool)``;
-    all three are trained. Pair 0 gets zero.
+    Pair ``p`` (``j = p`` earlier pairs) uses a ridge worth ``n0_j = exp(log_n0 + slope / max(j, 1) [+ table_j])``
+    samples at its own regressor power in the unit (so the fit is invariant to the unit's scale; a positive slope
+    shrinks fits from one or two demonstrations harder), and the statistics of its unit plus ``exp(log_pool)`` times
+    their mean over all units. ``log_n0`` starts at ``log(cfg.icr_n0)``, ``slope`` at 0, ``log_pool`` at
+    ``log(cfg.icr_pool)``; with ``cfg.icr_ridge_table`` a ``table`` [k_max + 1] of per-j offsets starts at 0. All are
+    trained. Pair 0 gets zero.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -50,11 +51,13 @@ class InContextRidge(nn.Module):
         self.log_n0 = nn.Parameter(torch.full((1,), math.log(cfg.icr_n0)))   # [1]: DeepSpeed broadcasts 1-d tensors
         self.slope = nn.Parameter(torch.zeros(1))
         self.log_pool = nn.Parameter(torch.full((1,), math.log(cfg.icr_pool)))
+        self.table = nn.Parameter(torch.zeros(cfg.k_max + 1)) if cfg.icr_ridge_table else None
 
     def ridge(self, p: int) -> torch.Tensor:
         """Ridge weight of each pair, in samples: [P]."""
         j = torch.arange(p, device=self.log_n0.device, dtype=self.log_n0.dtype).clamp_min(1.0)
-        return torch.exp(self.log_n0 + self.slope / j)
+        log_n0 = self.log_n0 + self.slope / j
+        return torch.exp(log_n0 if self.table is None else log_n0 + self.table[:p])
 
     def forward(self, reg: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """reg [B, P, U, sample, F] regressors, target [B, P, U, sample, O] -> fitted values [B, P, U, sample, O].

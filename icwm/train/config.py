@@ -29,6 +29,10 @@ class OptimConfig:
     weight_decay: float = 0.1          # applied to matrices only (not to biases, norms, embeddings' 1-d params)
     probe_decay: bool = True           # also on the latent probe's matrices (``probes.*``, ``fit_probes.*``): decay
                                        # pulls a regression read-out's estimates towards its bias (the nominal)
+    icr_lr_mult: float = 1.0           # lr multiplier of the in-context ridges' scalars (``*.icr.*``: log-ridge,
+                                       # slope, pooling, table). Adam moves a parameter by about lr per step, and a
+                                       # log-ridge may need several units. 1 in every config: in one cp-only A/B
+                                       # (x10) k = 1 gained and k = 16 lost (docs/results/icr_k1_s31)
     warmup_steps: int = 100            # optimiser steps of linear warm-up from lr / warmup_steps
     min_lr_ratio: float = 0.1          # final lr of the cosine = min_lr_ratio * lr
     clip: float = 1.0                  # max global gradient norm (0 = no clipping)
@@ -39,6 +43,7 @@ class OptimConfig:
               "two floats in [0, 1)", self.betas)
         check(self.eps > 0, "optim.eps", "a positive float", self.eps)
         check(self.weight_decay >= 0, "optim.weight_decay", "a float >= 0", self.weight_decay)
+        check(self.icr_lr_mult > 0, "optim.icr_lr_mult", "a positive float", self.icr_lr_mult)
         check(self.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0", self.warmup_steps)
         check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", "a float in [0, 1]", self.min_lr_ratio)
         check(self.clip >= 0, "optim.clip", "a float >= 0 (0 = no clipping)", self.clip)

@@ -77,6 +77,21 @@ def test_ridge_schedule():
     torch.testing.assert_close(got, ref)
 
 
+def test_ridge_table_starts_as_the_schedule_and_shrinks_one_j_alone():
+    cfg = ModelConfig.flavour("debug")
+    cfg.icr_ridge_table = True
+    m, ref = InContextRidge(cfg), _icr(1.0, 0.0, 0.1)
+    assert m.table.shape == (cfg.k_max + 1,)
+    reg, tgt = _data(2, 5, 3, 4, 3, 2, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(m(reg, tgt), ref(reg, tgt))                    # table 0: the schedule's fits
+        m.table[1] = 30.0                                                          # j = 1 only: a ridge of e^30
+        torch.testing.assert_close(m.ridge(4), torch.tensor([1.0, math.exp(30.0), 1.0, 1.0]))
+        out, base = m(reg, tgt), ref(reg, tgt)
+    assert out[:, 1].abs().max() < 1e-9 * base[:, 1].abs().max()                # one demo: fit shrunk to zero
+    torch.testing.assert_close(out[:, 2:], base[:, 2:])                           # more demos: unchanged
+
+
 def test_block_causal():
     """Pair p reads the targets of pairs < p and the regressors of pairs <= p only."""
     reg, tgt = _data(2, 6, 2, 3, 2, 2, seed=2)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig, build_model
-from icwm.train.engine import PROBE_PREFIXES, param_groups
+from icwm.train.config import PretrainConfig
+from icwm.train.engine import PROBE_PREFIXES, build_optimizer, param_groups
 
 
 @pytest.mark.parametrize("probe_decay", [True, False])
@@ -35,3 +36,23 @@ def test_without_probe_decay_adamw_leaves_an_idle_probe_matrix_alone():
         p.grad = torch.zeros_like(p)
     opt.step()
     assert torch.equal(probe, before[0]) and trunk.abs().sum() < before[1].abs().sum()
+
+
+def test_icr_scalars_get_their_own_learning_rate():
+    """optim.icr_lr_mult: the in-context ridges' scalars (every task's) in a third group at lr x mult, which the
+    warm-up + cosine schedule scales like the others; at 1 the two usual groups hold every parameter."""
+    model = build_model(ModelConfig.flavour("debug"))
+    named = dict(model.named_parameters())
+    icr = {n for n in named if ".icr." in n}
+    assert {n.split(".")[1] for n in icr} >= {"det", "ce", "cp", "pf", "de", "pe"}
+    assert len(param_groups(model, 0.1)) == 2
+    cfg = PretrainConfig()
+    cfg.optim.lr, cfg.optim.icr_lr_mult = 1e-3, 10.0
+    opt, sched = build_optimizer(model, cfg)
+    decay, rest, fast = opt.param_groups
+    assert {id(p) for p in fast["params"]} == {id(named[n]) for n in icr} and fast["weight_decay"] == 0.0
+    assert not ({id(p) for p in decay["params"] + rest["params"]} & {id(p) for p in fast["params"]})
+    for _ in range(3):
+        opt.step()
+        sched.step()
+        assert fast["lr"] == pytest.approx(10.0 * rest["lr"]) and rest["lr"] > 0
