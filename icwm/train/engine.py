@@ -192,19 +192,19 @@ PROBE_PREFIXES = ("probes.", "fit_probes.")     # the latent probe's read-outs (
 ICR_MARK = ".icr."                              # the in-context ridges' scalars (``InContextRidge``)
 
 
-def param_groups(model: nn.Module, weight_decay: float, probe_decay: bool = True, lr: float = 1.0,
-                 icr_lr_mult: float = 1.0) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, probe_decay: bool = True,
+                 icr_lr: Optional[float] = None) -> list[dict]:
     """AdamW groups: weight decay on parameters with >= 2 dims (matrices, embeddings), none on biases/gains, nor on
-    the latent probe's matrices unless ``probe_decay``; with ``icr_lr_mult != 1`` the in-context ridges' scalars in
-    a group of their own at ``lr * icr_lr_mult``."""
+    the latent probe's matrices unless ``probe_decay``; with ``icr_lr`` the in-context ridges' scalars in a group of
+    their own at that learning rate."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    icr = [icr_lr_mult != 1.0 and ICR_MARK in f".{n}" for n, _ in params]
+    icr = [icr_lr is not None and ICR_MARK in n for n, _ in params]
     decayed = [p.dim() >= 2 and (probe_decay or not n.startswith(PROBE_PREFIXES)) for n, p in params]
     pick = lambda keep: [p for (_, p), d, i in zip(params, decayed, icr) if keep(d, i)]  # noqa: E731
     groups = [{"params": pick(lambda d, i: d and not i), "weight_decay": weight_decay},
               {"params": pick(lambda d, i: not d and not i), "weight_decay": 0.0}]
     if any(icr):
-        groups.append({"params": pick(lambda d, i: i), "weight_decay": 0.0, "lr": lr * icr_lr_mult})
+        groups.append({"params": pick(lambda d, i: i), "weight_decay": 0.0, "lr": icr_lr})
     return groups
 
 
@@ -213,7 +213,8 @@ def build_optimizer(model: nn.Module, cfg: "PretrainConfig | EngineSpec"
     """Torch AdamW (non-fused, foreach) and its warm-up + cosine ``LambdaLR``."""
     spec = EngineSpec.of(cfg)
     o = spec.optim
-    groups = param_groups(model, o.weight_decay, o.probe_decay, o.lr, o.icr_lr_mult)
+    icr_lr = o.lr * o.icr_lr_mult if o.icr_lr_mult != 1.0 else None      # 1: no group of its own (as before)
+    groups = param_groups(model, o.weight_decay, o.probe_decay, icr_lr)
     opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o, spec.steps))
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig, build_model
-from icwm.train.config import PretrainConfig
+from icwm.train.config import OptimConfig, PretrainConfig
 from icwm.train.engine import PROBE_PREFIXES, build_optimizer, param_groups
 
 
@@ -56,3 +56,9 @@ def test_icr_scalars_get_their_own_learning_rate():
         opt.step()
         sched.step()
         assert fast["lr"] == pytest.approx(10.0 * rest["lr"]) and rest["lr"] > 0
+
+
+@pytest.mark.parametrize("mult", [0.0, -1.0])
+def test_icr_lr_mult_must_be_positive(mult: float):
+    with pytest.raises(ValueError, match="optim.icr_lr_mult"):
+        OptimConfig(icr_lr_mult=mult)

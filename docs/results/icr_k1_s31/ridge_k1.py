@@ -12,16 +12,23 @@ from icwm.eval.config import EvalConfig  # noqa: E402
 from icwm.model.icr import InContextRidge  # noqa: E402
 
 
-def main(factor: float, out: str, model: str) -> None:
+def scale_j1(factor: dict) -> None:
+    """Patch ``InContextRidge.ridge``: a ridge module marked ``scale_j1`` gets its j = 1 entry multiplied by
+    ``factor["j1"]`` (read at each call, so the caller may change it)."""
     schedule = InContextRidge.ridge
 
     def ridge(self, p):
         r = schedule(self, p)
         if getattr(self, "scale_j1", False) and p > 1:
             r = r.clone()
-            r[1] = r[1] * factor
+            r[1] = r[1] * factor["j1"]
         return r
 
+    InContextRidge.ridge = ridge
+
+
+def main(factor: float, out: str, model: str) -> None:
+    scale_j1({"j1": factor})
     load = evaluate.load_model
 
     def load_model(*a, **k):
@@ -29,7 +36,7 @@ def main(factor: float, out: str, model: str) -> None:
         m.heads["cp"].fit.icr.scale_j1 = True           # cp's head only
         return m, desc
 
-    InContextRidge.ridge, evaluate.load_model = ridge, load_model
+    evaluate.load_model = load_model
     evaluate.evaluate(load_cli(EvalConfig, ["--config", "configs/eval/latent.yaml", f"model={model}",
                                             "ks=[0,1,4,16]", "tasks=[cp]", "device=cpu", f"out_dir={out}"]))
 

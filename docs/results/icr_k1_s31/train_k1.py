@@ -12,24 +12,17 @@ import torch
 from icwm import tasks
 from icwm.data.config import load_family
 from icwm.eval.runner import load_model, model_query_pred, query
-from icwm.model.icr import InContextRidge
+from ridge_k1 import scale_j1
 
 FAMILIES = ["configs/systems/link_seen.yaml", "configs/systems/link_latent_seen.yaml"]
 FACTORS = (1.0, 100.0)
 
 
 def main(path: str) -> None:
-    schedule, factor = InContextRidge.ridge, {"j1": 1.0}
-
-    def ridge(self, p):
-        r = schedule(self, p)
-        if p > 1:
-            r = r.clone()
-            r[1] = r[1] * factor["j1"]
-        return r
-
-    InContextRidge.ridge = ridge
+    factor = {"j1": 1.0}
+    scale_j1(factor)
     model, _ = load_model(path, torch.device("cpu"))
+    model.heads["cp"].fit.icr.scale_j1 = True           # cp's head only
     cp = tasks.get("cp")
     print("| system | " + " | ".join(f"k = {k}, j = 1 ridge x{f:g}" for f in FACTORS for k in (0, 1)) + " |")
     print("|---|" + "---|" * 2 * len(FACTORS))
