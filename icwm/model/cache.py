@@ -175,8 +175,11 @@ def _query_trunk(model: ICWM, tok: torch.Tensor, cache: DemoCache) -> torch.Tens
 
 
 def reads_other_pairs(module: nn.Module, batch: dict) -> bool:
-    """Whether a family embedder's or head's output for a pair reads other pairs: only an ``InContextRidge`` does
-    (``icr.py``), and a module may say when it uses its own (``DetEmbed.fits_in_context``)."""
+    """Whether a family embedder's or head's output for a pair reads other pairs: an ``InContextRidge`` does
+    (``icr.py``), and a module may say when it uses its own (``DetEmbed.fits_in_context``); a module whose
+    ``pools_pairs`` is true always does (``Sub6Embed``'s density of the demonstrations' offsets)."""
+    if getattr(module, "pools_pairs", False):
+        return True
     if not any(isinstance(m, InContextRidge) for m in module.modules()):
         return False
     uses = getattr(module, "fits_in_context", None)
@@ -256,6 +259,6 @@ def answer_queries(model: ICWM, cache: DemoCache, queries: dict) -> dict[str, to
     if model.cfg.probe_skip:
         x0 = model.role_task(task, x, 0)
         x0 = _with_demos(cache.x0, x0) if whole else x0
-    latent = model.probe(task, hx, queries, x0, getattr(ctx, "probe_in", None))
+    latent = model.probe(task, hx, queries, x0, getattr(ctx, "probe_in", None), getattr(ctx, "density", None))
     out = {**head(hx, ctx, latent), **{LATENT_HAT + n: v for n, v in latent.items()}}
     return {key: v[:, -1] for key, v in out.items()}

@@ -67,6 +67,10 @@ class ModelConfig:
                                     # offsets evenly over +- bf_offset_span_deg from the nominal, its estimate their
                                     # softmax-weighted mean. Off in every flavour: with the bank it read the unseen
                                     # offsets no better (docs/results/bf_offset_memo_s29)
+    bf_density_kernel: int = 0      # bf, with bf_probe_bins: 0 = off; odd n = the probe's logits also add a learned
+                                    # n-tap kernel (starts as the identity, gain trained in log scale) over the log
+                                    # kernel density of the earlier pairs' implied offsets on the same bins: a read-out
+                                    # local in the offset, so far (outlier) density cannot pull it
     grid_fit_drop: float = 0.0      # ce / cp / pf, training only: the share of episodes whose head runs without its
                                     # in-context fit (the prediction before it is what k = 0 gets; trained only
                                     # through the fit, it hurt cp's k = 0 below its own AR first guess). Off in every
@@ -125,6 +129,9 @@ class ModelConfig:
                                     # (starts at 0): the schedule n0 exp(slope / j) ties j = 1 to j = 2..4, and v21's
                                     # cp fit from one demo is under-regularised. Off in every flavour: it needs
                                     # optim.icr_lr_mult to move, and then cost cp at k = 16 (docs/results/icr_k1_s31)
+    icr_pool_table: bool = False    # each j also gets its own trained offset of the log pooling weight (starts at 0):
+                                    # one weight for all j made the fits from many demos share as much as those from
+                                    # one or two (docs/results/icr_k1_s31)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:
@@ -147,6 +154,10 @@ class ModelConfig:
               "model.bf_offset_bins", "0, or an integer >= 2 with model.bf_label 'angle'", self.bf_offset_bins)
         check(self.bf_probe_bins == 0 or self.bf_probe_bins >= 2, "model.bf_probe_bins", "0, or an integer >= 2",
               self.bf_probe_bins)
+        check(self.bf_density_kernel == 0 or (self.bf_density_kernel > 0 and self.bf_density_kernel % 2 == 1
+                                              and self.bf_probe_bins >= 2 and self.bf_label == "angle"),
+              "model.bf_density_kernel",
+              "0, or an odd integer with model.bf_probe_bins >= 2 and model.bf_label 'angle'", self.bf_density_kernel)
         check(0.0 <= self.grid_fit_drop < 1.0, "model.grid_fit_drop", "a float in [0, 1)", self.grid_fit_drop)
         check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",

@@ -42,8 +42,9 @@ class InContextRidge(nn.Module):
     samples at its own regressor power in the unit (so the fit is invariant to the unit's scale; a positive slope
     shrinks fits from one or two demonstrations harder), and the statistics of its unit plus ``exp(log_pool)`` times
     their mean over all units. ``log_n0`` starts at ``log(cfg.icr_n0)``, ``slope`` at 0, ``log_pool`` at
-    ``log(cfg.icr_pool)``; with ``cfg.icr_ridge_table`` a ``table`` [k_max + 1] of per-j offsets starts at 0. All are
-    trained. Pair 0 gets zero.
+    ``log(cfg.icr_pool)``; with ``cfg.icr_ridge_table`` a ``table`` [k_max + 1] of per-j offsets starts at 0, with
+    ``cfg.icr_pool_table`` a ``pool_table`` [k_max + 1] of per-j offsets of ``log_pool`` too. All are trained. Pair 0
+    gets zero.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -52,6 +53,7 @@ class InContextRidge(nn.Module):
         self.slope = nn.Parameter(torch.zeros(1))
         self.log_pool = nn.Parameter(torch.full((1,), math.log(cfg.icr_pool)))
         self.table = nn.Parameter(torch.zeros(cfg.k_max + 1)) if cfg.icr_ridge_table else None
+        self.pool_table = nn.Parameter(torch.zeros(cfg.k_max + 1)) if cfg.icr_pool_table else None
 
     def ridge(self, p: int) -> torch.Tensor:
         """Ridge weight of each pair, in samples: [P]."""
@@ -82,6 +84,9 @@ class InContextRidge(nn.Module):
             power = gram.diagonal(dim1=-2, dim2=-1).real.sum(-1) / n[None, :, None]
         if reg.shape[2] > 1:
             pool = torch.exp(self.log_pool).to(gram.real.dtype)
+            if self.pool_table is not None:                                     # per pair: [P, 1, 1, 1]
+                pool = torch.exp(self.log_pool + self.pool_table[:reg.shape[1]]).to(gram.real.dtype)
+                pool = pool[:, None, None, None]
             gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
         n0 = self.ridge(reg.shape[1]).to(power.dtype)
         return ridge_solve(gram, cross, n0[:, None] * power + 1e-12)            # [B, P, U, O, F]

@@ -42,16 +42,38 @@ class BinnedProbe(nn.Module):
     tokens carry a density of the demonstrations' offsets (``model.bf_offset_bins``' banks), logits that follow it
     would put the estimate at its mode, which outlier pairs far from it move little (in bf-only A/Bs it read the unseen
     offsets no better than the regression: docs/results/bf_offset_memo_s29). Its output bias starts at 0 and its
-    weights random (``_probe``), so the untrained estimates spread around the centres' mean, 0: no offset."""
+    weights random (``_probe``), so the untrained estimates spread around the centres' mean, 0: no offset.
 
-    def __init__(self, d: int, centres: torch.Tensor, hidden: int) -> None:
+    With ``kernel`` taps (``model.bf_density_kernel``) the logits also add ``exp(gain) * conv(log(density + FLOOR))``
+    of the earlier pairs' kernel density on the same bins (``sub6.demo_density``): a read-out local in the offset,
+    the same at every offset (the kernel-mode fit's shape, its kernel and sharpness trained). The kernel starts as the
+    identity and the gain at 0 (softmax = the regression's distribution times the density); the gain is trained in
+    log scale because Adam moves a parameter about lr per step and a sharp mode needs a gain of several. A constant
+    density (k = 0) adds a constant: no effect (edges padded by replication)."""
+
+    FLOOR = 1e-3        # log floor of the density (a mean of unit bumps): a bin no pair is within 3.7 widths of
+
+    def __init__(self, d: int, centres: torch.Tensor, hidden: int, kernel: int = 0) -> None:
         super().__init__()
         self.read = _probe(d, centres.numel(), hidden)
         self.register_buffer("centres", centres.float())
+        self.kernel = nn.Parameter(torch.zeros(kernel)) if kernel else None
+        self.gain = nn.Parameter(torch.zeros(1)) if kernel else None     # [1]: DeepSpeed broadcasts 1-d tensors
+        if kernel:
+            with torch.no_grad():
+                self.kernel[kernel // 2] = 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(self.read(x).float(), -1)                      # [..., bins]
-        return (p @ self.centres)[..., None]
+    def forward(self, x: torch.Tensor, density: torch.Tensor | None = None) -> torch.Tensor:
+        """x [..., d] (and with a kernel the density [..., bins]) -> the estimate [..., 1] float32."""
+        logits = self.read(x).float()                                    # [..., bins]
+        if self.kernel is not None:
+            check(density is not None, "density", "the earlier pairs' offset density (model.bf_density_kernel)", None)
+            r = self.kernel.numel() // 2
+            ld = torch.log(density.float() + self.FLOOR).reshape(-1, 1, density.shape[-1])
+            ld = nn.functional.pad(ld, (r, r), mode="replicate")
+            conv = nn.functional.conv1d(ld, self.kernel.float()[None, None])
+            logits = logits + self.gain.float().exp() * conv.reshape(density.shape)
+        return (torch.softmax(logits, -1) @ self.centres)[..., None]
 
 
 def _task_probe(cfg: ModelConfig, task: str, d: int) -> nn.Module:
@@ -62,7 +84,7 @@ def _task_probe(cfg: ModelConfig, task: str, d: int) -> nn.Module:
         return _probe(d, len(names), cfg.probe_hidden)
     (name,) = names
     span = cfg.bf_offset_span_deg / LATENT_SCALES[name]
-    return BinnedProbe(d, torch.linspace(-span, span, cfg.bf_probe_bins), cfg.probe_hidden)
+    return BinnedProbe(d, torch.linspace(-span, span, cfg.bf_probe_bins), cfg.probe_hidden, cfg.bf_density_kernel)
 
 
 def _fit_probe(n_in: int, n_latent: int, hidden: int) -> nn.Module:
@@ -185,11 +207,12 @@ class ICWM(nn.Module):
         return t + self.role_emb.weight[role] + self.task_emb(tid)
 
     def probe(self, task: str, hx: torch.Tensor, batch: dict, x0: torch.Tensor | None = None,
-              fit: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+              fit: torch.Tensor | None = None, density: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d] (and, with
         ``cfg.probe_skip``, the embedded x-tokens x0 [B, P, n_x, d] before the trunk; where the task's embedder has
         ``probe_features`` (``cfg.probe_fit``), its in-context fit ``fit`` [B, P, probe_features], the head
-        context's ``probe_in``).
+        context's ``probe_in``; bf with ``cfg.bf_density_kernel``, the earlier pairs' offset density [B, P, bins],
+        the head context's ``density``).
 
         With ``cfg.nominal``, where ``batch`` states the nominal value of a latent the task's embedder reads
         (``self.nominal``; ``prior_<name>`` [B, P] or [B, 1]), the read-out is the offset from it: estimate = nominal +
@@ -203,7 +226,8 @@ class ICWM(nn.Module):
             check(fit is not None, "fit", "the embedder's in-context fit (model.probe_fit)", fit)
             if self.cfg.probe_fit == "input":
                 pooled = torch.cat((pooled, fit.to(pooled.dtype)), -1)
-        o = self.probes[task](pooled).float()                           # [B, P, n_latent]
+        probe = self.probes[task]
+        o = (probe(pooled, density) if getattr(probe, "kernel", None) is not None else probe(pooled)).float()
         if task in self.fit_probes:
             feat = torch.cat((fit.float(), nominal_features(batch, self.nominal.get(task, ()), fit)), -1)
             o = o + self.fit_probes[task](feat.to(pooled.dtype)).float()
@@ -228,7 +252,7 @@ class ICWM(nn.Module):
         tok = torch.cat((x, y), dim=2)                     # [S, P, n_x + n_y, d]
         h = self.trunk(self.drop(tok.reshape(s, n_pairs * (n_x + n_y), d)), n_pairs, n_x, n_y)
         hx = h.reshape(s, n_pairs, n_x + n_y, d)[:, :, :n_x]  # x-tokens of every pair
-        latent = self.probe(task, hx, batch, x, getattr(ctx, "probe_in", None))
+        latent = self.probe(task, hx, batch, x, getattr(ctx, "probe_in", None), getattr(ctx, "density", None))
         out = self.heads[task](hx, ctx, latent)
         return {**out, **{LATENT_HAT + n: v for n, v in latent.items()}}
 

@@ -52,12 +52,15 @@ def from_z(task: str, z: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Sub6Ctx:
     """Mean received power [B, P] (dB / 20), labels [B, P] (bf beams, de / pe in ``to_z`` space), the channel, and
-    the nominal offset [B, P] float32 the inputs were read relative to (natural units; 0 without ``nominal_frame``)."""
+    the nominal offset [B, P] float32 the inputs were read relative to (natural units; 0 without ``nominal_frame``);
+    bf with ``model.bf_density_kernel``: the earlier pairs' mean offset bank ``density`` [B, P, bf_probe_bins]
+    (``demo_density``; the latent probe reads it)."""
 
     power: torch.Tensor
     label: torch.Tensor
     h: torch.Tensor
     nominal: torch.Tensor
+    density: torch.Tensor | None = None
 
 
 def offset_bank(offset_deg: torch.Tensor, bins: int, span_deg: float) -> torch.Tensor:
@@ -66,6 +69,14 @@ def offset_bank(offset_deg: torch.Tensor, bins: int, span_deg: float) -> torch.T
     c = torch.linspace(-span_deg, span_deg, bins, device=offset_deg.device)
     w = 2.0 * span_deg / (bins - 1)
     return torch.exp(-0.5 * ((offset_deg.float()[..., None] - c) / w) ** 2)
+
+
+def demo_density(bank: torch.Tensor) -> torch.Tensor:
+    """Per-pair banks [B, P, bins] -> [B, P, bins]: at pair p the mean of the banks of pairs 0..p-1 (a kernel density
+    of the earlier pairs' offsets; zeros at p = 0). A pair never reads its own label."""
+    csum = torch.cat((torch.zeros_like(bank[:, :1]), torch.cumsum(bank[:, :-1], 1)), 1)
+    n = torch.arange(bank.shape[1], device=bank.device, dtype=bank.dtype).clamp_min(1.0)
+    return csum / n[:, None]
 
 
 def angle_features(az: torch.Tensor, harmonics: int) -> torch.Tensor:
@@ -95,6 +106,7 @@ class Sub6Embed(nn.Module):
         self.task, self.group, self.bins, self.d = task, cfg.sub6_group, cfg.n_ang_bins, cfg.d_model
         self.n_beams, self.harm, self.by_angle = cfg.n_beams, cfg.bf_angle_harmonics, cfg.bf_label == "angle"
         self.off_bins, self.off_span = cfg.bf_offset_bins, cfg.bf_offset_span_deg
+        self.density_bins = cfg.bf_probe_bins if task == "bf" and cfg.bf_density_kernel else 0
         self.x_lin = mlp(cfg.n_ang_bins + 3, cfg.d_model)
         if task != "bf":
             self.y_emb = nn.Linear(1, cfg.d_model)
@@ -119,14 +131,31 @@ class Sub6Embed(nn.Module):
             return self.y_emb(beam)
         return self.y_emb(self.bf_label_features(beam, h, nominal).to(self.y_emb[0].weight.dtype))
 
+    def azimuths(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The beam's azimuth rotated by the nominal offset and the pair's dominant sub-6 azimuth, [B, P] rad each
+        (their difference is the offset the pair implies, from the nominal)."""
+        return beams.beam_azimuth(beam, self.n_beams) + torch.deg2rad(nominal), beams.sub6_azimuth(h)
+
     def bf_label_features(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> torch.Tensor:
         """The "angle" label's features [B, P, 2 (1 + 2 harmonics) + offset bins] float32 (class doc)."""
-        az = beams.beam_azimuth(beam, self.n_beams) + torch.deg2rad(nominal)
-        az6 = beams.sub6_azimuth(h)
+        az, az6 = self.azimuths(beam, h, nominal)
         f = torch.cat((angle_features(az, self.harm), angle_features(az6, self.harm)), -1)
         if self.off_bins:           # the offset this pair implies, read from the nominal (``beams.fit_panel_offset``)
             f = torch.cat((f, offset_bank(torch.rad2deg(az6 - az), self.off_bins, self.off_span)), -1)
         return f
+
+    @property
+    def pools_pairs(self) -> bool:
+        """Whether a pair's head context reads the earlier pairs (``demo_density``; for the demonstration cache)."""
+        return bool(self.density_bins)
+
+    def density(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> torch.Tensor | None:
+        """bf with ``density_bins``: ``demo_density`` of the pairs' implied offsets from the nominal [B, P, bins]."""
+        if not self.density_bins:
+            return None
+        az, az6 = self.azimuths(beam, h, nominal)
+        off = torch.rad2deg(az6 - az)
+        return demo_density(offset_bank(off, self.density_bins, self.off_span))
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
         """h: [B, P, S, A] complex -> [B, P, n_groups, n_ang_bins + 3] float32 (angular power, dB/20, lag-1 corr)."""
@@ -159,8 +188,9 @@ class Sub6Embed(nn.Module):
         label = lab.long() if self.task == "bf" else to_z(self.task, lab.float())
         y = (self.bf_label_token(label, batch["h_sub6"], nominal) if self.task == "bf"
              else self.y_emb(label[..., None].to(dt)))
+        density = self.density(label, batch["h_sub6"], nominal) if self.task == "bf" else None
         return x, y[:, :, None], Sub6Ctx(power=f[..., self.bins].mean(-1), label=label, h=batch["h_sub6"],
-                                         nominal=nominal)
+                                         nominal=nominal, density=density)
 
 
 class Sub6Head(nn.Module):

@@ -78,6 +78,24 @@ def test_cached_queries_equal_the_forward_pass_with_probe_options(task: str, k: 
         torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"{task} {key}: {msg}")
 
 
+@pytest.mark.parametrize("k", [0, 5])
+@pytest.mark.parametrize("option", [{"bf_offset_bins": 31, "bf_probe_bins": 31},
+                                    {"bf_offset_bins": 31, "bf_probe_bins": 31, "bf_density_kernel": 5}])
+def test_cached_bf_queries_equal_the_forward_pass_with_offset_options(k: int, option: dict):
+    """bf's offset options: the label bank, the binned probe, and with ``model.bf_density_kernel`` the probe's read of
+    the demonstrations' offset density (the query's context pools the cached demonstrations' labels)."""
+    torch.manual_seed(0)
+    m = build_model(ModelConfig.flavour("debug", nominal=True, probe_hidden=8, **option)).eval()
+    with torch.no_grad():
+        m.probes["bf"].read[-1].weight.mul_(0.1)           # a density that matters beside the regression's logits
+    demos, queries, full = _split(random_batch("bf", B=Q, k=k, seed=k))
+    with torch.no_grad():
+        ref = {key: v[:, -1] for key, v in m(full).items()}
+        out = answer_queries(m, encode_demos(m, demos), queries)
+    for key, v in ref.items():
+        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"bf {key}: {msg}")
+
+
 def test_cached_queries_depend_on_the_demonstrations(model):
     """The cache carries information: other demonstrations give other answers (the test above can fail)."""
     demos, queries, _ = _split(random_batch("cp", B=Q, k=3, seed=0))

@@ -92,6 +92,24 @@ def test_ridge_table_starts_as_the_schedule_and_shrinks_one_j_alone():
     torch.testing.assert_close(out[:, 2:], base[:, 2:])                           # more demos: unchanged
 
 
+def test_pool_table_starts_as_the_schedule_and_pools_one_j_alone():
+    """``model.icr_pool_table``: per-j offsets of the log pooling weight, 0 = the schedule's fits; a huge offset at one
+    j gives every unit the fit of the pooled statistics there (one map for all units) and leaves the other j alone."""
+    cfg = ModelConfig.flavour("debug")
+    cfg.icr_pool_table = True
+    m, ref = InContextRidge(cfg), _icr(1.0, 0.0, 0.1)
+    assert m.pool_table.shape == (cfg.k_max + 1,)
+    reg, tgt = _data(2, 5, 3, 4, 3, 2, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(m(reg, tgt), ref(reg, tgt))                    # table 0: the schedule's fits
+        m.pool_table[3] = 30.0
+        maps, base = m.maps(reg, tgt), ref.maps(reg, tgt)
+    assert not torch.allclose(base[:, 3, 0], base[:, 3, 1])                        # the units' own fits differ
+    torch.testing.assert_close(maps[:, 3, 0], maps[:, 3, 1], rtol=1e-6, atol=1e-9)  # j = 3: one pooled map
+    torch.testing.assert_close(maps[:, 3, 0], maps[:, 3, 2], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(maps[:, [0, 1, 2, 4]], base[:, [0, 1, 2, 4]])        # other j: unchanged
+
+
 def test_block_causal():
     """Pair p reads the targets of pairs < p and the regressors of pairs <= p only."""
     reg, tgt = _data(2, 6, 2, 3, 2, 2, seed=2)

@@ -204,3 +204,30 @@ def test_binned_bf_probe_is_the_softmax_mean_of_its_offsets_and_trains():
 def test_bf_probe_bins_rejects_one_bin():
     with pytest.raises(ValueError, match="bf_probe_bins"):
         ModelConfig.flavour("debug", bf_probe_bins=1)
+
+
+def test_bf_density_kernel_reads_the_mode_of_the_demonstrations_offsets_locally():
+    """``model.bf_density_kernel``: the binned probe's logits add exp(gain) * kernel * log(density + floor). A
+    constant density (k = 0) changes nothing; at the initial kernel (identity) and a large gain the estimate is the
+    density's mode, and far (outlier) density does not move it; the probe loss trains kernel and gain."""
+    cfg = dataclasses.replace(ModelConfig.flavour("debug"), bf_probe_bins=31, bf_offset_span_deg=30.0, probe_hidden=8,
+                              bf_density_kernel=5)
+    model = build_model(cfg).train()
+    probe = model.probes["bf"]
+    plain = build_model(dataclasses.replace(cfg, bf_density_kernel=0)).probes["bf"]
+    plain.load_state_dict({k: v for k, v in probe.state_dict().items() if k.startswith(("read", "centres"))})
+    hx = torch.randn(2, 3, cfg.d_model)
+    torch.testing.assert_close(probe(hx, torch.zeros(2, 3, 31)), plain(hx))            # k = 0: no density
+    torch.testing.assert_close(probe(hx, torch.full((2, 3, 31), 0.3)), plain(hx))      # any constant density
+    from icwm.model.sub6 import offset_bank
+    main = offset_bank(torch.tensor([8.0] * 6 + [-25.0] * 3), 31, 30.0).mean(0)        # mode +8, outliers at -25
+    with torch.no_grad():
+        probe.gain.fill_(3.0)
+    est = 20.0 * probe(hx, main.expand(2, 3, 31))[..., 0]                              # LATENT_SCALES units -> deg
+    assert (est - 8.0).abs().max() < 1.0
+    with pytest.raises(ValueError, match="density"):
+        probe(hx)
+    batch = {**random_batch("bf", k=3), "latent_panel_offset_deg": torch.full((2, 4), 15.0)}
+    latent_losses(model(batch), batch).mean().backward()
+    assert probe.kernel.grad.abs().sum() > 0 and probe.gain.grad.abs().sum() > 0
+    assert all(p.dim() >= 1 for p in model.parameters())          # DeepSpeed's broadcast views each as bytes

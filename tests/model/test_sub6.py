@@ -254,3 +254,31 @@ def test_bad_offset_bank_settings_name_the_field(over):
     field = "bf_offset_span_deg" if "bf_offset_span_deg" in over else "bf_offset_bins"
     with pytest.raises(ValueError, match=f"model.{field}"):
         ModelConfig.flavour("debug", **over)
+
+
+def test_bf_density_is_the_earlier_pairs_mean_offset_bank():
+    """``model.bf_density_kernel``: bf's head context carries, at pair p, the mean of pairs 0..p-1's implied-offset
+    banks on the probe's bins (from the nominal; zeros at p = 0); a pair's own label never enters it."""
+    from icwm.model.sub6 import offset_bank
+    cfg = ModelConfig.flavour("debug", bf_probe_bins=9, bf_density_kernel=3, bf_offset_span_deg=30.0, nominal=True,
+                              nominal_frame=True)
+    emb = build_model(cfg).embedders["bf"]
+    batch = {**random_batch("bf", k=3), "prior_panel_offset_deg": torch.full((2, 1), 10.0)}
+    density = emb(batch)[2].density
+    implied = torch.rad2deg(beams.sub6_azimuth(batch["h_sub6"]) - beams.beam_azimuth(batch["beam"], cfg.n_beams))
+    bank = offset_bank(implied - 10.0, 9, 30.0)                                        # [B, P, 9]
+    assert density.shape == (2, 4, 9) and torch.equal(density[:, 0], torch.zeros(2, 9))
+    for p in range(1, 4):
+        torch.testing.assert_close(density[:, p], bank[:, :p].mean(1), atol=1e-5, rtol=0)
+    moved = {**batch, "beam": batch["beam"].clone()}
+    moved["beam"][:, 3] = (moved["beam"][:, 3] + 40) % cfg.n_beams                      # the query's own label
+    assert torch.equal(emb(moved)[2].density, density)
+    assert build_model(ModelConfig.flavour("debug")).embedders["bf"](batch)[2].density is None
+
+
+@pytest.mark.parametrize("over", [{"bf_density_kernel": 3}, {"bf_density_kernel": 4, "bf_probe_bins": 9},
+                                  {"bf_density_kernel": -1, "bf_probe_bins": 9},
+                                  {"bf_density_kernel": 3, "bf_probe_bins": 9, "bf_label": "index"}])
+def test_bad_density_kernel_settings_name_the_field(over):
+    with pytest.raises(ValueError, match="model.bf_density_kernel"):
+        ModelConfig.flavour("debug", **over)
