@@ -70,7 +70,8 @@ class ModelConfig:
     bf_density_kernel: int = 0      # bf, with bf_probe_bins: 0 = off; odd n = the probe's logits also add a learned
                                     # n-tap kernel (starts as the identity, gain trained in log scale) over the log
                                     # kernel density of the earlier pairs' implied offsets on the same bins: a read-out
-                                    # local in the offset, so far (outlier) density cannot pull it
+                                    # local in the offset, so far (outlier) density cannot pull it (bf-only A/B: unseen
+                                    # eta(16) +0.3, two seeds; docs/results/bf_offset_memo_s29)
     grid_fit_drop: float = 0.0      # ce / cp / pf, training only: the share of episodes whose head runs without its
                                     # in-context fit (the prediction before it is what k = 0 gets; trained only
                                     # through the fit, it hurt cp's k = 0 below its own AR first guess). Off in every

@@ -1,7 +1,7 @@
 #!/bin/bash
-# session 32: cp-only arm of model.icr_pool_table with the ridge table and optim.icr_lr_mult=10 (after the bf arms)
+# session 32: cp-only arm of model.icr_pool_table with the ridge table and optim.icr_lr_mult=10 (after the v23 run)
 cd /work/main
-while pgrep -f bf_offset_memo_s29/ab_s32.sh > /dev/null; do sleep 20; done
+while pgrep -f v23_candidate/run.sh > /dev/null || pgrep -f /tmp/fc.sh > /dev/null; do sleep 20; done
 A=cp_pooltable_lr10_s0
 [ -f outputs/logs/$A.done ] && exit 0
 OMP_NUM_THREADS=2 .venv/bin/deepspeed launch/pretrain.py --config configs/pretrain/small.yaml train.progress=false \
