@@ -8,6 +8,8 @@ latent form what the cell's panel offset (bf) or power offset (de, pe) is, throu
 on the group tokens).
 Closed form: bf's prior, the sub-6 angle spectrum read at the mmWave beams' directions with the panel rotated by
 the probe's offset estimate (``beams.rotated_beam_scores``; physics of the rotation, the offset is the network's);
+with ``model.bf_density_kernel``, the mean of the earlier pairs' implied-offset banks (``demo_density``, a kernel
+density of the demonstrations' offsets that the probe's learned kernel reads; a pooling, not an estimate);
 de / pe, with ``cfg.icr``: the in-context ridge regression (``icr.py``) of what the read-out ``z0`` missed on
 ``[1, received power, learned features]`` (the cell's own path-loss law and offset).
 
