@@ -1,0 +1,12 @@
+# arm NAME TASK OVERRIDES...: one single-task A/B arm with the v21 recipe (1,500 steps), then its latent evaluation;
+# skipped when outputs/logs/NAME.done exists. Sourced by ab_s30.sh and ab_s32.sh (run from the repository root).
+arm() {  # name task overrides...
+  local A=$1 T=$2; shift 2
+  [ -f outputs/logs/$A.done ] && return
+  OMP_NUM_THREADS=2 .venv/bin/deepspeed launch/pretrain.py --config configs/pretrain/small.yaml train.progress=false \
+      "model.tasks=[$T]" "data.task_weights={$T: 1.0}" train.steps=1500 optim.warmup_steps=100 data.k_ramp=1200 \
+      "$@" train.out_dir=outputs/pretrain/$A || exit 1
+  OMP_NUM_THREADS=2 .venv/bin/python launch/evaluate.py --config configs/eval/latent.yaml \
+      model=outputs/pretrain/$A/model "ks=[0,1,4,16]" "tasks=[$T]" device=cpu out_dir=outputs/eval/$A
+  touch outputs/logs/$A.done
+}
