@@ -132,7 +132,8 @@ class ModelConfig:
                                     # optim.icr_lr_mult to move, and then cost cp at k = 16 (docs/results/icr_k1_s31)
     icr_pool_table: bool = False    # each j also gets its own trained offset of the log pooling weight (starts at 0):
                                     # one weight for all j made the fits from many demos share as much as those from
-                                    # one or two (docs/results/icr_k1_s31)
+                                    # one or two. Off in every flavour: with icr_ridge_table and icr_lr_mult 10 it
+                                    # kept cp's k = 1 gain without the k = 16 loss in one cp-only seed (icr_k1_s31)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:
