@@ -61,6 +61,11 @@ class InContextRidge(nn.Module):
         log_n0 = self.log_n0 + self.slope / j
         return torch.exp(log_n0 if self.table is None else log_n0 + self.table[:p])
 
+    def pooling(self, p: int) -> torch.Tensor:
+        """Pooling weight of each pair's statistics' mean over the units: [P]."""
+        log_pool = self.log_pool.expand(p) if self.pool_table is None else self.log_pool + self.pool_table[:p]
+        return torch.exp(log_pool)
+
     def forward(self, reg: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """reg [B, P, U, sample, F] regressors, target [B, P, U, sample, O] -> fitted values [B, P, U, sample, O].
 
@@ -83,10 +88,7 @@ class InContextRidge(nn.Module):
             n = torch.arange(reg.shape[1], device=reg.device).clamp_min(1) * reg.shape[-2] * reg.shape[-1]
             power = gram.diagonal(dim1=-2, dim2=-1).real.sum(-1) / n[None, :, None]
         if reg.shape[2] > 1:
-            pool = torch.exp(self.log_pool).to(gram.real.dtype)
-            if self.pool_table is not None:                                     # per pair: [P, 1, 1, 1]
-                pool = torch.exp(self.log_pool + self.pool_table[:reg.shape[1]]).to(gram.real.dtype)
-                pool = pool[:, None, None, None]
+            pool = self.pooling(reg.shape[1]).to(gram.real.dtype)[:, None, None, None]       # [P, 1, 1, 1]
             gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
         n0 = self.ridge(reg.shape[1]).to(power.dtype)
         return ridge_solve(gram, cross, n0[:, None] * power + 1e-12)            # [B, P, U, O, F]

@@ -129,9 +129,19 @@ class Sub6Embed(nn.Module):
 
     def bf_label_token(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> torch.Tensor:
         """beam [B, P] int64, h [B, P, S, A], nominal offset [B, P] deg -> the y-token [B, P, d]."""
+        return self.bf_label(beam, h, nominal)[0]
+
+    def bf_label(self, beam: torch.Tensor, h: torch.Tensor,
+                 nominal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The y-token [B, P, d] and, with ``density_bins``, ``demo_density`` of the pairs' implied offsets from the
+        nominal [B, P, bins] (else None), from one reading of the pairs' azimuths."""
         if not self.by_angle:
-            return self.y_emb(beam)
-        return self.y_emb(self.bf_label_features(beam, h, nominal).to(self.y_emb[0].weight.dtype))
+            return self.y_emb(beam), None
+        az, az6 = self.azimuths(beam, h, nominal)
+        token = self.y_emb(self.angle_label_features(az, az6).to(self.y_emb[0].weight.dtype))
+        if not self.density_bins:
+            return token, None
+        return token, demo_density(offset_bank(torch.rad2deg(az6 - az), self.density_bins, self.off_span))
 
     def azimuths(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The beam's azimuth rotated by the nominal offset and the pair's dominant sub-6 azimuth, [B, P] rad each
@@ -140,7 +150,10 @@ class Sub6Embed(nn.Module):
 
     def bf_label_features(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> torch.Tensor:
         """The "angle" label's features [B, P, 2 (1 + 2 harmonics) + offset bins] float32 (class doc)."""
-        az, az6 = self.azimuths(beam, h, nominal)
+        return self.angle_label_features(*self.azimuths(beam, h, nominal))
+
+    def angle_label_features(self, az: torch.Tensor, az6: torch.Tensor) -> torch.Tensor:
+        """``bf_label_features`` from the pairs' ``azimuths`` [B, P] rad each."""
         f = torch.cat((angle_features(az, self.harm), angle_features(az6, self.harm)), -1)
         if self.off_bins:           # the offset this pair implies, read from the nominal (``beams.fit_panel_offset``)
             f = torch.cat((f, offset_bank(torch.rad2deg(az6 - az), self.off_bins, self.off_span)), -1)
@@ -150,14 +163,6 @@ class Sub6Embed(nn.Module):
     def pools_pairs(self) -> bool:
         """Whether a pair's head context reads the earlier pairs (``demo_density``; for the demonstration cache)."""
         return bool(self.density_bins)
-
-    def density(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> torch.Tensor | None:
-        """bf with ``density_bins``: ``demo_density`` of the pairs' implied offsets from the nominal [B, P, bins]."""
-        if not self.density_bins:
-            return None
-        az, az6 = self.azimuths(beam, h, nominal)
-        off = torch.rad2deg(az6 - az)
-        return demo_density(offset_bank(off, self.density_bins, self.off_span))
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
         """h: [B, P, S, A] complex -> [B, P, n_groups, n_ang_bins + 3] float32 (angular power, dB/20, lag-1 corr)."""
@@ -188,9 +193,8 @@ class Sub6Embed(nn.Module):
             x = x + self.nominal(batch, f)
         lab = batch[Y[self.task]]
         label = lab.long() if self.task == "bf" else to_z(self.task, lab.float())
-        y = (self.bf_label_token(label, batch["h_sub6"], nominal) if self.task == "bf"
-             else self.y_emb(label[..., None].to(dt)))
-        density = self.density(label, batch["h_sub6"], nominal) if self.task == "bf" else None
+        y, density = (self.bf_label(label, batch["h_sub6"], nominal) if self.task == "bf"
+                      else (self.y_emb(label[..., None].to(dt)), None))
         return x, y[:, :, None], Sub6Ctx(power=f[..., self.bins].mean(-1), label=label, h=batch["h_sub6"],
                                          nominal=nominal, density=density)
 

@@ -77,14 +77,20 @@ def test_ridge_schedule():
     torch.testing.assert_close(got, ref)
 
 
-def test_ridge_table_starts_as_the_schedule_and_shrinks_one_j_alone():
-    cfg = ModelConfig.flavour("debug")
-    cfg.icr_ridge_table = True
-    m, ref = InContextRidge(cfg), _icr(1.0, 0.0, 0.1)
-    assert m.table.shape == (cfg.k_max + 1,)
+def _tabled(option: str) -> tuple[InContextRidge, InContextRidge, torch.Tensor, torch.Tensor]:
+    """The debug flavour's ICR with the per-j table ``option`` on, the same ICR without it, and data [B 2, P 5, U 3,
+    sample 4, F 3] / [..., O 2]; asserts the untouched table (zeros) gives the schedule's fits."""
+    m, ref = InContextRidge(ModelConfig.flavour("debug", **{option: True})), _icr(1.0, 0.0, 0.1)
     reg, tgt = _data(2, 5, 3, 4, 3, 2, seed=3)
     with torch.no_grad():
         torch.testing.assert_close(m(reg, tgt), ref(reg, tgt))                    # table 0: the schedule's fits
+    return m, ref, reg, tgt
+
+
+def test_ridge_table_starts_as_the_schedule_and_shrinks_one_j_alone():
+    m, ref, reg, tgt = _tabled("icr_ridge_table")
+    assert m.table.shape == (ModelConfig.flavour("debug").k_max + 1,)
+    with torch.no_grad():
         m.table[1] = 30.0                                                          # j = 1 only: a ridge of e^30
         torch.testing.assert_close(m.ridge(4), torch.tensor([1.0, math.exp(30.0), 1.0, 1.0]))
         out, base = m(reg, tgt), ref(reg, tgt)
@@ -95,13 +101,9 @@ def test_ridge_table_starts_as_the_schedule_and_shrinks_one_j_alone():
 def test_pool_table_starts_as_the_schedule_and_pools_one_j_alone():
     """``model.icr_pool_table``: per-j offsets of the log pooling weight, 0 = the schedule's fits; a huge offset at one
     j gives every unit the fit of the pooled statistics there (one map for all units) and leaves the other j alone."""
-    cfg = ModelConfig.flavour("debug")
-    cfg.icr_pool_table = True
-    m, ref = InContextRidge(cfg), _icr(1.0, 0.0, 0.1)
-    assert m.pool_table.shape == (cfg.k_max + 1,)
-    reg, tgt = _data(2, 5, 3, 4, 3, 2, seed=3)
+    m, ref, reg, tgt = _tabled("icr_pool_table")
+    assert m.pool_table.shape == (ModelConfig.flavour("debug").k_max + 1,)
     with torch.no_grad():
-        torch.testing.assert_close(m(reg, tgt), ref(reg, tgt))                    # table 0: the schedule's fits
         m.pool_table[3] = 30.0
         maps, base = m.maps(reg, tgt), ref.maps(reg, tgt)
     assert not torch.allclose(base[:, 3, 0], base[:, 3, 1])                        # the units' own fits differ
