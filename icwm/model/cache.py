@@ -259,6 +259,7 @@ def answer_queries(model: ICWM, cache: DemoCache, queries: dict) -> dict[str, to
     if model.cfg.probe_skip:
         x0 = model.role_task(task, x, 0)
         x0 = _with_demos(cache.x0, x0) if whole else x0
-    latent = model.probe(task, hx, queries, x0, getattr(ctx, "probe_in", None), getattr(ctx, "density", None))
+    latent = model.probe(task, hx, queries, x0, getattr(ctx, "probe_in", None),
+                         getattr(ctx, "log_density", None))
     out = {**head(hx, ctx, latent), **{LATENT_HAT + n: v for n, v in latent.items()}}
     return {key: v[:, -1] for key, v in out.items()}

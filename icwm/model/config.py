@@ -61,17 +61,22 @@ class ModelConfig:
                                     # panel offset (sub-6 azimuth - beam azimuth, degrees, nominal frame); a mean of
                                     # banks over the demos is a kernel density the probe can read a robust mode off
     bf_offset_span_deg: float = 30.0  # the bank's centres span +- this (the seen ranges' widest half-width, 20 deg,
-                                    # plus room for outlier pairs); width = centre spacing. Off in every flavour:
-                                    # no gain on the unseen offsets (docs/results/bf_offset_memo_s29)
+                                    # plus room for outlier pairs); width = centre spacing. small.yaml: 31 (alone
+                                    # no gain on the unseen offsets: docs/results/bf_offset_memo_s29)
     bf_probe_bins: int = 0          # bf: 0 = the probe regresses the panel offset; n >= 2 = it outputs logits over n
                                     # offsets evenly over +- bf_offset_span_deg from the nominal, its estimate their
-                                    # softmax-weighted mean. Off in every flavour: with the bank it read the unseen
-                                    # offsets no better (docs/results/bf_offset_memo_s29)
+                                    # softmax-weighted mean. small.yaml: 31, the bank's bins (with the bank alone it
+                                    # read the unseen offsets no better: docs/results/bf_offset_memo_s29)
     bf_density_kernel: int = 0      # bf, with bf_probe_bins: 0 = off; odd n = the probe's logits also add a learned
                                     # n-tap kernel (starts as the identity, gain trained in log scale) over the log
                                     # kernel density of the earlier pairs' implied offsets on the same bins: a read-out
                                     # local in the offset, so far (outlier) density cannot pull it (bf-only A/B: unseen
-                                    # eta(16) +0.3, two seeds; docs/results/bf_offset_memo_s29)
+                                    # eta(16) +0.3, two seeds; docs/results/bf_offset_memo_s29). small.yaml: 5
+    bf_density_form: str = "mean"   # what that kernel reads per bin: "mean" = log(mean of the earlier pairs' banks +
+                                    # 1e-3), as wide at k = 16 as at k = 1 (v23); "loglik" = the sum over the earlier
+                                    # pairs of log(bank + 1e-3), a robust (Gaussian-plus-floor) log-likelihood that
+                                    # sharpens with k, so more pairs outweigh the read-out's prior from the training
+                                    # offsets (docs/results/bf_offset_memo_s29, session 33)
     grid_fit_drop: float = 0.0      # ce / cp / pf, training only: the share of episodes whose head runs without its
                                     # in-context fit (the prediction before it is what k = 0 gets; trained only
                                     # through the fit, it hurt cp's k = 0 below its own AR first guess). Off in every
@@ -160,6 +165,8 @@ class ModelConfig:
                                               and self.bf_probe_bins >= 2 and self.bf_label == "angle"),
               "model.bf_density_kernel",
               "0, or an odd integer with model.bf_probe_bins >= 2 and model.bf_label 'angle'", self.bf_density_kernel)
+        check(self.bf_density_form in ("mean", "loglik"), "model.bf_density_form", "'mean' or 'loglik'",
+              self.bf_density_form)
         check(0.0 <= self.grid_fit_drop < 1.0, "model.grid_fit_drop", "a float in [0, 1)", self.grid_fit_drop)
         check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",

@@ -44,14 +44,12 @@ class BinnedProbe(nn.Module):
     offsets no better than the regression: docs/results/bf_offset_memo_s29). Its output bias starts at 0 and its
     weights random (``_probe``), so the untrained estimates spread around the centres' mean, 0: no offset.
 
-    With ``kernel`` taps (``model.bf_density_kernel``) the logits also add ``exp(gain) * conv(log(density + FLOOR))``
-    of the earlier pairs' kernel density on the same bins (``sub6.demo_density``): a read-out local in the offset,
+    With ``kernel`` taps (``model.bf_density_kernel``) the logits also add ``exp(gain) * conv(log_density)``, the
+    earlier pairs' log density or log-likelihood on the same bins (``sub6.demo_log_density``): local in the offset,
     the same at every offset (the kernel-mode fit's shape, its kernel and sharpness trained). The kernel starts as the
     identity and the gain at 0 (softmax = the regression's distribution times the density); the gain is trained in
     log scale because Adam moves a parameter about lr per step and a sharp mode needs a gain of several. A constant
-    density (k = 0) adds a constant: no effect (edges padded by replication)."""
-
-    FLOOR = 1e-3        # log floor of the density (a mean of unit bumps): a bin no pair is within 3.7 widths of
+    log density (k = 0) adds a constant: no effect (edges padded by replication)."""
 
     def __init__(self, d: int, centres: torch.Tensor, hidden: int, kernel: int = 0) -> None:
         super().__init__()
@@ -63,16 +61,17 @@ class BinnedProbe(nn.Module):
             with torch.no_grad():
                 self.kernel[kernel // 2] = 1.0
 
-    def forward(self, x: torch.Tensor, density: torch.Tensor | None = None) -> torch.Tensor:
-        """x [..., d] (and with a kernel the density [..., bins]) -> the estimate [..., 1] float32."""
+    def forward(self, x: torch.Tensor, log_density: torch.Tensor | None = None) -> torch.Tensor:
+        """x [..., d] (and with a kernel the log density [..., bins]) -> the estimate [..., 1] float32."""
         logits = self.read(x).float()                                    # [..., bins]
         if self.kernel is not None:
-            check(density is not None, "density", "the earlier pairs' offset density (model.bf_density_kernel)", None)
+            check(log_density is not None, "log_density", "the earlier pairs' offset density (model.bf_density_kernel)",
+                  None)
             r = self.kernel.numel() // 2
-            ld = torch.log(density.float() + self.FLOOR).reshape(-1, 1, density.shape[-1])
+            ld = log_density.float().reshape(-1, 1, log_density.shape[-1])
             ld = nn.functional.pad(ld, (r, r), mode="replicate")
             conv = nn.functional.conv1d(ld, self.kernel.float()[None, None])
-            logits = logits + self.gain.float().exp() * conv.reshape(density.shape)
+            logits = logits + self.gain.float().exp() * conv.reshape(log_density.shape)
         return (torch.softmax(logits, -1) @ self.centres)[..., None]
 
 
@@ -207,12 +206,12 @@ class ICWM(nn.Module):
         return t + self.role_emb.weight[role] + self.task_emb(tid)
 
     def probe(self, task: str, hx: torch.Tensor, batch: dict, x0: torch.Tensor | None = None,
-              fit: torch.Tensor | None = None, density: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+              fit: torch.Tensor | None = None, log_density: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d] (and, with
         ``cfg.probe_skip``, the embedded x-tokens x0 [B, P, n_x, d] before the trunk; where the task's embedder has
         ``probe_features`` (``cfg.probe_fit``), its in-context fit ``fit`` [B, P, probe_features], the head
-        context's ``probe_in``; bf with ``cfg.bf_density_kernel``, the earlier pairs' offset density [B, P, bins],
-        the head context's ``density``).
+        context's ``probe_in``; bf with ``cfg.bf_density_kernel``, the earlier pairs' log offset density [B, P,
+        bins], the head context's ``log_density``).
 
         With ``cfg.nominal``, where ``batch`` states the nominal value of a latent the task's embedder reads
         (``self.nominal``; ``prior_<name>`` [B, P] or [B, 1]), the read-out is the offset from it: estimate = nominal +
@@ -227,7 +226,7 @@ class ICWM(nn.Module):
             if self.cfg.probe_fit == "input":
                 pooled = torch.cat((pooled, fit.to(pooled.dtype)), -1)
         probe = self.probes[task]
-        o = (probe(pooled, density) if getattr(probe, "kernel", None) is not None else probe(pooled)).float()
+        o = (probe(pooled, log_density) if getattr(probe, "kernel", None) is not None else probe(pooled)).float()
         if task in self.fit_probes:
             feat = torch.cat((fit.float(), nominal_features(batch, self.nominal.get(task, ()), fit)), -1)
             o = o + self.fit_probes[task](feat.to(pooled.dtype)).float()
@@ -252,7 +251,7 @@ class ICWM(nn.Module):
         tok = torch.cat((x, y), dim=2)                     # [S, P, n_x + n_y, d]
         h = self.trunk(self.drop(tok.reshape(s, n_pairs * (n_x + n_y), d)), n_pairs, n_x, n_y)
         hx = h.reshape(s, n_pairs, n_x + n_y, d)[:, :, :n_x]  # x-tokens of every pair
-        latent = self.probe(task, hx, batch, x, getattr(ctx, "probe_in", None), getattr(ctx, "density", None))
+        latent = self.probe(task, hx, batch, x, getattr(ctx, "probe_in", None), getattr(ctx, "log_density", None))
         out = self.heads[task](hx, ctx, latent)
         return {**out, **{LATENT_HAT + n: v for n, v in latent.items()}}
 

@@ -8,8 +8,9 @@ latent form what the cell's panel offset (bf) or power offset (de, pe) is, throu
 on the group tokens).
 Closed form: bf's prior, the sub-6 angle spectrum read at the mmWave beams' directions with the panel rotated by
 the probe's offset estimate (``beams.rotated_beam_scores``; physics of the rotation, the offset is the network's);
-with ``model.bf_density_kernel``, the mean of the earlier pairs' implied-offset banks (``demo_density``, a kernel
-density of the demonstrations' offsets that the probe's learned kernel reads; a pooling, not an estimate);
+with ``model.bf_density_kernel``, the log of the mean of the earlier pairs' implied-offset banks or the sum of their
+logs (``demo_log_density``: a kernel density or a robust log-likelihood of the demonstrations' offsets that the
+probe's learned kernel reads; a pooling, not an estimate);
 de / pe, with ``cfg.icr``: the in-context ridge regression (``icr.py``) of what the read-out ``z0`` missed on
 ``[1, received power, learned features]`` (the cell's own path-loss law and offset).
 
@@ -55,14 +56,14 @@ def from_z(task: str, z: torch.Tensor) -> torch.Tensor:
 class Sub6Ctx:
     """Mean received power [B, P] (dB / 20), labels [B, P] (bf beams, de / pe in ``to_z`` space), the channel, and
     the nominal offset [B, P] float32 the inputs were read relative to (natural units; 0 without ``nominal_frame``);
-    bf with ``model.bf_density_kernel``: the earlier pairs' mean offset bank ``density`` [B, P, bf_probe_bins]
-    (``demo_density``; the latent probe reads it)."""
+    bf with ``model.bf_density_kernel``: ``log_density`` [B, P, bf_probe_bins], what the latent probe reads of the
+    earlier pairs' offset banks (``demo_log_density``)."""
 
     power: torch.Tensor
     label: torch.Tensor
     h: torch.Tensor
     nominal: torch.Tensor
-    density: torch.Tensor | None = None
+    log_density: torch.Tensor | None = None
 
 
 def offset_bank(offset_deg: torch.Tensor, bins: int, span_deg: float) -> torch.Tensor:
@@ -79,6 +80,21 @@ def demo_density(bank: torch.Tensor) -> torch.Tensor:
     csum = torch.cat((torch.zeros_like(bank[:, :1]), torch.cumsum(bank[:, :-1], 1)), 1)
     n = torch.arange(bank.shape[1], device=bank.device, dtype=bank.dtype).clamp_min(1.0)
     return csum / n[:, None]
+
+
+DENSITY_FLOOR = 1e-3    # log floor of a bank (unit bumps): a bin no pair is within 3.7 widths of
+
+
+def demo_log_density(bank: torch.Tensor, form: str) -> torch.Tensor:
+    """Per-pair banks [B, P, bins] -> [B, P, bins], what bf's binned probe reads at pair p of pairs 0..p-1
+    (``model.bf_density_form``): "mean", ``log(demo_density + DENSITY_FLOOR)``, the log of a kernel density of their
+    offsets, as wide at any p; "loglik", ``sum log(bank + DENSITY_FLOOR)``, each bin's log-likelihood under a model
+    where a pair's offset is Gaussian about it or, at the floor, an outlier: a sum over the pairs, so it sharpens as
+    p grows. Constant over the bins at p = 0; a pair never reads its own label."""
+    if form == "mean":
+        return torch.log(demo_density(bank) + DENSITY_FLOOR)
+    lb = torch.log(bank + DENSITY_FLOOR)
+    return torch.cat((torch.zeros_like(lb[:, :1]), torch.cumsum(lb[:, :-1], 1)), 1)
 
 
 def angle_features(az: torch.Tensor, harmonics: int) -> torch.Tensor:
@@ -109,6 +125,7 @@ class Sub6Embed(nn.Module):
         self.n_beams, self.harm, self.by_angle = cfg.n_beams, cfg.bf_angle_harmonics, cfg.bf_label == "angle"
         self.off_bins, self.off_span = cfg.bf_offset_bins, cfg.bf_offset_span_deg
         self.density_bins = cfg.bf_probe_bins if task == "bf" and cfg.bf_density_kernel else 0
+        self.density_form = cfg.bf_density_form
         self.x_lin = mlp(cfg.n_ang_bins + 3, cfg.d_model)
         if task != "bf":
             self.y_emb = nn.Linear(1, cfg.d_model)
@@ -133,15 +150,16 @@ class Sub6Embed(nn.Module):
 
     def bf_label(self, beam: torch.Tensor, h: torch.Tensor,
                  nominal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The y-token [B, P, d] and, with ``density_bins``, ``demo_density`` of the pairs' implied offsets from the
-        nominal [B, P, bins] (else None), from one reading of the pairs' azimuths."""
+        """The y-token [B, P, d] and, with ``density_bins``, ``demo_log_density`` of the pairs' implied offsets from
+        the nominal [B, P, bins] (else None), from one reading of the pairs' azimuths."""
         if not self.by_angle:
             return self.y_emb(beam), None
         az, az6 = self.azimuths(beam, h, nominal)
         token = self.y_emb(self.angle_label_features(az, az6).to(self.y_emb[0].weight.dtype))
         if not self.density_bins:
             return token, None
-        return token, demo_density(offset_bank(torch.rad2deg(az6 - az), self.density_bins, self.off_span))
+        bank = offset_bank(torch.rad2deg(az6 - az), self.density_bins, self.off_span)
+        return token, demo_log_density(bank, self.density_form)
 
     def azimuths(self, beam: torch.Tensor, h: torch.Tensor, nominal: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The beam's azimuth rotated by the nominal offset and the pair's dominant sub-6 azimuth, [B, P] rad each
@@ -161,7 +179,8 @@ class Sub6Embed(nn.Module):
 
     @property
     def pools_pairs(self) -> bool:
-        """Whether a pair's head context reads the earlier pairs (``demo_density``; for the demonstration cache)."""
+        """Whether a pair's head context reads the earlier pairs (``demo_log_density``; for the demonstration
+        cache)."""
         return bool(self.density_bins)
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
@@ -193,10 +212,10 @@ class Sub6Embed(nn.Module):
             x = x + self.nominal(batch, f)
         lab = batch[Y[self.task]]
         label = lab.long() if self.task == "bf" else to_z(self.task, lab.float())
-        y, density = (self.bf_label(label, batch["h_sub6"], nominal) if self.task == "bf"
-                      else (self.y_emb(label[..., None].to(dt)), None))
+        y, log_density = (self.bf_label(label, batch["h_sub6"], nominal) if self.task == "bf"
+                          else (self.y_emb(label[..., None].to(dt)), None))
         return x, y[:, :, None], Sub6Ctx(power=f[..., self.bins].mean(-1), label=label, h=batch["h_sub6"],
-                                         nominal=nominal, density=density)
+                                         nominal=nominal, log_density=log_density)
 
 
 class Sub6Head(nn.Module):

@@ -80,7 +80,8 @@ def test_cached_queries_equal_the_forward_pass_with_probe_options(task: str, k: 
 
 @pytest.mark.parametrize("k", [0, 5])
 @pytest.mark.parametrize("option", [{"bf_offset_bins": 31, "bf_probe_bins": 31},
-                                    {"bf_offset_bins": 31, "bf_probe_bins": 31, "bf_density_kernel": 5}])
+                                    {"bf_offset_bins": 31, "bf_probe_bins": 31, "bf_density_kernel": 5},
+                                    {"bf_probe_bins": 31, "bf_density_kernel": 5, "bf_density_form": "loglik"}])
 def test_cached_bf_queries_equal_the_forward_pass_with_offset_options(k: int, option: dict):
     """bf's offset options: the label bank, the binned probe, and with ``model.bf_density_kernel`` the probe's read of
     the demonstrations' offset density (the query's context pools the cached demonstrations' labels)."""

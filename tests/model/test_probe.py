@@ -207,8 +207,8 @@ def test_bf_probe_bins_rejects_one_bin():
 
 
 def test_bf_density_kernel_reads_the_mode_of_the_demonstrations_offsets_locally():
-    """``model.bf_density_kernel``: the binned probe's logits add exp(gain) * kernel * log(density + floor). A
-    constant density (k = 0) changes nothing; at the initial kernel (identity) and a large gain the estimate is the
+    """``model.bf_density_kernel``: the binned probe's logits add exp(gain) * kernel * log density. A constant
+    log density (k = 0) changes nothing; at the initial kernel (identity) and a large gain the estimate is the
     density's mode, and far (outlier) density does not move it; the probe loss trains kernel and gain."""
     cfg = dataclasses.replace(ModelConfig.flavour("debug"), bf_probe_bins=31, bf_offset_span_deg=30.0, probe_hidden=8,
                               bf_density_kernel=5)
@@ -219,8 +219,9 @@ def test_bf_density_kernel_reads_the_mode_of_the_demonstrations_offsets_locally(
     hx = torch.randn(2, 3, cfg.d_model)
     torch.testing.assert_close(probe(hx, torch.zeros(2, 3, 31)), plain(hx))            # k = 0: no density
     torch.testing.assert_close(probe(hx, torch.full((2, 3, 31), 0.3)), plain(hx))      # any constant density
-    from icwm.model.sub6 import offset_bank
+    from icwm.model.sub6 import DENSITY_FLOOR, offset_bank
     main = offset_bank(torch.tensor([8.0] * 6 + [-25.0] * 3), 31, 30.0).mean(0)        # mode +8, outliers at -25
+    main = torch.log(main + DENSITY_FLOOR)
     with torch.no_grad():
         probe.gain.fill_(3.0)
     est = 20.0 * probe(hx, main.expand(2, 3, 31))[..., 0]                              # LATENT_SCALES units -> deg

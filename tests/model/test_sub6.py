@@ -256,24 +256,50 @@ def test_bad_offset_bank_settings_name_the_field(over):
         ModelConfig.flavour("debug", **over)
 
 
-def test_bf_density_is_the_earlier_pairs_mean_offset_bank():
-    """``model.bf_density_kernel``: bf's head context carries, at pair p, the mean of pairs 0..p-1's implied-offset
-    banks on the probe's bins (from the nominal; zeros at p = 0); a pair's own label never enters it."""
-    from icwm.model.sub6 import offset_bank
+@pytest.mark.parametrize("form", ["mean", "loglik"])
+def test_bf_density_is_read_off_the_earlier_pairs_offset_banks(form: str):
+    """``model.bf_density_kernel``: bf's head context carries, at pair p, the log of the mean of pairs 0..p-1's
+    implied-offset banks on the probe's bins (``bf_density_form`` "mean") or the sum of their logs ("loglik"), from
+    the nominal, constant over the bins at p = 0; a pair's own label never enters it."""
+    from icwm.model.sub6 import DENSITY_FLOOR, offset_bank
     cfg = ModelConfig.flavour("debug", bf_probe_bins=9, bf_density_kernel=3, bf_offset_span_deg=30.0, nominal=True,
-                              nominal_frame=True)
+                              nominal_frame=True, bf_density_form=form)
     emb = build_model(cfg).embedders["bf"]
     batch = {**random_batch("bf", k=3), "prior_panel_offset_deg": torch.full((2, 1), 10.0)}
-    density = emb(batch)[2].density
+    ld = emb(batch)[2].log_density
     implied = torch.rad2deg(beams.sub6_azimuth(batch["h_sub6"]) - beams.beam_azimuth(batch["beam"], cfg.n_beams))
     bank = offset_bank(implied - 10.0, 9, 30.0)                                        # [B, P, 9]
-    assert density.shape == (2, 4, 9) and torch.equal(density[:, 0], torch.zeros(2, 9))
+    assert ld.shape == (2, 4, 9) and torch.all(ld[:, 0] == ld[:, 0, :1])
     for p in range(1, 4):
-        torch.testing.assert_close(density[:, p], bank[:, :p].mean(1), atol=1e-5, rtol=0)
+        want = (torch.log(bank[:, :p].mean(1) + DENSITY_FLOOR) if form == "mean"
+                else torch.log(bank[:, :p] + DENSITY_FLOOR).sum(1))
+        torch.testing.assert_close(ld[:, p], want, atol=1e-5, rtol=1e-5)
     moved = {**batch, "beam": batch["beam"].clone()}
     moved["beam"][:, 3] = (moved["beam"][:, 3] + 40) % cfg.n_beams                      # the query's own label
-    assert torch.equal(emb(moved)[2].density, density)
-    assert build_model(ModelConfig.flavour("debug")).embedders["bf"](batch)[2].density is None
+    assert torch.equal(emb(moved)[2].log_density, ld)
+    assert build_model(ModelConfig.flavour("debug")).embedders["bf"](batch)[2].log_density is None
+
+
+def test_bf_loglik_density_sharpens_with_k_where_the_mean_does_not():
+    """The "loglik" form's softmax (gain 1, flat read-out) concentrates on the pairs' common offset as pairs are
+    added, outliers included; the "mean" form's stays as wide (the reason for the option)."""
+    from icwm.model.sub6 import demo_log_density, offset_bank
+    centres = torch.linspace(-30.0, 30.0, 31)
+    offsets = torch.tensor([12.0, 10.0, -20.0, 14.0] * 4 + [0.0])                     # mode 12, a quarter outliers
+    bank = offset_bank(offsets, 31, 30.0)[None]                                        # [1, 17, 31]
+    sd = {}
+    for form in ("mean", "loglik"):
+        w = torch.softmax(demo_log_density(bank, form)[0], -1)                         # [17, 31]
+        mean = w @ centres
+        sd[form] = ((w * (centres - mean[:, None]) ** 2).sum(-1).sqrt(), mean)
+    assert sd["loglik"][0][16] < 0.5 * sd["loglik"][0][4] and sd["loglik"][0][16] < 2.0
+    assert (sd["loglik"][1][16] - 12.0).abs() < 1.0
+    assert sd["mean"][0][16] > 0.8 * sd["mean"][0][4]
+
+
+def test_bad_density_form_names_the_field():
+    with pytest.raises(ValueError, match="model.bf_density_form"):
+        ModelConfig.flavour("debug", bf_density_form="sum")
 
 
 @pytest.mark.parametrize("over", [{"bf_density_kernel": 3}, {"bf_density_kernel": 4, "bf_probe_bins": 9},
