@@ -1,5 +1,6 @@
-# arm NAME TASK OVERRIDES...: one single-task A/B arm with the v21 recipe (1,500 steps), then its latent evaluation;
-# skipped when outputs/logs/NAME.done exists. Sourced by ab_s30.sh and ab_s32.sh (run from the repository root).
+# arm NAME TASK OVERRIDES...: one single-task A/B arm with configs/pretrain/small.yaml (1,500 steps), then its latent
+# evaluation; skipped when outputs/logs/NAME.done exists. Sourced by ab_s30.sh, ab_s32.sh and ab_s33.sh (run from the
+# repository root; s30 / s32 ran with the v21 recipe, whose bf options they state as overrides).
 arm() {  # name task overrides...
   local A=$1 T=$2; shift 2
   [ -f outputs/logs/$A.done ] && return
