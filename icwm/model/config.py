@@ -133,12 +133,13 @@ class ModelConfig:
     icr_pool: float = 0.1           # initial weight of the statistics pooled over fitting units (weak sharing)
     icr_ridge_table: bool = False   # each number of earlier pairs j also gets its own trained log-ridge offset
                                     # (starts at 0): the schedule n0 exp(slope / j) ties j = 1 to j = 2..4, and v21's
-                                    # cp fit from one demo is under-regularised. Off in every flavour: it needs
-                                    # optim.icr_lr_mult to move, and then cost cp at k = 16 (docs/results/icr_k1_s31)
+                                    # cp fit from one demo is under-regularised. It needs optim.icr_lr_mult to move,
+                                    # and then alone cost cp at k = 16 (docs/results/icr_k1_s31). small.yaml: true
     icr_pool_table: bool = False    # each j also gets its own trained offset of the log pooling weight (starts at 0):
                                     # one weight for all j made the fits from many demos share as much as those from
-                                    # one or two. Off in every flavour: with icr_ridge_table and icr_lr_mult 10 it
-                                    # kept cp's k = 1 gain without the k = 16 loss in one cp-only seed (icr_k1_s31)
+                                    # one or two. With icr_ridge_table and icr_lr_mult 10 it kept cp's k = 1 gain
+                                    # without the k = 16 loss (cp-only, icr_k1_s31; full recipe: docs/results/
+                                    # v24_candidate, k = 1 up on det, ce, cp, pre_mm). small.yaml: true
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:

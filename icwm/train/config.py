@@ -31,8 +31,8 @@ class OptimConfig:
                                        # pulls a regression read-out's estimates towards its bias (the nominal)
     icr_lr_mult: float = 1.0           # lr multiplier of the in-context ridges' scalars (``*.icr.*``: log-ridge,
                                        # slope, pooling, table). Adam moves a parameter by about lr per step, and a
-                                       # log-ridge may need several units. 1 in every config: in one cp-only A/B
-                                       # (x10) k = 1 gained and k = 16 lost (docs/results/icr_k1_s31)
+                                       # log-ridge may need several units. small.yaml: 10 (set before its A/B, with
+                                       # the ridge and pool tables; docs/results/icr_k1_s31, v24_candidate)
     warmup_steps: int = 100            # optimiser steps of linear warm-up from lr / warmup_steps
     min_lr_ratio: float = 0.1          # final lr of the cosine = min_lr_ratio * lr
     clip: float = 1.0                  # max global gradient norm (0 = no clipping)
