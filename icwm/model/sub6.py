@@ -31,7 +31,7 @@ from torch import nn
 
 from icwm.model.common import NominalEmbed, c2r, mlp, nominal_values, pad_dim, scalar_latents, sinusoid
 from icwm.model.config import ModelConfig
-from icwm.model.icr import InContextRidge
+from icwm.model.icr import InContextRidge, exclusive_cumsum
 from icwm.wireless import beams
 
 Y = {"bf": "beam", "de": "distance_m", "pe": "pathloss_db"}
@@ -77,7 +77,7 @@ def offset_bank(offset_deg: torch.Tensor, bins: int, span_deg: float) -> torch.T
 def demo_density(bank: torch.Tensor) -> torch.Tensor:
     """Per-pair banks [B, P, bins] -> [B, P, bins]: at pair p the mean of the banks of pairs 0..p-1 (a kernel density
     of the earlier pairs' offsets; zeros at p = 0). A pair never reads its own label."""
-    csum = torch.cat((torch.zeros_like(bank[:, :1]), torch.cumsum(bank[:, :-1], 1)), 1)
+    csum = exclusive_cumsum(bank)
     n = torch.arange(bank.shape[1], device=bank.device, dtype=bank.dtype).clamp_min(1.0)
     return csum / n[:, None]
 
@@ -93,8 +93,7 @@ def demo_log_density(bank: torch.Tensor, form: str) -> torch.Tensor:
     p grows. Constant over the bins at p = 0; a pair never reads its own label."""
     if form == "mean":
         return torch.log(demo_density(bank) + DENSITY_FLOOR)
-    lb = torch.log(bank + DENSITY_FLOOR)
-    return torch.cat((torch.zeros_like(lb[:, :1]), torch.cumsum(lb[:, :-1], 1)), 1)
+    return exclusive_cumsum(torch.log(bank + DENSITY_FLOOR))
 
 
 def angle_features(az: torch.Tensor, harmonics: int) -> torch.Tensor:
