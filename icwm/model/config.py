@@ -76,7 +76,7 @@ class ModelConfig:
                                     # 1e-3), as wide at k = 16 as at k = 1 (v23); "loglik" = the sum over the earlier
                                     # pairs of log(bank + 1e-3), a robust (Gaussian-plus-floor) log-likelihood that
                                     # sharpens with k, so more pairs outweigh the read-out's prior from the training
-                                    # offsets (docs/results/bf_offset_memo_s29, session 33)
+                                    # offsets (docs/results/bf_offset_memo_s29, session 33). small.yaml: loglik
     grid_fit_drop: float = 0.0      # ce / cp / pf, training only: the share of episodes whose head runs without its
                                     # in-context fit (the prediction before it is what k = 0 gets; trained only
                                     # through the fit, it hurt cp's k = 0 below its own AR first guess). Off in every
