@@ -1,7 +1,8 @@
 """Markdown table of icwm's latent eta(0 / 1 / 4 / 16) +- SE at the largest k, one column per evaluation.
 
 Reads the pooled rows (`system == all`, method icwm, metrics eta and eta_se) of each latent evaluation's
-results.csv; rows are (task, family), unseen families first, tasks in the order the first file lists them. The candidates' README tables are made with it:
+results.csv; rows are (task, family), unseen families first, tasks in the order the first file lists them. The
+candidates' README tables are made with it:
 
     python docs/results/eta_table.py v24=docs/results/v24_candidate/latent/results.csv \\
         v25=outputs/eval/v25_latent/results.csv

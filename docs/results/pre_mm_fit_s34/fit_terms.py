@@ -15,23 +15,22 @@ import torch
 
 from icwm import tasks
 from icwm.data.config import load_family
-from icwm.model.precoding import LOADING, fit_targets
+from icwm.model.precoding import LOADING, centred_regressors, fit_targets
 
 GROUPS, PER_GROUP, TASK = 48, 17, "pre_mm"
 
 
 def features(G: torch.Tensor, loadings: tuple[float, ...], quad: bool) -> torch.Tensor:
     """G [..., user, user] Gram -> [..., user, F] float64: 1, then log gain, log orthogonality at each loading of the
-    normalised Gram R (``1 / [(R + a I)^-1]_kk``) and with ``quad`` their squares and product, centred over users."""
+    normalised Gram R (``1 / [(R + a I)^-1]_kk``) and with ``quad`` their squares and product, centred over users
+    (``centred_regressors``, as the model's)."""
     dg = G.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)
     R = G / (dg[..., :, None] * dg[..., None, :]).sqrt()
     eye = torch.eye(G.shape[-1], dtype=G.dtype)
     f = [dg.log()] + [(1.0 / torch.linalg.inv(R + a * eye).diagonal(dim1=-2, dim2=-1).real).log() for a in loadings]
     if quad:
         f += [f[0] ** 2, f[1] ** 2, f[0] * f[1]]
-    f = torch.stack(f, -1)
-    f = f - f.mean(-2, keepdim=True)
-    return torch.cat((torch.ones_like(f[..., :1]), f), -1)
+    return centred_regressors(torch.stack(f, -1))
 
 
 SETS = {  # name: (loadings, quadratic terms)
