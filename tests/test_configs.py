@@ -105,3 +105,37 @@ def test_entry_config_help_bad_value_and_good_value(capsys):
     assert capsys.readouterr().err.startswith("prog: episodes: expected an integer >= 1")
     cfg = entry_config(["episodes=3"], "the doc", "prog", lambda: EvalConfig)
     assert isinstance(cfg, EvalConfig) and cfg.episodes == 3
+
+
+@pytest.mark.parametrize("name", ["base", "large", "small_trunk"])
+def test_pretrain_configs_follow_the_shipped_recipe(name: str):
+    """base / large train small.yaml's recipe at their size, small_trunk that recipe without the in-context ridge:
+    their model options equal small.yaml's but for size and the ablation's own switches, and so do the losses."""
+    from icwm.model import FLAVOURS, ModelConfig
+    from icwm.train.config import PretrainConfig
+    small = load_config(PretrainConfig, CONFIGS / "pretrain" / "small.yaml")
+    cfg = load_config(PretrainConfig, CONFIGS / "pretrain" / f"{name}.yaml")
+    own = {"name", *FLAVOURS["small"]} | ({"icr", "bf_density_kernel"} if name == "small_trunk" else set())
+    differ = [f.name for f in dataclasses.fields(ModelConfig)
+              if f.name not in own and getattr(cfg.model, f.name) != getattr(small.model, f.name)]
+    assert differ == [], f"configs/pretrain/{name}.yaml model options differ from small.yaml's: {differ}"
+    assert (cfg.train.latent_weight, cfg.train.latent_given) == (small.train.latent_weight, small.train.latent_given)
+    assert cfg.optim.icr_lr_mult == small.optim.icr_lr_mult
+    if name == "small_trunk":
+        assert not cfg.model.icr and cfg.model.bf_density_kernel == 0
+        assert (cfg.data, cfg.optim) == (small.data, small.optim)
+        assert dataclasses.replace(cfg.train, out_dir=small.train.out_dir) == small.train
+
+
+def test_gpu_pretraining_data_has_the_small_recipes_systems():
+    """configs/data/nominal.yaml (base / large) draws from small_nominal.yaml's families, with groups long enough."""
+    from icwm.data.config import DataConfig
+    from icwm.train.config import PretrainConfig
+    small = load_config(DataConfig, CONFIGS / "data" / "small_nominal.yaml")
+    gpu = load_config(DataConfig, CONFIGS / "data" / "nominal.yaml")
+    assert (gpu.tasks, gpu.families, gpu.task_families) == (small.tasks, small.families, small.task_families)
+    assert gpu.task_groups.keys() == small.task_groups.keys()
+    for name in ("base", "large"):
+        cfg = load_config(PretrainConfig, CONFIGS / "pretrain" / f"{name}.yaml")
+        assert cfg.data.shards_dir == gpu.out_dir
+        assert cfg.data.k_max + 1 <= gpu.samples_per_group
