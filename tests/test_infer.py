@@ -131,6 +131,28 @@ def test_natural_outputs_for_every_task(fsm, task: str, k: int):
         assert out["beam"] == out["beam_scores"].argmax() and abs(out["beam_scores"].sum() - 1) < 1e-5
 
 
+@pytest.mark.parametrize("task", ["ce", "cp", "pf", "bf", "de", "pe"])
+def test_natural_outputs_are_the_forward_pass_at_the_query(fsm, task: str):
+    """predict's outputs are the model's predictions at the query's position: ce / cp / pf times the scale their
+    inputs were divided by (channels here 10x the unit power, so the scale matters), bf's scores the softmax of its
+    logits, de / pe the regression itself."""
+    demos, query, _ = _episode(task, 3, np.random.default_rng(5))
+    if task in ("ce", "cp", "pf"):
+        x = next(iter(k for k in query if k.startswith("h_")))
+        query, demos = {**query, x: query[x] * 10}, {**demos, x: demos[x] * 10}
+    out = fsm.predict(task, demos, query)
+    batch, _, _, scale = fsm.episode(task, demos, query)
+    with torch.no_grad():
+        pred = {k: v[0, -1] for k, v in fsm.model(batch).items()}
+    if task == "bf":
+        np.testing.assert_allclose(out["beam_scores"], torch.softmax(pred["beam_logits"], -1).numpy(), rtol=1e-5)
+        return
+    key = {"ce": "h", "cp": "h_fut", "pf": "h_dl", "de": "distance_m", "pe": "pathloss_db"}[task]
+    ref = pred[key].numpy() * float(scale[0])
+    assert task in ("de", "pe") or float(scale[0]) > 3.0
+    np.testing.assert_allclose(out[key], ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+
+
 def test_detection_symbols_and_hard_decisions(fsm):
     r = np.random.default_rng(1)
     demos = {"h": np.stack([_c(4, 2, rng=r)] * 3), "y": _c(3, 5, 4, rng=r), "snr_db": np.full(3, 15, np.float32),

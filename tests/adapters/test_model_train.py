@@ -74,9 +74,12 @@ def test_detection_slot_tokens_carry_the_channel(rng: torch.Generator):
     tok, tok_other = enc(x)[0], enc(other)[0]
     assert tok.shape == (3, 1 + 8, 8)
     assert ((tok[:, 1:] - tok_other[:, 1:]).abs().amax(-1) > 1e-6).all()
-    # the matched filter enters as (H^H y)_u = sum_r conj(h_ru) y_r
+    # the slot MLP's input holds the matched filter (H^H y)_u = sum_r conj(h_ru) y_r after y's 2 rx features
+    seen = []
+    enc.y_mlp.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    enc(x)
     mf = torch.einsum("bru,bsr->bsu", x["h"].conj(), x["y"])
-    torch.testing.assert_close(x["y"] @ x["h"].conj(), mf)
+    torch.testing.assert_close(seen[0][..., 2 * 4:2 * 4 + 2 * 2], torch.view_as_real(mf).flatten(-2))
 
 
 @pytest.mark.parametrize("family", ["zheng_dai", "llm4wm"])

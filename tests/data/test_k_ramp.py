@@ -53,13 +53,18 @@ def test_ramp_counts_global_batches_across_epochs():
 
 
 def test_iteration_uses_the_global_batch_index_on_every_rank():
-    """Rank r of W takes global batches r, r + W, ...: its k follows the ramp of those indices."""
+    """Rank r of W takes global batches r, r + W, ...: each is the single-rank stream's batch of that index, so its
+    k follows the ramp of the global index, not of the rank's own count."""
     ramp = EPOCH
+    full = _ds(ramp)
     for rank in range(2):
         ds = _ds(ramp, rank=rank, world_size=2)
-        for n, b in enumerate(ds):
-            assert b["k"] <= _bound(rank + 2 * n, ramp)
-        assert ds.epoch == 1
+        got = list(ds)
+        assert len(got) == EPOCH // 2 and ds.epoch == 1
+        for n, b in enumerate(got):
+            ref = full.batch_at(0, rank + 2 * n)
+            assert b["index"] == rank + 2 * n and b["k"] == ref["k"] <= _bound(rank + 2 * n, ramp)
+            assert torch.equal(b["h"], ref["h"])
 
 
 def test_k_ramp_zero_is_the_uniform_draw():

@@ -60,6 +60,25 @@ def _finite(out: dict) -> bool:
     return all(np.isfinite(v).all() for v in out.values())
 
 
+def _plausible(task: str, out: dict, query: dict) -> bool:
+    """Finite and a valid answer of its kind: precoders at the query's power 10^(snr/10) with lam_p columns on the
+    simplex, hard decisions among the 16 QAM points and soft symbols (posterior means, near 0 at -40 dB) within the
+    constellation's hull (|s| <= 3 sqrt(2 / 10)), beam scores a distribution whose argmax is the beam, a positive
+    distance, a path loss in [20, 250] dB."""
+    if not _finite(out):
+        return False
+    if task in ("pre_sr", "pre_mm"):
+        lam = out["lam_p"]
+        power = float(np.sum(np.abs(out["W"]) ** 2))
+        return bool((lam >= 0).all() and np.allclose(lam.sum(0), 1.0, atol=1e-4)
+                    and np.isclose(power, 10.0 ** (float(query["snr_db"]) / 10.0), rtol=1e-3))
+    if task == "det":
+        return bool((np.abs(out["x"]) <= 1.342).all() and ((out["x_idx"] >= 0) & (out["x_idx"] < 16)).all())
+    if task == "bf":
+        return bool(np.isclose(out["beam_scores"].sum(), 1.0, atol=1e-4) and out["beam"] == out["beam_scores"].argmax())
+    return bool(out["distance_m"] > 0) if task == "de" else bool(20.0 <= out["pathloss_db"] <= 250.0)
+
+
 def test_det_query_snr_minus_300_db_is_rejected_with_the_range(fsm):
     demos, query = _det(snr=-300.0)
     _raises(fsm, "query['snr_db']", "det", demos, query, "[-40, 60]", "-300")
@@ -80,7 +99,7 @@ def test_pre_sr_demo_at_snr_1e6_db_is_rejected(fsm):
 def test_snr_at_the_edges_of_the_range_gives_finite_outputs(fsm, make, task, snr):
     demos, query = make(snr=snr)
     demos["snr_db"][:] = snr
-    assert _finite(fsm.predict(task, demos, query))
+    assert _plausible(task, fsm.predict(task, demos, query), query)
 
 
 def test_pre_sr_channels_scaled_by_1e18_are_rejected(fsm):
@@ -104,7 +123,8 @@ def test_channel_power_at_the_edges_of_the_range_gives_finite_outputs(fsm, task,
     lo, hi, _ = next(iter(POWER_DB[task].values()))
     db = (lo + 0.01, hi - 0.01)[edge]
     make = {"pre_sr": _pre, "det": _det}.get(task, lambda db: _sub6(task, db=db))
-    assert _finite(fsm.predict(task, *make(db=db)))
+    demos, query = make(db=db)
+    assert _plausible(task, fsm.predict(task, demos, query), query)
 
 
 @pytest.mark.parametrize("scale", [1e18, 1e-12])
