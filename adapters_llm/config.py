@@ -48,6 +48,11 @@ class BackboneConfig:
               self.arch)
         check(self.n_layers >= 0, "backbone.n_layers", "an integer >= 0 (0 = all)", self.n_layers)
         check(self.dtype in DTYPES, "backbone.dtype", f"one of {DTYPES}", self.dtype)
+        for name in ("hidden", "heads", "vocab", "max_positions"):
+            check(getattr(self, name) >= 1, f"backbone.{name}", "an integer >= 1", getattr(self, name))
+        check(self.kv_heads >= 0 and (self.kv_heads == 0 or self.heads % self.kv_heads == 0), "backbone.kv_heads",
+              f"0 (= heads) or a divisor of heads ({self.heads})", self.kv_heads)
+        check(self.intermediate >= 0, "backbone.intermediate", "an integer >= 0 (0 = 4 x hidden)", self.intermediate)
         check(self.hidden % self.heads == 0, "backbone.hidden", f"a multiple of heads ({self.heads})", self.hidden)
 
 

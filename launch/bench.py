@@ -54,8 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = [s for s in names if s not in SUITES]
-    if unknown:
-        ap.error(f"--suite: unknown {unknown}; expected some of {sorted(SUITES)}")
+    if unknown or not names:
+        ap.error(f"--suite: unknown {unknown}; expected some of {sorted(SUITES)}" if unknown else
+                 f"--suite: expected at least one of {sorted(SUITES)}, got {args.suite!r}")
+    takes_model = [s for s in names if any("model" in inspect.signature(
+        importlib.import_module(f"icwm.bench.{m}").run).parameters for m in SUITES[s])]
+    if args.model is not None:
+        if not takes_model:
+            ap.error(f"--model: expected with a suite that loads a model (none of {names} does)")
+        if not (Path(args.model) / "config.yaml").is_file():
+            ap.error(f"--model: expected a model directory with config.yaml (save_pretrained), got {args.model!r}")
     out = Path(args.out)
     for path in (out, out.with_suffix(".md")):   # fail before the (long) suites run, not after
         if path.is_dir():

@@ -33,7 +33,8 @@ class NativeConfig:
         check(len(self.ks) > 0 and all(k >= 0 for k in self.ks), "native.ks", "a non-empty list of integers >= 0",
               self.ks)
         self.ks = sorted(set(self.ks))
-        check(self.table_k >= 0, "native.table_k", "an integer >= 0", self.table_k)
+        check(self.table_k in self.ks, "native.table_k", f"one of native.ks {self.ks} (its column is empty otherwise)",
+              self.table_k)
 
 
 @dataclass

@@ -296,6 +296,8 @@ def run(cfg: EvalConfig, model: Optional[torch.nn.Module], families: dict[str, l
     rows: list[dict] = []
     notes = [f"model has no head for task {t}: baselines only" for t in cfg.tasks
              if model is not None and t not in model.cfg.tasks]
+    beyond = [k for k in cfg.ks if k not in ks]
+    notes += [f"ks {beyond} not evaluated: beyond the model's k_max ({model.cfg.k_max})"] if beyond and model else []
     bar = tqdm(total=n_sys * cfg.episodes, unit="episode", disable=not progress, desc="eval")
     for t in cfg.tasks:
         task = get_task(t)

@@ -298,6 +298,7 @@ def load_checkpoint(engine, path: str | Path) -> tuple[dict, dict]:
     check(state.get("world_size") == world, "train.resume", f"a checkpoint saved with {world} ranks (data "
           "positions are per rank)", f"{path} (saved with {state.get('world_size')} ranks)")
     check_files(path)
+    check_same_model(engine, path)
     use_safe_loader(engine)
     try:
         load_path, _ = engine.load_checkpoint(str(path), tag=ENGINE_TAG, load_optimizer_states=True,
@@ -309,6 +310,28 @@ def load_checkpoint(engine, path: str | Path) -> tuple[dict, dict]:
         raise CorruptCheckpointError(f"checkpoint {path}: no loadable DeepSpeed state under {path / ENGINE_TAG}")
     rank_state = safe_load(path / RANKS / f"rank{rank:05d}.pt", ds_globals=False)
     return state, rank_state
+
+
+def check_same_model(engine, path: Path) -> None:
+    """The model config the checkpoint was saved with (its ``config.yaml``) is this run's (``engine.module.cfg``).
+
+    Raises:
+        ValueError: ``train.resume`` naming each model field that differs, saved vs now (a run whose model changed
+        midway is not described by one config; the weights' shapes may not fit either).
+    """
+    import dataclasses
+
+    from omegaconf import OmegaConf
+    cfg = getattr(engine.module, "cfg", None)
+    if not dataclasses.is_dataclass(cfg) or not (path / CONFIG).is_file():
+        return
+    saved = OmegaConf.to_container(OmegaConf.load(path / CONFIG)).get("model")
+    if not isinstance(saved, dict):
+        return
+    now = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(OmegaConf.structured(cfg))))   # as saved
+    differ = [f"model.{k}={saved.get(k)!r} (now {v!r})" for k, v in now.items() if k in saved and saved[k] != v]
+    check(not differ, "train.resume", f"a checkpoint of this run's model (use another train.out_dir, or "
+          f"train.resume=none to start afresh there)", f"{path} saved with {', '.join(differ)}")
 
 
 def resume_candidates(resume: str, out_dir: str | Path) -> list[Path]:

@@ -48,6 +48,17 @@ def test_bad_layer_count_names_the_field():
         build_backbone(BackboneConfig(source="local", path="/nonexistent/dir"))
 
 
+@pytest.mark.parametrize("kw,field", [(dict(heads=0), "backbone.heads"), (dict(vocab=0), "backbone.vocab"),
+                                      (dict(arch="llama", kv_heads=3), "backbone.kv_heads"),
+                                      (dict(max_positions=0), "backbone.max_positions")])
+def test_bad_random_backbone_shape_names_the_field(kw: dict, field: str):
+    """A random backbone's sizes are checked at the config (heads = 0 was a ZeroDivisionError; kv_heads not dividing
+    heads a shape error blamed on the data)."""
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        BackboneConfig(**kw)
+    BackboneConfig(arch="llama", heads=4, kv_heads=2)
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     """SmolLM2-135M with all 30 blocks (the sensible-prediction check needs the whole model), loaded once."""

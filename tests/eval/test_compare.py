@@ -214,6 +214,7 @@ def test_same_seed_same_results(debug_run: Path, tmp_path: Path):
     ("llm.adapterz=[lora]", "llm.adapterz"), ("tasks=[pre_sr,nope]", "tasks"), ("llm.adapters=[qlora]", "llm.adapters"),
     ("single_task.nets=[rnn]", "single_task.nets"), ("single_task.residual=[det]", "single_task.residual"),
     ("sweeps=[{name: s, tasks: [pre_sr], param: power}]", "sweeps.param"), ("native.ks=[-1]", "native.ks"),
+    ("native.table_k=3", "native.table_k"),
     ("single_task.min_steps=-1", "single_task.min_steps")])
 def test_bad_config_names_the_field(override: str, field: str):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):

@@ -80,7 +80,8 @@ def _value(res, method, k, metric, family="seen", system=ALL):
 
 def test_runner_bookkeeping(monkeypatch):
     res, seen = _run(monkeypatch)
-    assert res.ks == [0, 1, 2, 4] and res.model_ks == [0, 1, 2, 4]     # capped at the model's k_max
+    assert res.ks == [0, 1, 2, 4] and res.model_ks == [0, 1, 2, 4]     # capped at the model's k_max, and said so
+    assert res.notes == ["ks [8] not evaluated: beyond the model's k_max (4)"]
     for r in res.rows:
         assert tuple(r) == COLUMNS
         assert r["n"] == (10 if r["family"] == "seen" and r["system"] == ALL else 5)

@@ -206,3 +206,17 @@ def test_compare_cuda_without_a_gpu(tmp_path, capsys, no_gpu):
 def test_from_pretrained_cuda_without_a_gpu(no_gpu):
     with pytest.raises(ValueError, match="device: expected 'cpu' or 'auto'"):
         FewShotModel.from_pretrained(device="cuda")
+
+
+@pytest.mark.parametrize("argv,part", [
+    (["--suite", ""], "--suite: expected at least one of"),
+    (["--suite", "infer", "--model", "{tmp}"], "--model: expected a model directory"),
+    (["--suite", "data", "--model", "{tmp}"], "--model: expected with a suite")])
+def test_bench_refuses_an_empty_suite_and_a_model_it_cannot_use(argv, part, tmp_path, capsys):
+    """Before any suite runs: no suite (it wrote an empty table), a --model that is not a model directory (a
+    traceback after the other suites), a --model no chosen suite reads (silently ignored)."""
+    with pytest.raises(SystemExit) as info:
+        script("bench").main([a.format(tmp=tmp_path) for a in argv] + ["--out", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and part in err and "Traceback" not in err, err
+    assert not (tmp_path / "b.json").exists()

@@ -108,3 +108,22 @@ def test_rng_state_round_trip(tmp_path):
     ckpt.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     got = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+
+
+def test_resume_with_another_model_config_names_the_fields(tmp_path):
+    """A checkpoint saved with another model config is refused before DeepSpeed loads it, naming each field that
+    differs (it was an unreadable-state error naming none); the same config passes the check."""
+    import types
+
+    from omegaconf import OmegaConf
+
+    from icwm.model import ModelConfig
+    cfg = ModelConfig.flavour("debug")
+    d = _fake_ckpt(ckpt.ckpt_root(tmp_path), 3)
+    saved = OmegaConf.to_container(OmegaConf.structured(cfg))
+    (d / ckpt.CONFIG).write_text(OmegaConf.to_yaml({"model": saved, "train": {"steps": 10}}))
+    engine = types.SimpleNamespace(module=types.SimpleNamespace(cfg=cfg))
+    ckpt.check_same_model(engine, d)
+    engine.module.cfg = ModelConfig.flavour("debug", d_model=64, icr=False)
+    with pytest.raises(ValueError, match=r"train\.resume.*model\.d_model=32 \(now 64\).*model\.icr=True \(now False\)"):
+        ckpt.load_checkpoint(engine, d)
