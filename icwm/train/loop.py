@@ -174,7 +174,11 @@ class Trainer:
               "with data.task_weights)", list(cfg.model.tasks))
         check_codebook(source, cfg.model.n_beams)
         if cfg.eval_data is not None and cfg.train.eval_every:
-            check_codebook(make_source(cfg.eval_data), cfg.model.n_beams)
+            held_out = make_source(cfg.eval_data)
+            missing = [t for t in self.task_ids if t not in held_out.tasks]
+            check(not missing, "eval_data", f"a held-out source serving every training task {self.task_ids}",
+                  f"one without {missing}")
+            check_codebook(held_out, cfg.model.n_beams)
         self.lock = ckpt.RunLock(cfg.train.out_dir).acquire() if int(os.environ.get("RANK", "0")) == 0 else None
         try:
             self._build(cfg, source)

@@ -283,3 +283,13 @@ def test_model_n_beams_must_match_the_data_codebook(tmp_path, source):
                        rf"'debug_uma'{origin} \(beam_gain's last dim\), got 64"):
         trainer(tmp_path / "run", "model.n_beams=64", *only_bf, *data)
     assert not (tmp_path / "run").exists()                              # refused before anything was written
+
+
+def test_held_out_data_without_a_training_task_is_refused_before_training(tmp_path):
+    """eval_data serving bf only, training det: refused at start naming eval_data (it failed after the first
+    steps, blaming data.task_weights)."""
+    shards = _bf_shards(tmp_path / "shards")[1].split("=", 1)[1]
+    with pytest.raises(ValueError, match=r"eval_data: expected a held-out source serving every training task "
+                       r"\['det'\], got \"one without \['det'\]\""):
+        trainer(tmp_path / "run", "train.eval_every=1", f"eval_data={{source: shards, shards_dir: {shards}, k_max: 2}}")
+    assert not (tmp_path / "run").exists()
