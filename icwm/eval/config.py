@@ -97,6 +97,8 @@ class EvalConfig:
         check("setups" not in names, "families", "no family named 'setups' (reserved for the setups list)", names)
         for t in self.task_prefix:
             check(t in TASKS, "task_prefix", f"task ids among {TASKS}", t)
+        check(self.targets.family in ["setups", *names], "targets.family", f"'setups' or one of the families {names}",
+              self.targets.family)
         keys = [(s.task, s.system.name) for s in self.setups]
         check(len(set(keys)) == len(keys), "setups", "distinct (task, system.name) pairs", keys)
         check(self.max_systems >= 0, "max_systems", "an integer >= 0 (0 = all)", self.max_systems)

@@ -185,7 +185,8 @@ def test_targets_computed_from_rows():
 @pytest.mark.parametrize("override,field", [("ks=[-1]", "ks"), ("tasks=[nope]", "tasks"), ("episodes=0", "episodes"),
                                             ("device=gpu", "device"), ("bogus=1", "bogus"),
                                             ("targets.rate_ratio=0", "targets.rate_ratio"),
-                                            ("families=[seen,seen]", "families")])
+                                            ("families=[seen,seen]", "families"),
+                                            ("targets.family=sen", "targets.family")])
 def test_config_errors_name_the_field(override, field):
     with pytest.raises(ValueError, match=field):
         load_config(EvalConfig, DEBUG, [override])
