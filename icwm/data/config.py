@@ -53,6 +53,9 @@ def resolve_systems(families: list[str], systems: list[SystemConfig], field_name
     Returns:
         The concatenated list; its order defines the system index used in shard seeds.
     """
+    for path in families:
+        check(Path(path).is_file(), field_name.split("/")[0], "existing system family YAML files (paths from the "
+              f"working directory {Path.cwd()})", path)
     out = [s for path in families for s in load_family(path)] + list(systems)
     check(len(out) > 0, field_name, "at least one system (families or inline systems)", out)
     names = [s.name for s in out]

@@ -167,6 +167,11 @@ def test_duplicate_or_unsafe_system_names(tmp_path):
         make_cfg(tmp_path, systems=[SystemConfig(name="a/b")]).load_systems()
     with pytest.raises(ValueError, match="families"):
         make_cfg(tmp_path, systems=[]).load_systems()
+    missing = str(tmp_path / "no_such_family.yaml")
+    with pytest.raises(ValueError, match=r"^families: expected existing system family YAML files .*no_such_family"):
+        make_cfg(tmp_path, families=[missing]).load_systems()
+    with pytest.raises(ValueError, match=r"^task_families\.ce: expected existing system family YAML files"):
+        make_cfg(tmp_path, tasks=["ce"], task_groups={}, task_families={"ce": [missing]}).systems_for("ce")
 
 
 def test_family_file_then_inline_systems(tmp_path):
