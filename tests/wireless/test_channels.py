@@ -171,6 +171,10 @@ def test_chunking_keeps_drops_independent_of_batching(monkeypatch):
     parts = channels.generate_drops(cfg, 4, 1, torch.Generator().manual_seed(3))
     assert parts.h.shape == whole.h.shape
     assert torch.allclose(parts.distance_m, whole.distance_m)           # same topology (caller's rng)
+    assert torch.equal(parts.speed_kmh, whole.speed_kmh)                  # (LOS states are drawn per chunk)
+    flat = parts.h.flatten(1)                                           # chunks draw their own small-scale fading
+    assert all(not torch.allclose(flat[i], flat[j]) for i in range(4) for j in range(i))
+    assert torch.isfinite(flat.abs()).all()
 
 
 def test_ofdm_matches_sionna(rng):
