@@ -330,8 +330,8 @@ def check_same_model(engine, path: Path) -> None:
         return
     now = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(OmegaConf.structured(cfg))))   # as saved
     differ = [f"model.{k}={saved.get(k)!r} (now {v!r})" for k, v in now.items() if k in saved and saved[k] != v]
-    check(not differ, "train.resume", f"a checkpoint of this run's model (use another train.out_dir, or "
-          f"train.resume=none to start afresh there)", f"{path} saved with {', '.join(differ)}")
+    check(not differ, "train.resume", "a checkpoint of this run's model (use another train.out_dir, or "
+          "train.resume=none to start afresh there)", f"{path} saved with {', '.join(differ)}")
 
 
 def resume_candidates(resume: str, out_dir: str | Path) -> list[Path]:
