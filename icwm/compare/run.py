@@ -256,6 +256,7 @@ def run(cfg: CompareConfig, argv: list[str]) -> Path:
     seen_of = {t: dict(units[t]).get(seen_name, []) for t in cfg.tasks}
     empty = [t for t, s in seen_of.items() if not s]
     check(not empty, "families", f"a first (seen) family with systems for every task", empty)
+    sweeps = sweep_units(cfg.sweeps, seen_of)                  # checked before the (long) training of the baselines
     ms = Methods()
     ms.nominal = {t: C.nominal_value(task_registry.get(t), seen_of[t], cfg.seed) for t in cfg.tasks
                   if t in C.NOMINAL_KEY and cfg.classical}
@@ -265,7 +266,7 @@ def run(cfg: CompareConfig, argv: list[str]) -> Path:
         train_single_task(cfg, ms, seen_of, cfg.cache_root("single_task"))
     if cfg.llm.enabled:
         train_llms(cfg, ms, seen_of, cfg.cache_root("llm"))
-    rows = evaluate_all(cfg, ms, units, sweep_units(cfg.sweeps, seen_of), device, seen_name)
+    rows = evaluate_all(cfg, ms, units, sweeps, device, seen_name)
     ttft_rows: list[dict] = []
     if cfg.ttft.enabled:
         ttft_rows, notes = run_ttft(cfg, ms.llms, ms.model, ms.convergence, device)

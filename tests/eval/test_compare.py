@@ -221,6 +221,19 @@ def test_bad_config_names_the_field(override: str, field: str):
         load_config(CompareConfig, DEBUG, [override])
 
 
+def test_a_bad_sweep_point_is_refused_before_any_baseline_trains(tmp_path: Path, monkeypatch):
+    """sweeps' values and base are checked against the seen systems before the single-task nets and LLMs train."""
+    import icwm.compare.run as R
+
+    def trained(*_args, **_kw):
+        raise AssertionError("a baseline trained before the sweeps were checked")
+    monkeypatch.setattr(R, "train_single_task", trained)
+    monkeypatch.setattr(R, "train_llms", trained)
+    with pytest.raises(ValueError, match=r"sweeps\.values: expected integers >= 1 for num_users"):
+        _run(tmp_path / "c", "tasks=[pre_sr]", "native.model=none",
+             "sweeps=[{name: k, tasks: [pre_sr], param: num_users, values: [2.5]}]")
+
+
 def test_missing_backbone_weights_are_skipped_with_a_note(tmp_path: Path):
     out = _run(tmp_path / "c", "tasks=[pre_sr]", "sweeps=[]", "native.model=none", "single_task.enabled=false",
                "llm.adapters=[lora]", "llm.backbone_paths.gpt2=/no/such/gpt2",
