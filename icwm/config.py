@@ -38,21 +38,21 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Se
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ValueError(f"config: override {bad[0]!r} is not of the form key=value")
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-        merged = OmegaConf.merge(*layers)
-        replace_mappings(merged, overrides)
+        cli = OmegaConf.from_dotlist(list(overrides))
+        merged = OmegaConf.merge(*layers, cli)
+        replace_mappings(merged, cli, [o.split("=", 1)[0] for o in overrides])
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or getattr(err, "key", None)
         raise ValueError(f"config: field {key!r}: {err.msg if hasattr(err, 'msg') else err}") from err
 
 
-def replace_mappings(merged: Any, overrides: Sequence[str]) -> None:
-    """A mapping given on the command line (``data.task_weights={pre_sr: 1.0}``) replaces the YAML's mapping in
-    ``merged`` instead of being merged into it key by key, as OmegaConf would; nested config sections still merge."""
-    for override in overrides:
-        key = override.split("=", 1)[0]
-        node = OmegaConf.select(OmegaConf.from_dotlist([override]), key)
+def replace_mappings(merged: Any, cli: Any, keys: Sequence[str]) -> None:
+    """A mapping given on the command line (``data.task_weights={pre_sr: 1.0}``; ``cli`` the parsed overrides, ``keys``
+    their dotted keys) replaces the YAML's mapping in ``merged`` instead of being merged into it key by key, as
+    OmegaConf would; nested config sections still merge."""
+    for key in keys:
+        node = OmegaConf.select(cli, key)
         if OmegaConf.is_dict(node) and OmegaConf.get_type(OmegaConf.select(merged, key)) is dict:
             OmegaConf.update(merged, key, node, merge=False)
 

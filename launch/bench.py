@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = [s for s in names if s not in SUITES]
-    if unknown or not names:
-        ap.error(f"--suite: unknown {unknown}; expected some of {sorted(SUITES)}" if unknown else
-                 f"--suite: expected at least one of {sorted(SUITES)}, got {args.suite!r}")
-    takes_model = [s for s in names if any("model" in inspect.signature(
-        importlib.import_module(f"icwm.bench.{m}").run).parameters for m in SUITES[s])]
+    if unknown:
+        ap.error(f"--suite: unknown {unknown}; expected some of {sorted(SUITES)}")
+    if not names:
+        ap.error(f"--suite: expected at least one of {sorted(SUITES)}, got {args.suite!r}")
+    runs = {mod: importlib.import_module(f"icwm.bench.{mod}").run for suite in names for mod in SUITES[suite]}
+    takes_model = {mod for mod, run in runs.items() if "model" in inspect.signature(run).parameters}
     if args.model is not None:
         if not takes_model:
             ap.error(f"--model: expected with a suite that loads a model (none of {names} does)")
@@ -73,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     for suite in names:
         for mod in SUITES[suite]:
             print(f"[bench] {suite}/{mod} ...", flush=True)
-            run = importlib.import_module(f"icwm.bench.{mod}").run
-            extra = {"model": args.model} if args.model and "model" in inspect.signature(run).parameters else {}
-            for row in run(quick=args.quick, **extra):
+            extra = {"model": args.model} if args.model and mod in takes_model else {}
+            for row in runs[mod](quick=args.quick, **extra):
                 rows.append({"suite": suite, **row})
     try:
         md = write(out, rows, args.quick, argv)

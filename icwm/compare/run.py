@@ -71,8 +71,7 @@ def load_native(cfg: CompareConfig, ms: Methods, device: torch.device) -> None:
         ms.notes.append("native model skipped (native.model=none)")
         return
     ms.model, (_, ms.model_ks) = model, runner.eval_ks(cfg.native.ks, model.cfg.k_max)
-    dropped = [k for k in cfg.native.ks if k not in ms.model_ks]
-    ms.notes += [f"native: k={dropped} above the model's k_max={model.cfg.k_max}: not evaluated"] if dropped else []
+    ms.notes += [f"native: {n}" for n in runner.beyond_k_max(cfg.native.ks, model.cfg.k_max)]
     n = sum(p.numel() for p in model.parameters())
     ms.info[runner.MODEL] = _meta("native", quant="fp32", trainable=n, total=n, train_s=None, mb=weights_mb(model))
     ms.notes.append(f"native: {desc}; pretrained once (params_trainable = all its weights, none updated here; "

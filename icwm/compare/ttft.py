@@ -377,8 +377,7 @@ def run_ttft(cfg: CompareConfig, llms: list[LLMMethod], model: Optional[torch.nn
               {k: v.clone() for k, v in llm.model.adapter_state_dict().items()} if llm else None, cfg.progress)
     root = cfg.cache_root("ttft") if cfg.ttft.cache else None
     rows, notes, families = [], [f"ttft: {why}"], runner.load_families(ecfg)
-    dropped = [k for k in ecfg.ks if model is not None and k not in model_ks]
-    notes += [f"ttft: native k={dropped} above the model's k_max: not evaluated"] if dropped else []
+    notes += [f"ttft: native {n}" for n in runner.beyond_k_max(ecfg.ks, model.cfg.k_max if model is not None else None)]
     for t in ecfg.tasks:
         task = task_registry.get(t)
         st = s if model is None or t in model.cfg.tasks else dataclasses.replace(s, model=None, model_ks=())

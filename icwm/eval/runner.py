@@ -105,6 +105,12 @@ def eval_ks(ks: list[int], model_k_max: Optional[int]) -> tuple[list[int], list[
     return (model_ks if model_k_max is not None else list(ks)), model_ks
 
 
+def beyond_k_max(ks: list[int], model_k_max: Optional[int]) -> list[str]:
+    """A note naming the ``ks`` above the model's ``k_max`` (``eval_ks`` leaves them out), or none."""
+    beyond = [k for k in ks if model_k_max is not None and k > model_k_max]
+    return [f"ks {beyond} not evaluated: beyond the model's k_max ({model_k_max})"] if beyond else []
+
+
 def take(sample: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """The first ``k`` demos and the query (last pair) of episodes ``[E, pair, ...]`` -> ``[E, k + 1, ...]``."""
     n_pairs = next(iter(sample.values())).shape[1]
@@ -296,8 +302,7 @@ def run(cfg: EvalConfig, model: Optional[torch.nn.Module], families: dict[str, l
     rows: list[dict] = []
     notes = [f"model has no head for task {t}: baselines only" for t in cfg.tasks
              if model is not None and t not in model.cfg.tasks]
-    beyond = [k for k in cfg.ks if k not in ks]
-    notes += [f"ks {beyond} not evaluated: beyond the model's k_max ({model.cfg.k_max})"] if beyond and model else []
+    notes += beyond_k_max(cfg.ks, model.cfg.k_max if model is not None else None)
     bar = tqdm(total=n_sys * cfg.episodes, unit="episode", disable=not progress, desc="eval")
     for t in cfg.tasks:
         task = get_task(t)

@@ -22,6 +22,7 @@ unreadable file is ``CorruptCheckpointError``; ``resume_checkpoint`` then falls 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -34,8 +35,9 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from icwm.config import check
+from icwm.config import check, to_yaml
 
 LATEST, STATE, CONFIG, ENGINE_TAG, RANKS = "latest", "trainer_state.json", "config.yaml", "engine", "rank_states"
 MANIFEST, LOCK = "manifest.json", ".lock"
@@ -319,16 +321,13 @@ def check_same_model(engine, path: Path) -> None:
         ValueError: ``train.resume`` naming each model field that differs, saved vs now (a run whose model changed
         midway is not described by one config; the weights' shapes may not fit either).
     """
-    import dataclasses
-
-    from omegaconf import OmegaConf
     cfg = getattr(engine.module, "cfg", None)
     if not dataclasses.is_dataclass(cfg) or not (path / CONFIG).is_file():
         return
     saved = OmegaConf.to_container(OmegaConf.load(path / CONFIG)).get("model")
     if not isinstance(saved, dict):
         return
-    now = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(OmegaConf.structured(cfg))))   # as saved
+    now = OmegaConf.to_container(OmegaConf.create(to_yaml(cfg)))   # as save_checkpoint's config.yaml writes it
     differ = [f"model.{k}={saved.get(k)!r} (now {v!r})" for k, v in now.items() if k in saved and saved[k] != v]
     check(not differ, "train.resume", "a checkpoint of this run's model (use another train.out_dir, or "
           "train.resume=none to start afresh there)", f"{path} saved with {', '.join(differ)}")

@@ -288,7 +288,8 @@ def test_model_n_beams_must_match_the_data_codebook(tmp_path, source):
 def test_held_out_data_without_a_training_task_is_refused_before_training(tmp_path):
     """eval_data serving bf only, training det: refused at start naming eval_data (it failed after the first
     steps, blaming data.task_weights)."""
-    shards = _bf_shards(tmp_path / "shards")[1].split("=", 1)[1]
+    shards = tmp_path / "shards"
+    _bf_shards(shards)
     with pytest.raises(ValueError, match=r"eval_data: expected a held-out source serving every training task "
                        r"\['det'\], got \"one without \['det'\]\""):
         trainer(tmp_path / "run", "train.eval_every=1", f"eval_data={{source: shards, shards_dir: {shards}, k_max: 2}}")
