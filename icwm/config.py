@@ -1,7 +1,9 @@
 """Typed configuration loading: dataclass defaults < YAML file < command-line ``key=value`` overrides.
 
 Every entry point owns one dataclass tree. Unknown keys and wrongly typed values raise ``ValueError``
-naming the offending field, so a typo never silently falls back to a default.
+naming the offending field, so a typo never silently falls back to a default. A YAML file may start from another
+with ``extends: <path>`` (relative to its own folder): it then states only what differs, e.g. a larger flavour of
+the same recipe.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
+EXTENDS = "extends"     # YAML key: the file this one starts from (its path relative to this file's folder)
 
 
 def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
@@ -21,7 +24,8 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Se
 
     Args:
         cls: a dataclass type (the config tree's root).
-        yaml_path: optional YAML file whose keys must all exist in ``cls``.
+        yaml_path: optional YAML file whose keys must all exist in ``cls`` (after those of the files it
+            ``extends``, which it overrides).
         overrides: dotted ``key=value`` strings (highest precedence), e.g. ``["train.steps=10"]``.
 
     Returns:
@@ -31,30 +35,53 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Se
         ValueError: unknown key, bad type, missing file, or a failed ``__post_init__`` check.
     """
     try:
-        base = OmegaConf.structured(cls)
-        layers = [base]
-        if yaml_path is not None:
-            layers.append(read_yaml(Path(yaml_path)))
+        layers = [] if yaml_path is None else read_layers(Path(yaml_path))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ValueError(f"config: override {bad[0]!r} is not of the form key=value")
-        cli = OmegaConf.from_dotlist(list(overrides))
-        merged = OmegaConf.merge(*layers, cli)
-        replace_mappings(merged, cli, [o.split("=", 1)[0] for o in overrides])
+        merged = OmegaConf.structured(cls)
+        for layer in (*layers, OmegaConf.from_dotlist(list(overrides))):
+            merged = OmegaConf.merge(merged, layer)
+            replace_mappings(merged, layer)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or getattr(err, "key", None)
         raise ValueError(f"config: field {key!r}: {err.msg if hasattr(err, 'msg') else err}") from err
 
 
-def replace_mappings(merged: Any, cli: Any, keys: Sequence[str]) -> None:
-    """A mapping given on the command line (``data.task_weights={pre_sr: 1.0}``; ``cli`` the parsed overrides, ``keys``
-    their dotted keys) replaces the YAML's mapping in ``merged`` instead of being merged into it key by key, as
-    OmegaConf would; nested config sections still merge."""
-    for key in keys:
-        node = OmegaConf.select(cli, key)
-        if OmegaConf.is_dict(node) and OmegaConf.get_type(OmegaConf.select(merged, key)) is dict:
-            OmegaConf.update(merged, key, node, merge=False)
+def replace_mappings(merged: Any, layer: Any, prefix: str = "") -> None:
+    """A mapping field given in a later layer (a YAML file, the command line's ``data.task_weights={pre_sr: 1.0}``)
+    replaces the earlier layers' mapping in ``merged`` instead of being merged into it key by key, as OmegaConf would;
+    config sections (dataclasses) still merge field by field."""
+    for key, node in layer.items_ex(resolve=False):
+        path = f"{prefix}{key}"
+        if not OmegaConf.is_dict(node):
+            continue
+        if OmegaConf.get_type(OmegaConf.select(merged, path)) is dict:
+            OmegaConf.update(merged, path, node, merge=False)
+        else:
+            replace_mappings(merged, node, f"{path}.")
+
+
+def read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
+    """The YAML trees a config file stands for, first to last: those of the file it ``extends`` (recursively), then
+    its own without the ``extends`` key.
+
+    Raises:
+        ValueError: as ``read_yaml``, or for an ``extends`` that is not a path or that leads back to a file already in
+        the chain (``config: extends: ... (<path>)``).
+    """
+    tree = read_yaml(path)
+    parent = tree.pop(EXTENDS, None)
+    if parent is None:
+        return [tree]
+    if not isinstance(parent, str) or not parent:
+        raise ValueError(f"config: {EXTENDS}: expected the path of a YAML file, got {parent!r} ({path})")
+    target = (path.parent / parent).resolve()
+    chain = (*seen, path.resolve())
+    if target in chain:
+        raise ValueError(f"config: {EXTENDS}: a cycle, {' -> '.join(str(p) for p in (*chain, target))} ({path})")
+    return [*read_layers(target, chain), tree]
 
 
 def read_yaml(path: Path) -> Any:

@@ -143,3 +143,44 @@ def test_a_mapping_on_the_command_line_replaces_the_yamls():
     assert load_config(DataConfig, small, ["tasks=[pre_sr]", "task_groups={}", "task_families={}"]).task_groups == {}
     opt = load_config(PretrainConfig, path, ["optim={lr: 0.5}"]).optim
     assert opt.lr == 0.5 and opt.clip == load_config(PretrainConfig, path).optim.clip
+
+
+def test_extends_layers_a_file_on_the_one_it_names(tmp_path, monkeypatch):
+    """``extends: <path>`` (relative to the file's folder, whatever the working directory): the named file's values
+    first, then the file's own; sections merge field by field, a mapping field given again replaces the earlier one,
+    chains of several files work and the key itself never reaches the dataclass."""
+    from icwm.train.config import PretrainConfig
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "root.yaml").write_text(f"extends: {CONFIGS / 'pretrain' / 'debug.yaml'}\n"
+                                        "optim: {lr: 0.25}\ntrain: {steps: 7}\n")
+    (tmp_path / "sub" / "mid.yaml").write_text("extends: ../root.yaml\ndata: {task_weights: {det: 2.0}}\n")
+    (tmp_path / "sub" / "leaf.yaml").write_text("extends: mid.yaml\ntrain: {steps: 9}\n")
+    monkeypatch.chdir(tmp_path / "sub")
+    debug = load_config(PretrainConfig, CONFIGS / "pretrain" / "debug.yaml")
+    cfg = load_config(PretrainConfig, tmp_path / "sub" / "leaf.yaml", ["optim.clip=0.5"])
+    assert (cfg.train.steps, cfg.optim.lr, cfg.optim.clip) == (9, 0.25, 0.5)
+    assert cfg.optim.warmup_steps == debug.optim.warmup_steps and cfg.model == debug.model
+    assert len(debug.data.task_weights) == 9 and cfg.data.task_weights == {"det": 2.0}
+
+
+@pytest.mark.parametrize("text,match", [
+    ("extends: loop.yaml\n", "extends: a cycle"),
+    ("extends: 3\n", "extends: expected the path of a YAML file, got 3"),
+    ("extends: missing.yaml\n", "no such file"),
+    ("extends: unknown.yaml\n", "no_such_key"),
+])
+def test_extends_refuses_cycles_non_paths_missing_files_and_unknown_keys(tmp_path, text, match):
+    from icwm.train.config import PretrainConfig
+    (tmp_path / "unknown.yaml").write_text("train: {no_such_key: 1}\n")
+    (tmp_path / "loop.yaml").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_config(PretrainConfig, tmp_path / "loop.yaml")
+
+
+@pytest.mark.parametrize("name", ["base", "large", "small_trunk"])
+def test_recipe_variants_state_only_what_differs(name: str):
+    """base / large / small_trunk extend small.yaml instead of copying its model block (copies drifted before:
+    small_trunk lacked an option small.yaml gained)."""
+    from icwm.config import read_layers
+    layers = read_layers(CONFIGS / "pretrain" / f"{name}.yaml")
+    assert len(layers) == 2 and "label_reads_x" not in layers[-1].get("model", {})
