@@ -80,3 +80,24 @@ def test_generate_checks_its_arguments():
     bad_dual = load_config(SystemConfig, overrides=["scenario=rma", "bs_height_m=35.0", "dual_band.mmw_carrier_hz=60e9"])
     with pytest.raises(ValueError, match="dual_band.mmw_carrier_hz"):
         channels.generate_dual_band(bad_dual, 1, torch.Generator())
+
+
+def test_pretraining_data_holds_no_unseen_latent_system():
+    """The shipped recipe's data (configs/data/small_nominal.yaml) never trains on a latent unseen system's name; the
+    precoding ones are unseen by their geometry too (scenario, carrier, array and user count together), not only by
+    their SNR range (det / link / dual have systems unseen by their SNR, speed or offset ranges alone)."""
+    from icwm.data.config import DataConfig
+    root = SYSTEMS.parents[1]
+    data = load_config(DataConfig, root / "configs" / "data" / "small_nominal.yaml")
+    paths = data.families + [p for fams in data.task_families.values() for p in fams]
+    train = [s for p in set(paths) for s in channels.load_family(root / p)]
+
+    def geometry(s: SystemConfig) -> tuple:
+        return s.scenario, s.carrier_hz, s.array.kind, s.array.rows, s.array.cols, s.num_users
+
+    assert "configs/systems/latent_seen_more.yaml" in data.families
+    for name in ("latent_unseen", "det_latent_unseen", "link_latent_unseen", "dual_latent_unseen"):
+        unseen = channels.load_family(SYSTEMS / f"{name}.yaml")
+        assert {s.name for s in unseen}.isdisjoint({s.name for s in train}), name
+        if name == "latent_unseen":
+            assert {geometry(s) for s in unseen}.isdisjoint({geometry(s) for s in train}), name
