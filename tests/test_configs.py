@@ -184,3 +184,18 @@ def test_recipe_variants_state_only_what_differs(name: str):
     from icwm.config import read_layers
     layers = read_layers(CONFIGS / "pretrain" / f"{name}.yaml")
     assert len(layers) == 2 and "label_reads_x" not in layers[-1].get("model", {})
+
+
+def test_shipped_model_was_trained_by_the_recipe(tmp_path):
+    """The shipped icwm-small's resolved pretraining config (metadata.json, read as a config file: fields added since
+    take their defaults) is configs/pretrain/small.yaml's but for the run's output folder and progress bar: one recipe,
+    no hand edits (the model card states the command)."""
+    import json
+    import yaml
+    from icwm.train.config import PretrainConfig
+    meta = json.loads((ROOT / "icwm" / "assets" / "icwm-small" / "metadata.json").read_text())["pretrain_config"]
+    (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(meta))
+    shipped = load_config(PretrainConfig, tmp_path / "shipped.yaml")
+    recipe = load_config(PretrainConfig, CONFIGS / "pretrain" / "small.yaml")
+    run = {"out_dir": shipped.train.out_dir, "progress": shipped.train.progress}
+    assert shipped == dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **run))
