@@ -1,7 +1,0 @@
-#!/bin/bash
-# Session 36: cp-only A/B of model.grid_gate_table (v26's recipe, 1,500 steps per arm, as
-# bf_offset_memo_s29/arm.sh), seed 0. Run from the repository root.
-set -e
-source docs/results/bf_offset_memo_s29/arm.sh
-arm cp_nogate_s0 cp
-arm cp_gate_s0 cp model.grid_gate_table=true
