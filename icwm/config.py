@@ -39,28 +39,37 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Se
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ValueError(f"config: override {bad[0]!r} is not of the form key=value")
+        cli = OmegaConf.from_dotlist(list(overrides))
         merged = OmegaConf.structured(cls)
-        for layer in (*layers, OmegaConf.from_dotlist(list(overrides))):
+        for layer, keys in (*((t, mapping_keys(t)) for t in layers), (cli, [o.split("=", 1)[0] for o in overrides])):
             merged = OmegaConf.merge(merged, layer)
-            replace_mappings(merged, layer)
+            replace_mappings(merged, layer, keys)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or getattr(err, "key", None)
         raise ValueError(f"config: field {key!r}: {err.msg if hasattr(err, 'msg') else err}") from err
 
 
-def replace_mappings(merged: Any, layer: Any, prefix: str = "") -> None:
-    """A mapping field given in a later layer (a YAML file, the command line's ``data.task_weights={pre_sr: 1.0}``)
-    replaces the earlier layers' mapping in ``merged`` instead of being merged into it key by key, as OmegaConf would;
-    config sections (dataclasses) still merge field by field."""
-    for key, node in layer.items_ex(resolve=False):
-        path = f"{prefix}{key}"
-        if not OmegaConf.is_dict(node):
-            continue
-        if OmegaConf.get_type(OmegaConf.select(merged, path)) is dict:
-            OmegaConf.update(merged, path, node, merge=False)
-        else:
-            replace_mappings(merged, node, f"{path}.")
+def replace_mappings(merged: Any, layer: Any, keys: Sequence[str]) -> None:
+    """A mapping field given in a later layer replaces the earlier layers' mapping in ``merged`` instead of being merged
+    into it key by key, as OmegaConf would; ``keys`` are the dotted keys the layer gives (the command line's override
+    keys: ``data.task_weights={pre_sr: 1.0}`` replaces the mapping, ``data.task_weights.det=2.0`` sets one entry; a
+    YAML file's ``mapping_keys``: a mapping written in a file is the whole mapping). Config sections (dataclasses) still
+    merge field by field."""
+    for key in keys:
+        node = OmegaConf.select(layer, key)
+        if OmegaConf.is_dict(node) and OmegaConf.get_type(OmegaConf.select(merged, key)) is dict:
+            OmegaConf.update(merged, key, node, merge=False)
+
+
+def mapping_keys(tree: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of every mapping in a YAML tree, outer before inner: ``{data: {task_weights: {det: 1}}}`` ->
+    ``["data", "data.task_weights"]``."""
+    out = []
+    for key, node in tree.items_ex(resolve=False):
+        if OmegaConf.is_dict(node):
+            out += [f"{prefix}{key}", *mapping_keys(node, f"{prefix}{key}.")]
+    return out
 
 
 def read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:

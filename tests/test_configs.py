@@ -132,13 +132,16 @@ def test_gpu_pretraining_data_has_the_small_recipes_systems():
 
 def test_a_mapping_on_the_command_line_replaces_the_yamls():
     """``data.task_weights={pre_sr: 1.0}`` trains pre_sr alone (OmegaConf alone would merge it into the YAML's nine
-    tasks); ``{}`` empties a mapping; a nested section given as a mapping still merges with its defaults."""
+    tasks) while ``data.task_weights.det=2.0`` sets one entry; ``{}`` empties a mapping; a nested section given as a
+    mapping still merges with its defaults."""
     from icwm.data.config import DataConfig
     from icwm.train.config import PretrainConfig
     path = CONFIGS / "pretrain" / "debug.yaml"
     assert len(load_config(PretrainConfig, path).data.task_weights) == 9
     cfg = load_config(PretrainConfig, path, ["data.task_weights={pre_sr: 1.0}"])
     assert cfg.data.task_weights == {"pre_sr": 1.0}
+    one = load_config(PretrainConfig, path, ["data.task_weights.det=2.0"]).data.task_weights    # sets one entry
+    assert len(one) == 9 and one["det"] == 2.0
     small = CONFIGS / "data" / "small.yaml"
     assert load_config(DataConfig, small, ["tasks=[pre_sr]", "task_groups={}", "task_families={}"]).task_groups == {}
     opt = load_config(PretrainConfig, path, ["optim={lr: 0.5}"]).optim
