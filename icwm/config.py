@@ -39,9 +39,10 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: Se
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ValueError(f"config: override {bad[0]!r} is not of the form key=value")
-        cli = OmegaConf.from_dotlist(list(overrides))
+        steps = [(t, mapping_keys(t)) for t in layers]      # each layer with the keys whose mappings it replaces
+        steps.append((OmegaConf.from_dotlist(list(overrides)), [o.split("=", 1)[0] for o in overrides]))
         merged = OmegaConf.structured(cls)
-        for layer, keys in (*((t, mapping_keys(t)) for t in layers), (cli, [o.split("=", 1)[0] for o in overrides])):
+        for layer, keys in steps:
             merged = OmegaConf.merge(merged, layer)
             replace_mappings(merged, layer, keys)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
