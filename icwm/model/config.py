@@ -82,6 +82,10 @@ class ModelConfig:
                                     # through the fit, it hurt cp's k = 0 below its own AR first guess). Off in every
                                     # flavour: in the full recipe it lifted cp's k = 0 little and cost k = 16
                                     # (docs/results/v22_candidate)
+    grid_gate_table: bool = False   # ce / cp / pf: the head's learned parts (correction and token-generated filter)
+                                    # are scaled by a trained factor per number of earlier pairs j (a table starting
+                                    # at 1), so the prediction at j = 0, where no in-context fit follows to repair
+                                    # them, can keep less of them than those the fit corrects
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the

@@ -11,7 +11,9 @@ the remaining error on the demonstrations (``grid_icr.py``).
 
 Head = first guess + learned correction + token-generated filter; add-ons: ``GridFit`` (``cfg.icr``). With
 ``cfg.grid_fit_drop`` a random share of the training episodes runs without the fit, so what comes before it is
-trained as a prediction on its own (all a k = 0 query has) rather than as an input the fit repairs.
+trained as a prediction on its own (all a k = 0 query has) rather than as an input the fit repairs; with
+``cfg.grid_gate_table`` the learned parts are scaled by a trained factor per number of earlier pairs (``gate``), so
+a pair with none (k = 0) can keep less of them than pairs whose fit repairs them.
 """
 from __future__ import annotations
 
@@ -128,8 +130,9 @@ class FilterTaps(nn.Module):
 
 
 class GridHead(nn.Module):
-    """out_n = first guess_n + W_o silu(e_n + W_c token) (corrections [time, group size] per antenna, unfolded to
-    [time, sc]) + ``FilterTaps`` (ce, cp) + ``GridFit`` (with ``cfg.icr``)."""
+    """out_n = first guess_n + gate_j [W_o silu(e_n + W_c token) (corrections [time, group size] per antenna,
+    unfolded to [time, sc]) + ``FilterTaps`` (ce, cp)] + ``GridFit`` (with ``cfg.icr``); ``gate`` [k_max + 1] is a
+    trained table over the number of earlier pairs j (with ``cfg.grid_gate_table``; else 1)."""
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
@@ -141,6 +144,11 @@ class GridHead(nn.Module):
         self.fit = GridFit(cfg, task) if cfg.icr else None
         self.fit_drop = cfg.grid_fit_drop
         self.out = nn.Linear(cfg.d_model, 2 * cfg.max_time * self.gy)
+        self.gate = nn.Parameter(torch.ones(cfg.k_max + 1)) if cfg.grid_gate_table else None
+
+    def gated(self, part: torch.Tensor, n_pairs: int) -> torch.Tensor:
+        """A learned part of the predictions [B, P, Ty, Sy, N], pair j's times ``gate[j]`` (j: its earlier pairs)."""
+        return part if self.gate is None else part * self.gate[:n_pairs].float()[None, :, None, None, None]
 
     def forward(self, hx: torch.Tensor, ctx: GridCtx, latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """hx: [B, P, G, d] -> {key: [B, P, Ty, Sy, N] complex64}."""
@@ -149,9 +157,9 @@ class GridHead(nn.Module):
         base = ctx.e_x + self.ctx(hx)[:, :, :, None]                                # [B, P, G, N, d]
         o = self.out(F.silu(base)).float().reshape(b, p, n_g, n, self.max_time, self.gy, 2)[:, :, :, :, :t_y]
         o = o.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, p, t_y, n_g * self.gy, n, 2)[:, :, :, : ctx.s_y]
-        out = ctx.anchor.to(torch.complex64) + torch.view_as_complex(o.contiguous())
+        out = ctx.anchor.to(torch.complex64) + self.gated(torch.view_as_complex(o.contiguous()), p)
         if self.filter is not None:
-            out = out + self.filter(hx, ctx.x, tuple(out.shape), self.gy)
+            out = out + self.gated(self.filter(hx, ctx.x, tuple(out.shape), self.gy), p)
         if self.fit is not None and p > 1:
             fit = self.fit(ctx.x.to(torch.complex64), ctx.y.to(torch.complex64), out)
             if self.training and self.fit_drop > 0:     # these episodes train the pre-fit prediction, k = 0's

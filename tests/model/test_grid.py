@@ -309,3 +309,27 @@ def test_fit_drop_runs_a_share_of_training_episodes_without_the_fit(task: str):
     assert torch.equal(dropped, ~kept) and 16 <= int(dropped.sum()) <= 48    # each episode one or the other
     with pytest.raises(ValueError, match="grid_fit_drop"):
         ModelConfig.flavour("debug", grid_fit_drop=1.0)
+
+
+@pytest.mark.parametrize("task", ["ce", "cp", "pf"])
+def test_gate_table_scales_the_learned_parts_per_number_of_earlier_pairs(task: str):
+    """``model.grid_gate_table``: a trained table [k_max + 1] starting at 1 (the head then predicts as without it);
+    gate[0] = 0 leaves pair 0 (no earlier pair) at the first guess alone (cp: the history's AR prediction) and changes
+    no other pair's prediction but through the fit that reads it."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.flavour("debug", grid_gate_table=True, icr=False, dropout=0.0)
+    gated = build_model(cfg).eval()
+    plain = build_model(ModelConfig.flavour("debug", icr=False, dropout=0.0)).eval()
+    plain.load_state_dict(gated.state_dict(), strict=False)
+    head = gated.heads[task]
+    assert head.gate.shape == (cfg.k_max + 1,) and torch.equal(head.gate, torch.ones(cfg.k_max + 1))
+    batch, key = random_batch(task, k=3, B=4), KEYS[task][1]
+    with torch.no_grad():
+        ref = plain(batch)[key]
+        assert torch.allclose(gated(batch)[key], ref, atol=1e-6)
+        head.gate[0] = 0.0
+        out = gated(batch)[key]
+        _, _, ctx = gated.embedders[task](batch)
+    assert torch.allclose(out[:, 0], ctx.anchor[:, 0].to(out.dtype), atol=1e-6)
+    assert torch.allclose(out[:, 1:], ref[:, 1:], atol=1e-6) and not torch.allclose(out[:, 0], ref[:, 0], atol=1e-4)
+    assert "gate" not in dict(plain.heads[task].named_parameters())
