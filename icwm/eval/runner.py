@@ -107,7 +107,9 @@ def eval_ks(ks: list[int], model_k_max: Optional[int]) -> tuple[list[int], list[
 
 def beyond_k_max(ks: list[int], model_k_max: Optional[int]) -> list[str]:
     """A note naming the ``ks`` above the model's ``k_max`` (``eval_ks`` leaves them out), or none."""
-    beyond = [k for k in ks if model_k_max is not None and k > model_k_max]
+    if model_k_max is None:
+        return []
+    beyond = [k for k in ks if k not in eval_ks(ks, model_k_max)[1]]
     return [f"ks {beyond} not evaluated: beyond the model's k_max ({model_k_max})"] if beyond else []
 
 
