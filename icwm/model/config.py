@@ -86,6 +86,10 @@ class ModelConfig:
                                     # are scaled by a trained factor per number of earlier pairs j (a table starting
                                     # at 1), so the prediction at j = 0, where no in-context fit follows to repair
                                     # them, can keep less of them than those the fit corrects
+    grid_k0_first_guess: tuple[str, ...] = ()  # ce / cp / pf named here: a pair with no earlier pairs (k = 0) gets
+                                    # the head's first guess alone (for cp the blind AR predictor); its learned parts
+                                    # are then trained by the pairs the fit follows. Set from a validation family no
+                                    # evaluation reads (configs/systems/link_latent_val.yaml, docs/model.md)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
@@ -172,6 +176,8 @@ class ModelConfig:
               "0, or an odd integer with model.bf_probe_bins >= 2 and model.bf_label 'angle'", self.bf_density_kernel)
         check(self.bf_density_form in ("mean", "loglik"), "model.bf_density_form", "'mean' or 'loglik'",
               self.bf_density_form)
+        check(set(self.grid_k0_first_guess) <= {"ce", "cp", "pf"}, "model.grid_k0_first_guess",
+              "a list of grid tasks (ce, cp, pf)", self.grid_k0_first_guess)
         check(0.0 <= self.grid_fit_drop < 1.0, "model.grid_fit_drop", "a float in [0, 1)", self.grid_fit_drop)
         check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",

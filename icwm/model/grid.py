@@ -13,7 +13,8 @@ Head = first guess + learned correction + token-generated filter; add-ons: ``Gri
 ``cfg.grid_fit_drop`` a random share of the training episodes runs without the fit, so what comes before it is
 trained as a prediction on its own (all a k = 0 query has) rather than as an input the fit repairs; with
 ``cfg.grid_gate_table`` the learned parts are scaled by a trained factor per number of earlier pairs (``gate``), so
-a pair with none (k = 0) can keep less of them than pairs whose fit repairs them.
+a pair with none (k = 0) can keep less of them than pairs whose fit repairs them; the tasks in
+``cfg.grid_k0_first_guess`` give that pair the first guess alone.
 """
 from __future__ import annotations
 
@@ -132,7 +133,8 @@ class FilterTaps(nn.Module):
 class GridHead(nn.Module):
     """out_n = first guess_n + gate_j [W_o silu(e_n + W_c token) (corrections [time, group size] per antenna,
     unfolded to [time, sc]) + ``FilterTaps`` (ce, cp)] + ``GridFit`` (with ``cfg.icr``); ``gate`` [k_max + 1] is a
-    trained table over the number of earlier pairs j (with ``cfg.grid_gate_table``; else 1)."""
+    trained table over the number of earlier pairs j (with ``cfg.grid_gate_table``; else 1). With the task in
+    ``cfg.grid_k0_first_guess`` pair 0's out is the first guess alone."""
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
@@ -145,6 +147,7 @@ class GridHead(nn.Module):
         self.fit_drop = cfg.grid_fit_drop
         self.out = nn.Linear(cfg.d_model, 2 * cfg.max_time * self.gy)
         self.gate = nn.Parameter(torch.ones(cfg.k_max + 1)) if cfg.grid_gate_table else None
+        self.k0_first_guess = task in cfg.grid_k0_first_guess
 
     def gated(self, part: torch.Tensor, n_pairs: int) -> torch.Tensor:
         """A learned part of the predictions [B, P, Ty, Sy, N], pair j's times ``gate[j]`` (j: its earlier pairs)."""
@@ -166,4 +169,6 @@ class GridHead(nn.Module):
                 keep = (torch.rand(b, device=fit.device) >= self.fit_drop).to(fit.real.dtype)
                 fit = fit * keep[:, None, None, None, None]
             out = out + fit
+        if self.k0_first_guess:           # pair 0 (no earlier pairs): the first guess alone; the fit above still
+            out = torch.cat((ctx.anchor[:, :1].to(out.dtype), out[:, 1:]), 1)   # regresses the learned parts' errors
         return {self.key: out}

@@ -101,3 +101,21 @@ def test_pretraining_data_holds_no_unseen_latent_system():
         assert {s.name for s in unseen}.isdisjoint({s.name for s in train}), name
         if name == "latent_unseen":
             assert {geometry(s) for s in unseen}.isdisjoint({geometry(s) for s in train}), name
+
+
+def test_link_validation_family_lies_off_the_training_ranges_and_outside_every_evaluation():
+    """configs/systems/link_latent_val.yaml (the choice of ``model.grid_k0_first_guess``): each link's SNR or speed
+    range lies outside every training link's, its names are in no other family, and no eval config reads it."""
+    from icwm.data.config import DataConfig
+    root = SYSTEMS.parents[1]
+    data = load_config(DataConfig, root / "configs" / "data" / "small_nominal.yaml")
+    train = [s for p in set(data.task_families["cp"]) for s in channels.load_family(root / p)]
+    val = channels.load_family(SYSTEMS / "link_latent_val.yaml")
+    lo = lambda key: min(getattr(s, key)[0] for s in train)                    # noqa: E731
+    hi = lambda key: max(getattr(s, key)[1] for s in train)                    # noqa: E731
+    off = lambda s, key: getattr(s, key)[1] <= lo(key) or getattr(s, key)[0] >= hi(key)  # noqa: E731
+    assert train and len(val) == 3 and all(off(s, "snr_db") or off(s, "speed_kmh") for s in val)
+    others = {s.name for p in SYSTEMS.glob("*.yaml") if p.name != "link_latent_val.yaml"
+              for s in channels.load_family(p)}
+    assert {s.name for s in val}.isdisjoint(others)
+    assert not any("latent_val" in p.read_text() for p in (root / "configs" / "eval").glob("*.yaml"))
