@@ -86,9 +86,9 @@ class ModelConfig:
                                     # are scaled by a trained factor per number of earlier pairs j (a table starting
                                     # at 1), so the prediction at j = 0, where no in-context fit follows to repair
                                     # them, can keep less of them than those the fit corrects
-    grid_k0_first_guess: tuple[str, ...] = ()  # ce / cp / pf named here: a pair with no earlier pairs (k = 0) gets
-                                    # the head's first guess alone (for cp the blind AR predictor); its learned parts
-                                    # are then trained by the pairs the fit follows. Set from a validation family no
+    grid_k0_first_guess: tuple[str, ...] = ()  # ce / cp / pf named here: at inference a pair with no earlier pairs
+                                    # (k = 0) gets the head's first guess alone (for cp the blind AR predictor);
+                                    # training still scores the learned parts there. Chosen on a validation family no
                                     # evaluation reads (configs/systems/link_latent_val.yaml, docs/model.md)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)

@@ -14,7 +14,8 @@ Head = first guess + learned correction + token-generated filter; add-ons: ``Gri
 trained as a prediction on its own (all a k = 0 query has) rather than as an input the fit repairs; with
 ``cfg.grid_gate_table`` the learned parts are scaled by a trained factor per number of earlier pairs (``gate``), so
 a pair with none (k = 0) can keep less of them than pairs whose fit repairs them; the tasks in
-``cfg.grid_k0_first_guess`` give that pair the first guess alone.
+``cfg.grid_k0_first_guess`` give that pair the first guess alone at inference (training still scores the learned
+parts there, as a prediction of their own).
 """
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ class GridHead(nn.Module):
     """out_n = first guess_n + gate_j [W_o silu(e_n + W_c token) (corrections [time, group size] per antenna,
     unfolded to [time, sc]) + ``FilterTaps`` (ce, cp)] + ``GridFit`` (with ``cfg.icr``); ``gate`` [k_max + 1] is a
     trained table over the number of earlier pairs j (with ``cfg.grid_gate_table``; else 1). With the task in
-    ``cfg.grid_k0_first_guess`` pair 0's out is the first guess alone."""
+    ``cfg.grid_k0_first_guess`` pair 0's out is the first guess alone in eval mode."""
 
     def __init__(self, cfg: ModelConfig, task: str) -> None:
         super().__init__()
@@ -169,6 +170,6 @@ class GridHead(nn.Module):
                 keep = (torch.rand(b, device=fit.device) >= self.fit_drop).to(fit.real.dtype)
                 fit = fit * keep[:, None, None, None, None]
             out = out + fit
-        if self.k0_first_guess:           # pair 0 (no earlier pairs): the first guess alone; the fit above still
-            out = torch.cat((ctx.anchor[:, :1].to(out.dtype), out[:, 1:]), 1)   # regresses the learned parts' errors
+        if self.k0_first_guess and not self.training:   # pair 0 (no earlier pairs): the first guess alone (training
+            out = torch.cat((ctx.anchor[:, :1].to(out.dtype), out[:, 1:]), 1)   # scores the learned parts there)
         return {self.key: out}

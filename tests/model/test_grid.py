@@ -337,9 +337,10 @@ def test_gate_table_scales_the_learned_parts_per_number_of_earlier_pairs(task: s
 
 @pytest.mark.parametrize("task", ["ce", "cp", "pf"])
 def test_k0_first_guess_gives_pair_0_the_first_guess_and_leaves_the_others(task: str):
-    """``model.grid_k0_first_guess``: the named task's pair 0 (no earlier pairs) is the first guess exactly (cp: the
-    history's AR prediction, the latent form's blind baseline); every later pair, fit included, is as without it; the
-    other grid tasks are untouched; a non-grid task is refused."""
+    """``model.grid_k0_first_guess``: in eval mode the named task's pair 0 (no earlier pairs) is the first guess
+    exactly (cp: the history's AR prediction, the latent form's blind baseline); every later pair, fit included, is as
+    without it; the other grid tasks are untouched; in training mode nothing changes (the learned parts are scored at
+    pair 0 too); a non-grid task is refused."""
     torch.manual_seed(0)
     first = build_model(ModelConfig.flavour("debug", grid_k0_first_guess=(task,), dropout=0.0)).eval()
     plain = build_model(ModelConfig.flavour("debug", dropout=0.0)).eval()
@@ -352,5 +353,11 @@ def test_k0_first_guess_gives_pair_0_the_first_guess_and_leaves_the_others(task:
             assert torch.allclose(out[:, 1:], ref[:, 1:], atol=1e-6)
             assert torch.allclose(out[:, 0], ctx.anchor[:, 0].to(out.dtype), atol=1e-6) == (t == task)
             assert torch.allclose(out[:, 0], ref[:, 0], atol=1e-6) == (t != task)
+    first.train(), plain.train()
+    batch, key = random_batch(task, k=3, B=4), KEYS[task][1]
+    torch.manual_seed(1)
+    out = first(batch)[key]
+    torch.manual_seed(1)
+    assert torch.allclose(out, plain(batch)[key], atol=1e-6)
     with pytest.raises(ValueError, match="grid_k0_first_guess"):
         ModelConfig.flavour("debug", grid_k0_first_guess=("det",))
