@@ -85,7 +85,8 @@ class ModelConfig:
     grid_gate_table: bool = False   # ce / cp / pf: the head's learned parts (correction and token-generated filter)
                                     # are scaled by a trained factor per number of earlier pairs j (a table starting
                                     # at 1), so the prediction at j = 0, where no in-context fit follows to repair
-                                    # them, can keep less of them than those the fit corrects
+                                    # them, can keep less of them than those the fit corrects. Off: in the full
+                                    # recipe cp's k = 0 stayed below blind (docs/results/v27_candidate)
     grid_k0_first_guess: tuple[str, ...] = ()  # ce / cp / pf named here: at inference a pair with no earlier pairs
                                     # (k = 0) gets the head's first guess alone (for cp the blind AR predictor);
                                     # training still scores the learned parts there. Chosen on a validation family no
