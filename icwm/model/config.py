@@ -177,8 +177,9 @@ class ModelConfig:
               "0, or an odd integer with model.bf_probe_bins >= 2 and model.bf_label 'angle'", self.bf_density_kernel)
         check(self.bf_density_form in ("mean", "loglik"), "model.bf_density_form", "'mean' or 'loglik'",
               self.bf_density_form)
-        check(set(self.grid_k0_first_guess) <= {"ce", "cp", "pf"}, "model.grid_k0_first_guess",
-              "a list of grid tasks (ce, cp, pf)", self.grid_k0_first_guess)
+        from icwm.model.grid import KEYS as GRID_TASKS        # here: grid.py imports this module
+        check(set(self.grid_k0_first_guess) <= set(GRID_TASKS), "model.grid_k0_first_guess",
+              f"a list of grid tasks {tuple(GRID_TASKS)}", self.grid_k0_first_guess)
         check(0.0 <= self.grid_fit_drop < 1.0, "model.grid_fit_drop", "a float in [0, 1)", self.grid_fit_drop)
         check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",
