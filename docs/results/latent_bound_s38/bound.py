@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from icwm.data.config import load_family
-from icwm.data.shards import stable_seed
+from icwm.eval import runner
 from icwm.eval.eta import eta, per_query_metric
 from icwm.tasks import bf, pe
 from icwm.tasks import dual_common as dc
@@ -42,9 +42,8 @@ BANDWIDTH = 0.5     # the error density's kernel width (bf: the beam grid is 0.4
 
 
 def draw(task, system, n: int, seed: int) -> dict[str, torch.Tensor]:
-    """``n`` episodes of ``task`` with 17 pairs (the query last), in chunks of 32 as the evaluation draws them."""
-    parts = [task.generate(system, min(32, n - s), 17, torch.Generator().manual_seed(stable_seed(seed, system.name, s)))
-             for s in range(0, n, 32)]
+    """``n`` episodes of ``task`` with 17 pairs (the query last), drawn as the evaluation draws them."""
+    parts = list(runner.episodes(task, system, n, 17, 32, (seed, system.name)))
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -136,7 +135,8 @@ def pe_system(system, n: int, deltas: torch.Tensor) -> tuple[dict[str, torch.Ten
     for k in KS:
         grid, post = posterior(test["z"][:, :k], lo, hi, log_f, deltas)
         offsets[f"bayes_{k}"] = post @ grid
-        offsets[f"in_context_{k}"] = test["z"][:, :k].mean(-1) if k else offsets["blind"]
+        sub = runner.take(test, k)
+        offsets[f"in_context_{k}"] = dc.power_offset_fits(sub, sub["base"], sub["pathloss_db"])["in_context"][:, -1]
     return {m: (base + o - t).pow(2) / t.pow(2) for m, o in offsets.items()}, error_summary(e)
 
 
