@@ -9,7 +9,8 @@ fit on episodes no evaluation draws (other seeds), eta per family pooled (``icwm
 - ``pool_t=<t>``: each bin's map shrunk toward its delay's map pooled over all beams (paths of one cluster share a
   delay, so the same phase turn across the duplex gap): c = (cross + t lam c_pool) (gram + t lam I)^-1;
 - ``adapt_n0=<r>_w=<w>``: the ridge scaled per bin by rho^w, rho the bin's residual power of the ridge-r fit over the
-  demos' DL power there (a link that fits well, e.g. at high SNR, gets a weaker ridge).
+  demos' DL power there (a link that fits well, e.g. at high SNR, gets a weaker ridge); ``adapt_link_...``: one rho
+  per link, over all its bins.
 
     OMP_NUM_THREADS=2 python docs/results/pf_reference_s39/ref.py --family configs/systems/link_latent_val.yaml
 """
@@ -46,7 +47,8 @@ def pooled_map(gram: torch.Tensor, cross: torch.Tensor, ul: torch.Tensor, n0: fl
     return duplex.from_delay_beam((coef * xq).sum(-1))
 
 
-def adaptive_map(ul_d: torch.Tensor, dl_d: torch.Tensor, ul: torch.Tensor, n0: float, w: float) -> torch.Tensor:
+def adaptive_map(ul_d: torch.Tensor, dl_d: torch.Tensor, ul: torch.Tensor, n0: float, w: float,
+                 pooled: bool = False) -> torch.Tensor:
     """DL band [..., sc, ant] of ``ul`` from the ridge map whose ridge scales with each bin's own fit residual:
     ``n0 rho^w`` with rho the demos' residual power of the ridge-``n0`` fit over their DL power in the bin (a high-SNR
     link fits well, so its ridge falls). ul_d, dl_d [..., k, sc, ant]."""
@@ -58,7 +60,9 @@ def adaptive_map(ul_d: torch.Tensor, dl_d: torch.Tensor, ul: torch.Tensor, n0: f
     coef = ridge_solve(gram, cross[..., None, :], n0 * power + 1e-12)[..., 0, :]      # [..., D, N, F]
     res = (y - (coef[..., None, :, :, :] * x).sum(-1)).abs().pow(2).mean(-3)         # [..., D, N]
     rho = res / (y.abs().pow(2).mean(-3) + 1e-12)
-    lam = n0 * rho.clamp(1e-4, 1.0).pow(w) * power + 1e-12
+    if pooled:                                      # one rho per link: the residual over all bins / their DL power
+        rho = (res.sum((-1, -2)) / (y.abs().pow(2).mean(-3).sum((-1, -2)) + 1e-12))[..., None, None].expand_as(rho)
+    lam = n0 * rho.clamp(1e-4, 1.0).pow(w).clamp_min(1e-3) * power + 1e-12
     coef = ridge_solve(gram, cross[..., None, :], lam)[..., 0, :]
     return duplex.from_delay_beam((coef * xq).sum(-1))
 
@@ -70,7 +74,7 @@ def predictions(s: dict, k: int, variants: dict) -> dict[str, torch.Tensor]:
     out = {}
     for name, (half, n0, t) in variants.items():
         if name.startswith("adapt"):
-            out[name] = adaptive_map(ul_d, dl_d, q, n0, t)
+            out[name] = adaptive_map(ul_d, dl_d, q, n0, t, name.startswith("adapt_link"))
             continue
         gram, cross = duplex.band_map_stats(ul_d, dl_d, half)
         out[name] = (duplex.band_map_apply(gram, cross, q, half, n0) if t == 0
@@ -94,6 +98,7 @@ def main() -> None:
     variants = {f"ls_n0={r}": (1, r, 0.0) for r in (0.03, 0.1, 0.3, 1.0, 3.0)}
     variants |= {"half0": (0, 1.0, 0.0)} | {f"pool_t={t}": (1, 1.0, t) for t in (2.0, 8.0)}
     variants |= {f"adapt_n0={r}_w={w}": (1, r, w) for r in (1.0, 3.0, 10.0) for w in (0.5, 1.0)}
+    variants |= {f"adapt_link_n0={r}_w={w}": (1, r, w) for r in (1.0, 3.0, 10.0) for w in (1.0, 2.0)}
     vals: dict[tuple, list] = {}
     for system in load_family(args.family):
         for s in runner.episodes(pf, system, args.episodes, 17, 32, (args.seed, system.name)):

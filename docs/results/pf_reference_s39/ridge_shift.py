@@ -26,13 +26,17 @@ def main() -> None:
     ap.add_argument("--model", default="shipped")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--shifts", type=float, nargs="+", default=[0.0, -0.5, -1.0, -1.5, -2.0])
+    ap.add_argument("--zero-prediction", action="store_true")
     ap.add_argument("--out", default="outputs/pf_reference")
     args = ap.parse_args()
     cfg = load_cli(EvalConfig, ["--config", "configs/eval/latent.yaml", "tasks=[pf]", "ks=[0,8,16]",
                                 f"families=[{args.family}]", f"model={args.model}", "episodes=64", f"seed={args.seed}"])
     families = load_families(cfg)
     model, _ = load_model(cfg.model, resolve_device(cfg.device))
-    table = model.heads.pf.fit.icr.table
+    icr = model.heads.pf.fit.icr
+    if args.zero_prediction:
+        icr.register_forward_pre_hook(lambda _, a: (torch.cat((a[0][..., :-1], 0 * a[0][..., -1:]), -1), *a[1:]))
+    table = icr.table
     trained = table.detach().clone()
     rows = []
     for shift in args.shifts:
@@ -46,7 +50,8 @@ def main() -> None:
                 print(rows[-1], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"ridge_shift_{Path(args.family).stem}.csv", "w", newline="") as f:
+    tag = "_zero_prediction" if args.zero_prediction else ""
+    with open(out / f"ridge_shift_{Path(args.family).stem}{tag}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
