@@ -149,17 +149,10 @@ class ModelConfig:
                                     # one or two. With icr_ridge_table and icr_lr_mult 10 it kept cp's k = 1 gain
                                     # without the k = 16 loss (cp-only, icr_k1_s31; full recipe: docs/results/
                                     # v24_candidate, k = 1 up on det, ce, cp, pre_mm). small.yaml: true
-    icr_prediction_prior: tuple[str, ...] = ()  # ce / cp / pf named here: the fit's coefficients on the head's
-                                    # own prediction (its last regressors; the fit's target is that prediction's
-                                    # residual) are shrunk toward a trained value per j (a table starting at 0 = keep
-                                    # the prediction; -1 = drop it) instead of toward 0, so with many pairs the fit can
-                                    # drop a prediction the classical regressors beat without paying for free
-                                    # coefficients on it (docs/results/pf_prior_s39)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
-        self.icr_prediction_prior = tuple(self.icr_prediction_prior)
         check(self.d_model >= 8 and self.d_model % max(self.n_heads, 1) == 0, "model.d_model",
               "an integer >= 8 divisible by n_heads", (self.d_model, self.n_heads))
         check(self.n_heads >= 1 and (self.d_model // self.n_heads) % 2 == 0, "model.n_heads",
@@ -187,8 +180,6 @@ class ModelConfig:
         from icwm.model.grid import KEYS as GRID_TASKS        # here: grid.py imports this module
         check(set(self.grid_k0_first_guess) <= set(GRID_TASKS), "model.grid_k0_first_guess",
               f"a list of grid tasks {tuple(GRID_TASKS)}", self.grid_k0_first_guess)
-        check(set(self.icr_prediction_prior) <= set(GRID_TASKS), "model.icr_prediction_prior",
-              f"a list of grid tasks {tuple(GRID_TASKS)}", self.icr_prediction_prior)
         check(0.0 <= self.grid_fit_drop < 1.0, "model.grid_fit_drop", "a float in [0, 1)", self.grid_fit_drop)
         check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",

@@ -43,16 +43,12 @@ class InContextRidge(nn.Module):
     shrinks fits from one or two demonstrations harder), and the statistics of its unit plus ``exp(log_pool)`` times
     their mean over all units. ``log_n0`` starts at ``log(cfg.icr_n0)``, ``slope`` at 0, ``log_pool`` at
     ``log(cfg.icr_pool)``; with ``cfg.icr_ridge_table`` a ``table`` [k_max + 1] of per-j offsets starts at 0, with
-    ``cfg.icr_pool_table`` a ``pool_table`` [k_max + 1] of per-j offsets of ``log_pool`` too. With ``prior_last`` the
-    map is shrunk toward ``prior_table[j]`` (trained, starts at 0) times c0 instead of 0, c0 = [0 | I_O]: the last O
-    regressors are taken to be a prediction of the O targets (the grid heads' own prediction b, whose residual they
-    fit), so -1 drops that prediction and 0 keeps it. All are
-    trained. Pair 0 gets zero.
+    ``cfg.icr_pool_table`` a ``pool_table`` [k_max + 1] of per-j offsets of ``log_pool`` too. All are trained. Pair 0
+    gets zero.
     """
 
-    def __init__(self, cfg: ModelConfig, prior_last: bool = False) -> None:
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.prior_table = nn.Parameter(torch.zeros(cfg.k_max + 1)) if prior_last else None
         self.log_n0 = nn.Parameter(torch.full((1,), math.log(cfg.icr_n0)))   # [1]: DeepSpeed broadcasts 1-d tensors
         self.slope = nn.Parameter(torch.zeros(1))
         self.log_pool = nn.Parameter(torch.full((1,), math.log(cfg.icr_pool)))
@@ -95,15 +91,7 @@ class InContextRidge(nn.Module):
             pool = self.pooling(reg.shape[1]).to(gram.real.dtype)[:, None, None, None]       # [P, 1, 1, 1]
             gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
         n0 = self.ridge(reg.shape[1]).to(power.dtype)
-        lam = n0[:, None] * power + 1e-12                                         # [B, P, U]
-        if self.prior_table is not None:    # ridge toward beta_j c0: (cross + lam beta_j c0) (gram + lam I)^-1
-            n_o, n_f = cross.shape[-2:]
-            c0 = F.pad(torch.eye(n_o, dtype=cross.dtype, device=cross.device), (n_f - n_o, 0))   # [O, F]
-            j = torch.arange(reg.shape[1], device=reg.device)
-            prior = torch.where(j > 0, self.prior_table[:reg.shape[1]], 0.0).to(power.dtype)   # pair 0: no fit
-            beta = prior[:, None] * lam                                                      # [B, P, U]
-            cross = cross + beta[..., None, None] * c0
-        return ridge_solve(gram, cross, lam)                                      # [B, P, U, O, F]
+        return ridge_solve(gram, cross, n0[:, None] * power + 1e-12)            # [B, P, U, O, F]
 
 
 def prefix_residual_power(reg: torch.Tensor, target: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

@@ -361,29 +361,3 @@ def test_k0_first_guess_gives_pair_0_the_first_guess_and_leaves_the_others(task:
     assert torch.allclose(out, plain(batch)[key], atol=1e-6)
     with pytest.raises(ValueError, match="grid_k0_first_guess"):
         ModelConfig.flavour("debug", grid_k0_first_guess=("det",))
-
-
-@pytest.mark.parametrize("task", ["ce", "cp", "pf"])
-def test_prediction_prior_starts_as_the_plain_fit_and_can_drop_the_prediction(task: str):
-    """``model.icr_prediction_prior``: only the named task's fit gets a ``prior_table``; at its initial zeros every
-    output equals the model without it; with the prior -1 and a huge ridge from j = 1 on, the fit of the residual is
-    minus the head's prediction on that prediction, so pairs >= 1 predict ~0; a non-grid task is refused."""
-    torch.manual_seed(0)
-    prior = build_model(ModelConfig.flavour("debug", icr_prediction_prior=(task,), dropout=0.0)).eval()
-    plain = build_model(ModelConfig.flavour("debug", dropout=0.0)).eval()
-    missing, unexpected = plain.load_state_dict(prior.state_dict(), strict=False)
-    assert missing == [] and unexpected == [f"heads.{task}.fit.icr.prior_table"]
-    batch, key = random_batch(task, k=3, B=4), KEYS[task][1]
-    with torch.no_grad():
-        for t in ("ce", "cp", "pf"):
-            b, k = random_batch(t, k=3, B=4), KEYS[t][1]
-            assert torch.allclose(prior(b)[k], plain(b)[k], atol=1e-6)
-        ref = plain(batch)[key]
-        icr = prior.heads[task].fit.icr
-        icr.prior_table.fill_(-1.0)
-        icr.log_n0.fill_(30.0)
-        out = prior(batch)[key]
-    assert out[:, 1:].abs().max() < 1e-3 * ref[:, 1:].abs().max()
-    assert torch.allclose(out[:, 0], ref[:, 0], atol=1e-6)                          # pair 0: no fit
-    with pytest.raises(ValueError, match="icr_prediction_prior"):
-        ModelConfig.flavour("debug", icr_prediction_prior=("det",))

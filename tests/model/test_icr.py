@@ -30,12 +30,10 @@ def _data(b: int, p: int, u: int, s: int, f: int, o: int, seed: int, dtype=torch
             torch.randn(b, p, u, s, o, generator=g, dtype=torch.float64).to(dtype))
 
 
-def _reference(reg: torch.Tensor, tgt: torch.Tensor, n0: float, slope: float, pool: float,
-               prior: list[float] | None = None) -> np.ndarray:
+def _reference(reg: torch.Tensor, tgt: torch.Tensor, n0: float, slope: float, pool: float) -> np.ndarray:
     """numpy lstsq per (episode, pair, unit): rows = the samples of pairs < p of the unit (weight 1) and of every unit
     (weight pool / U, i.e. pool x the mean statistics), plus sqrt(ridge) I; ridge = n0 exp(slope / max(p, 1)) x the
-    mean power of pair p's own regressors in the unit. With ``prior`` the ridge rows pull the map toward prior[p] [0 |
-    I_O] (the last O regressors predict the O targets) instead of 0."""
+    mean power of pair p's own regressors in the unit."""
     x, t = reg.numpy().astype(np.complex128), tgt.numpy().astype(np.complex128)
     n_b, n_p, n_u, _, n_f = x.shape
     out = np.zeros(t.shape, dtype=np.complex128)
@@ -51,10 +49,7 @@ def _reference(reg: torch.Tensor, tgt: torch.Tensor, n0: float, slope: float, po
                 lam = n0 * math.exp(slope / max(p, 1)) * np.mean(np.abs(x[bi, p, u]) ** 2)
                 wt = np.concatenate(weights)[:, None]
                 a = np.concatenate([np.concatenate(rows) * wt, math.sqrt(lam) * np.eye(n_f)])
-                n_o = t.shape[-1]
-                c0 = np.zeros((n_f, n_o))
-                c0[n_f - n_o:] = (0.0 if prior is None else prior[p]) * np.eye(n_o)
-                rhs = np.concatenate([np.concatenate(targets) * wt, math.sqrt(lam) * c0])
+                rhs = np.concatenate([np.concatenate(targets) * wt, np.zeros((n_f, t.shape[-1]))])
                 coef = np.linalg.lstsq(a, rhs, rcond=None)[0]                      # [F, O]
                 out[bi, p, u] = x[bi, p, u] @ coef
     return out
@@ -115,29 +110,6 @@ def test_pool_table_starts_as_the_schedule_and_pools_one_j_alone():
     torch.testing.assert_close(maps[:, 3, 0], maps[:, 3, 1], rtol=1e-6, atol=1e-9)  # j = 3: one pooled map
     torch.testing.assert_close(maps[:, 3, 0], maps[:, 3, 2], rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(maps[:, [0, 1, 2, 4]], base[:, [0, 1, 2, 4]])        # other j: unchanged
-
-
-def test_prediction_prior_shrinks_the_last_coefficient_toward_its_table():
-    """``model.icr_prediction_prior``: the ridge pulls the map toward ``prior_table[j]`` [0 | I_O] (the last O
-    regressors predict the O targets); zeros give the plain fits, other values the closed form with that prior (numpy
-    lstsq), and a huge ridge leaves exactly the prior."""
-    cfg = ModelConfig.flavour("debug", icr_prediction_prior=["pf"])
-    m, plain = InContextRidge(cfg, prior_last=True), InContextRidge(cfg)
-    reg, tgt = _data(2, 5, 3, 4, 3, 2, seed=5)
-    with torch.no_grad():
-        torch.testing.assert_close(m(reg, tgt), plain(reg, tgt))                  # table 0: the plain fits
-        beta = [0.7, -1.0, 0.5, -0.3, 2.0]                                         # j = 0 has no fit: ignored
-        m.prior_table[:5] = torch.tensor(beta)
-        for name, v in (("log_n0", math.log(0.5)), ("slope", 0.7), ("log_pool", math.log(0.3))):
-            getattr(m, name).fill_(v)
-        out = m(reg, tgt)
-    np.testing.assert_allclose(out.numpy(), _reference(reg, tgt, 0.5, 0.7, 0.3, beta), rtol=1e-6, atol=1e-6)
-    with torch.no_grad():
-        m.log_n0.fill_(30.0)
-        maps = m.maps(reg, tgt)
-    expect = torch.zeros_like(maps[:, 1:])
-    expect[..., 1:] = torch.tensor(beta[1:], dtype=maps.real.dtype)[None, :, None, None, None] * torch.eye(2)
-    torch.testing.assert_close(maps[:, 1:], expect, rtol=0, atol=1e-6)
 
 
 def test_block_causal():

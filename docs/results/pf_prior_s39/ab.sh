@@ -1,5 +1,6 @@
 #!/bin/bash
-# session 39: pf-only A/B of the in-context fit's prior on the prediction regressor (model.icr_prediction_prior);
+# session 39: pf-only A/B of the in-context fit's prior on the prediction regressor (model.icr_prediction_prior; run
+# at commit 00dc51b, which had the option, removed since);
 # arms as docs/results/bf_offset_memo_s29/arm.sh (configs/pretrain/small.yaml, pf only, 1,500 steps), each then also
 # evaluated on the validation family configs/systems/link_latent_val.yaml (no evaluation reads it).
 cd "$(dirname "$0")/../../.." && source docs/results/bf_offset_memo_s29/arm.sh

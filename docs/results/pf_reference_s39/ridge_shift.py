@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--shifts", type=float, nargs="+", default=[0.0, -0.5, -1.0, -1.5, -2.0])
     ap.add_argument("--zero-prediction", action="store_true")
+    ap.add_argument("--pool-off", action="store_true")
     ap.add_argument("--out", default="outputs/pf_reference")
     args = ap.parse_args()
     cfg = load_cli(EvalConfig, ["--config", "configs/eval/latent.yaml", "tasks=[pf]", "ks=[0,8,16]",
@@ -36,6 +37,9 @@ def main() -> None:
     icr = model.heads.pf.fit.icr
     if args.zero_prediction:
         icr.register_forward_pre_hook(lambda _, a: (torch.cat((a[0][..., :-1], 0 * a[0][..., -1:]), -1), *a[1:]))
+    if args.pool_off:
+        with torch.no_grad():
+            icr.log_pool -= 30.0
     table = icr.table
     trained = table.detach().clone()
     rows = []
@@ -50,7 +54,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = "_zero_prediction" if args.zero_prediction else ""
+    tag = ("_zero_prediction" if args.zero_prediction else "") + ("_pool_off" if args.pool_off else "")
     with open(out / f"ridge_shift_{Path(args.family).stem}{tag}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
