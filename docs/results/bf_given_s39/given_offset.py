@@ -2,7 +2,8 @@
 
 In the given form the sub-6 and mmWave panels are aligned (offset 0; ``tasks.bf`` draws an offset only in the latent
 form), and bf's head is the sub-6 angle map rotated by the probe's offset times a positive confidence (which keeps
-the argmax). A forward pre-hook on ``heads.bf`` replaces the offset by 0 in memory; nothing is saved. Gain ratio of
+the argmax). A forward pre-hook on ``heads.bf`` records the offset the probe reads at the query, then (second pass)
+replaces it by 0 in memory; nothing is saved. Gain ratio of
 every family pooled, beside the angle map (the given form's classical baseline), on the candidates' given
 evaluation (``configs/eval/default.yaml``, 32 episodes per system, seed 1).
 
@@ -30,11 +31,13 @@ def main() -> None:
                                 "families=[seen,unseen]", "episodes=32", "batch_size=32", f"model={args.model}"])
     families = load_families(cfg)
     model, _ = load_model(cfg.model, resolve_device(cfg.device))
-    zero = {"on": False}
+    zero, read = {"on": False}, {}
 
     def offset_zero(_, inputs):
         hx, ctx, latent = inputs
-        if zero["on"]:
+        if not zero["on"]:          # the query's offset as read, per k (the evaluation passes k demos + the query)
+            read.setdefault(hx.shape[1] - 1, []).append(latent["panel_offset_deg"][:, -1].detach())
+        else:
             latent = {**latent, "panel_offset_deg": torch.zeros_like(latent["panel_offset_deg"])}
         return hx, ctx, latent
 
@@ -55,6 +58,10 @@ def main() -> None:
     for r in rows:
         if r["method"] in ("icwm", "icwm_offset0", "angle_map"):
             print(r)
+    for k, v in sorted(read.items()):
+        v = torch.cat(v)
+        print(f"k = {k}: the probe's offset at the query (true 0), rms {float(v.pow(2).mean().sqrt()):.2f} deg, "
+              f"median |.| {float(v.abs().median()):.2f} deg, n {v.numel()}")
 
 
 if __name__ == "__main__":
