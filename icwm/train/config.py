@@ -72,6 +72,10 @@ class TrainConfig:
                                        # O(0.1) at k = 0, next to task losses of O(1))
     latent_given: bool = True          # the probe's loss also on latents the batch states as inputs (the given
                                        # form's SNR, which the head reads instead of the estimate)
+    latent_unapplied_weight: float = 1.0  # multiplier of that loss on offsets the batch's form does not apply (the
+                                       # given form's bf panel / de, pe power offsets, truly 0): bf's head rotates
+                                       # its beam by the estimate, so a stray degree there costs the given form
+                                       # (docs/results/bf_given_s39)
     dwa_temperature: float = 2.0       # DWA temperature T
     dwa_window: int = 20               # optimiser steps per DWA window
     progress: bool = True              # tqdm bar on rank 0
@@ -85,6 +89,8 @@ class TrainConfig:
         for name in ("eval_every", "ckpt_every", "keep_last", "num_workers"):
             check(getattr(self, name) >= 0, f"train.{name}", "an integer >= 0", getattr(self, name))
         check(self.latent_weight >= 0, "train.latent_weight", "a float >= 0", self.latent_weight)
+        check(self.latent_unapplied_weight >= 0, "train.latent_unapplied_weight", "a float >= 0",
+              self.latent_unapplied_weight)
         check(self.dwa_temperature > 0, "train.dwa_temperature", "a positive temperature", self.dwa_temperature)
         check(len(self.out_dir) > 0, "train.out_dir", "a directory path", self.out_dir)
         check(len(self.resume) > 0, "train.resume", "'auto', 'none' or a checkpoint directory", self.resume)

@@ -275,7 +275,7 @@ class Trainer:
         """
         task = batch["task"]
         loss = task_losses(self.engine, to_device(batch, self.engine.device), self.cfg.train.latent_weight,
-                           self.cfg.train.latent_given)
+                           self.cfg.train.latent_given, self.cfg.train.latent_unapplied_weight)
         finite = bool(torch.isfinite(loss.detach()))
         n_bad = self._agree(not finite)
         if n_bad:

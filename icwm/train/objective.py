@@ -49,21 +49,25 @@ def latent_target(batch: dict, name: str) -> torch.Tensor:
     return torch.zeros(lead.shape[:2], device=lead.device)
 
 
-def latent_losses(pred: dict, batch: dict, given: bool = True) -> torch.Tensor:
+def latent_losses(pred: dict, batch: dict, given: bool = True, unapplied: float = 1.0) -> torch.Tensor:
     """The latent probe's squared error, in ``LATENT_SCALES`` units, summed over the task's probed latents:
     [B, k+1] (zeros when the model has no probe for the task). ``given=False`` leaves out the latents the batch
-    states as inputs (the given form's SNR: the head then reads the input, not the estimate)."""
+    states as inputs (the given form's SNR: the head then reads the input, not the estimate); ``unapplied``
+    multiplies the error on latents the batch neither hides nor states (an offset its form does not apply, target
+    0)."""
     lead = batch[tasks.get(batch["task"]).Y_KEYS[0]]
     loss = torch.zeros(lead.shape[:2], device=lead.device)
     for key, hat in pred.items():
         if key.startswith(LATENT_HAT):
             name = key[len(LATENT_HAT):]
             if given or name not in batch:
-                loss = loss + ((hat - latent_target(batch, name)) / LATENT_SCALES[name]).pow(2)
+                w = unapplied if LATENT_PREFIX + name not in batch and name not in batch else 1.0
+                loss = loss + w * ((hat - latent_target(batch, name)) / LATENT_SCALES[name]).pow(2)
     return loss
 
 
-def task_losses(model: nn.Module, batch: dict, latent_weight: float = 0.0, latent_given: bool = True) -> torch.Tensor:
+def task_losses(model: nn.Module, batch: dict, latent_weight: float = 0.0, latent_given: bool = True,
+                latent_unapplied: float = 1.0) -> torch.Tensor:
     """Mean loss of one sampler batch over all its episodes and all k + 1 positions.
 
     Args:
@@ -71,13 +75,14 @@ def task_losses(model: nn.Module, batch: dict, latent_weight: float = 0.0, laten
         batch: ``task``, ``k`` and tensors [B, k+1, ...] for the task's X_KEYS, Y_KEYS and metadata.
         latent_weight: weight of the latent probe's loss (``latent_losses``) added to the task's.
         latent_given: whether that loss also covers latents the batch states as inputs (``latent_losses``' given).
+        latent_unapplied: that loss's multiplier on offsets the batch's form does not apply (``latent_losses``).
     Returns:
         Scalar tensor (differentiable).
     """
     pred = model(batch)
     loss = pair_losses(pred, batch)
     if latent_weight > 0:
-        loss = loss + latent_weight * latent_losses(pred, batch, latent_given)
+        loss = loss + latent_weight * latent_losses(pred, batch, latent_given, latent_unapplied)
     return loss.mean()
 
 

@@ -66,6 +66,20 @@ def test_latent_losses_closed_form():
     assert torch.equal(objective.latent_losses({"beam": b["beam"]}, b), torch.zeros(2, 4))   # no probe: no loss
 
 
+def test_unapplied_weight_scales_only_the_offsets_a_form_does_not_apply():
+    """``latent_unapplied``: the given form's bf offset (target 0) is charged that many times; the latent form's
+    offset and the given form's stated SNR keep weight 1."""
+    given, latent = random_batch("bf", k=3), latent_batch("bf", k=3)
+    for b, scaled in ((given, True), (latent, False)):
+        hat = objective.latent_target(b, "panel_offset_deg") + torch.arange(4.0)
+        pred = {"beam": b["beam"], LATENT_HAT + "panel_offset_deg": hat}
+        base = objective.latent_losses(pred, b)
+        torch.testing.assert_close(objective.latent_losses(pred, b, unapplied=16.0), base * (16.0 if scaled else 1.0))
+    snr = random_batch("pre_sr", k=2)
+    pred = {LATENT_HAT + "snr_db": snr["snr_db"] + 3.0}
+    torch.testing.assert_close(objective.latent_losses(pred, snr, unapplied=16.0), objective.latent_losses(pred, snr))
+
+
 def test_latent_target_falls_back_to_the_input_then_zero():
     given, latent = random_batch("pre_sr", k=2), latent_batch("pre_sr", k=2)
     assert torch.equal(objective.latent_target(latent, "snr_db"), latent["latent_snr_db"])
