@@ -39,12 +39,17 @@ def pair_losses(pred: dict, batch: dict) -> torch.Tensor:
     return loss.reshape(n_b, n_p)
 
 
+def target_key(batch: dict, name: str) -> str | None:
+    """The batch field holding scalar latent ``name``'s truth: ``latent_<name>`` (latent form), else the input
+    ``name`` (given form, e.g. the SNR), else None (an offset the given form does not apply: panel, power)."""
+    return next((key for key in (LATENT_PREFIX + name, name) if key in batch), None)
+
+
 def latent_target(batch: dict, name: str) -> torch.Tensor:
-    """The true value of scalar latent ``name`` for every pair, [B, k+1]: ``latent_<name>`` (latent form), else the
-    input ``name`` (given form, e.g. the SNR), else 0 (an offset the given form does not apply: panel, power)."""
-    for key in (LATENT_PREFIX + name, name):
-        if key in batch:
-            return batch[key].float()
+    """The true value of scalar latent ``name`` for every pair, [B, k+1]: the field ``target_key`` names, else 0."""
+    key = target_key(batch, name)
+    if key is not None:
+        return batch[key].float()
     lead = batch[tasks.get(batch["task"]).Y_KEYS[0]]
     return torch.zeros(lead.shape[:2], device=lead.device)
 
@@ -61,7 +66,7 @@ def latent_losses(pred: dict, batch: dict, given: bool = True, unapplied: float 
         if key.startswith(LATENT_HAT):
             name = key[len(LATENT_HAT):]
             if given or name not in batch:
-                w = unapplied if LATENT_PREFIX + name not in batch and name not in batch else 1.0
+                w = unapplied if target_key(batch, name) is None else 1.0
                 loss = loss + w * ((hat - latent_target(batch, name)) / LATENT_SCALES[name]).pow(2)
     return loss
 

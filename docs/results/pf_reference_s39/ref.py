@@ -71,12 +71,14 @@ def predictions(s: dict, k: int, variants: dict) -> dict[str, torch.Tensor]:
     """Each variant's DL prediction of the query [E, sc, ant] from the first ``k`` demos (T = 1 snapshot a pair)."""
     ul_d, dl_d = s["h_ul"][:, :k, 0], s["h_dl"][:, :k, 0]                           # [E, k, sc, ant]
     q = s["h_ul"][:, -1, 0]
-    out = {}
+    out, stats = {}, {}
     for name, (half, n0, t) in variants.items():
         if name.startswith("adapt"):
             out[name] = adaptive_map(ul_d, dl_d, q, n0, t, name.startswith("adapt_link"))
             continue
-        gram, cross = duplex.band_map_stats(ul_d, dl_d, half)
+        if half not in stats:                          # the demos' statistics depend on the window only
+            stats[half] = duplex.band_map_stats(ul_d, dl_d, half)
+        gram, cross = stats[half]
         out[name] = (duplex.band_map_apply(gram, cross, q, half, n0) if t == 0
                      else pooled_map(gram, cross, q, n0, t))
     return out
