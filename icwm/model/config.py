@@ -149,10 +149,17 @@ class ModelConfig:
                                     # one or two. With icr_ridge_table and icr_lr_mult 10 it kept cp's k = 1 gain
                                     # without the k = 16 loss (cp-only, icr_k1_s31; full recipe: docs/results/
                                     # v24_candidate, k = 1 up on det, ce, cp, pre_mm). small.yaml: true
+    icr_residual_ridge: tuple[str, ...] = ()  # ce / cp / pf named here: each episode's ridge is also scaled by
+                                    # rho^w_j, rho the episode's relative residual of its first fit to the earlier
+                                    # pairs and w_j a trained per-j exponent (starts at 0): a link that fits well (high
+                                    # SNR) gets a weaker ridge (pf's least squares: docs/results/pf_reference_s39)
+    icr_residual_floor: float = 1e-4  # with icr_residual_ridge: rho's floor (-40 dB, below any link's relative
+                                    # residual in the families; a pair with fewer samples than regressors reads ~0)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
+        self.icr_residual_ridge = tuple(self.icr_residual_ridge)
         check(self.d_model >= 8 and self.d_model % max(self.n_heads, 1) == 0, "model.d_model",
               "an integer >= 8 divisible by n_heads", (self.d_model, self.n_heads))
         check(self.n_heads >= 1 and (self.d_model // self.n_heads) % 2 == 0, "model.n_heads",
@@ -180,6 +187,10 @@ class ModelConfig:
         from icwm.model.grid import KEYS as GRID_TASKS        # here: grid.py imports this module
         check(set(self.grid_k0_first_guess) <= set(GRID_TASKS), "model.grid_k0_first_guess",
               f"a list of grid tasks {tuple(GRID_TASKS)}", self.grid_k0_first_guess)
+        check(set(self.icr_residual_ridge) <= set(GRID_TASKS), "model.icr_residual_ridge",
+              f"a list of grid tasks {tuple(GRID_TASKS)}", self.icr_residual_ridge)
+        check(0.0 < self.icr_residual_floor < 1.0, "model.icr_residual_floor", "a float in (0, 1)",
+              self.icr_residual_floor)
         check(0.0 <= self.grid_fit_drop < 1.0, "model.grid_fit_drop", "a float in [0, 1)", self.grid_fit_drop)
         check(self.bf_offset_span_deg > 0, "model.bf_offset_span_deg", "a positive float", self.bf_offset_span_deg)
         check(self.nominal or not self.nominal_frame, "model.nominal_frame", "false unless model.nominal is true",

@@ -49,7 +49,7 @@ class GridFit(nn.Module):
         self.task, self.max_time = task, cfg.max_time
         self.half = cfg.icr_half_width if task == "ce" else cfg.icr_band_half_width
         self.group = cfg.pilot_spacing
-        self.icr = InContextRidge(cfg)
+        self.icr = InContextRidge(cfg, residual=task in cfg.icr_residual_ridge)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """x input grid [B, P, Tx, Sx, N], y labels and b prediction [B, P, Ty, Sy, N] (c64) -> correction like b.

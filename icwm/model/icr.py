@@ -44,16 +44,21 @@ class InContextRidge(nn.Module):
     their mean over all units. ``log_n0`` starts at ``log(cfg.icr_n0)``, ``slope`` at 0, ``log_pool`` at
     ``log(cfg.icr_pool)``; with ``cfg.icr_ridge_table`` a ``table`` [k_max + 1] of per-j offsets starts at 0, with
     ``cfg.icr_pool_table`` a ``pool_table`` [k_max + 1] of per-j offsets of ``log_pool`` too. All are trained. Pair 0
-    gets zero.
+    gets zero. With ``residual`` the ridge is also scaled per batch row (an episode: one link) by ``rho^w_j``: rho
+    the row's relative residual of that first fit on the earlier pairs (``relative_residual``, floored at
+    ``cfg.icr_residual_floor``, no gradient), ``w`` [k_max + 1] a trained exponent per j (starts at 0), and the fit
+    is solved again; a link that fits well (high SNR) can so get a weaker ridge than one that does not.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, residual: bool = False) -> None:
         super().__init__()
         self.log_n0 = nn.Parameter(torch.full((1,), math.log(cfg.icr_n0)))   # [1]: DeepSpeed broadcasts 1-d tensors
         self.slope = nn.Parameter(torch.zeros(1))
         self.log_pool = nn.Parameter(torch.full((1,), math.log(cfg.icr_pool)))
         self.table = nn.Parameter(torch.zeros(cfg.k_max + 1)) if cfg.icr_ridge_table else None
         self.pool_table = nn.Parameter(torch.zeros(cfg.k_max + 1)) if cfg.icr_pool_table else None
+        self.resid_w = nn.Parameter(torch.zeros(cfg.k_max + 1)) if residual else None
+        self.resid_floor = cfg.icr_residual_floor
 
     def ridge(self, p: int) -> torch.Tensor:
         """Ridge weight of each pair, in samples: [P]."""
@@ -90,8 +95,13 @@ class InContextRidge(nn.Module):
         if reg.shape[2] > 1:
             pool = self.pooling(reg.shape[1]).to(gram.real.dtype)[:, None, None, None]       # [P, 1, 1, 1]
             gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
-        n0 = self.ridge(reg.shape[1]).to(power.dtype)
-        return ridge_solve(gram, cross, n0[:, None] * power + 1e-12)            # [B, P, U, O, F]
+        ridge = self.ridge(reg.shape[1]).to(power.dtype)[:, None] * power        # [B, P, U]
+        maps = ridge_solve(gram, cross, ridge + 1e-12)                           # [B, P, U, O, F]
+        if self.resid_w is None:
+            return maps
+        rho = relative_residual(reg, target, maps).detach().clamp_min(self.resid_floor)     # [B, P]
+        scale = torch.exp(self.resid_w[:reg.shape[1]].to(rho.dtype) * rho.log())[..., None]  # [B, P, 1]
+        return ridge_solve(gram, cross, ridge * scale + 1e-12)
 
 
 def prefix_residual_power(reg: torch.Tensor, target: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -112,3 +122,16 @@ def prefix_residual_power(reg: torch.Tensor, target: torch.Tensor, maps: torch.T
     energy = (res * earlier[None, :, :, None]).sum(2)                           # [B, P, U]
     n = torch.arange(p, device=reg.device, dtype=energy.dtype) * s             # [P] earlier samples
     return energy / (target.shape[-1] * (n - f).clamp_min(1.0))[None, :, None]
+
+
+def relative_residual(reg: torch.Tensor, target: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Each batch row's residual power of its fits on the earlier pairs over those pairs' target power, all units.
+
+    Args:
+        reg: [B, P, U, sample, F]; target: [B, P, U, sample, O]; maps: [B, P, U, O, F] (``InContextRidge.maps``).
+    Returns:
+        [B, P] float (``prefix_residual_power`` over the earlier targets' mean power; 0 for pair 0).
+    """
+    n = torch.arange(reg.shape[1], device=reg.device).clamp_min(1) * target.shape[-2] * target.shape[-1]
+    power = exclusive_cumsum(target.abs().pow(2).sum((-1, -2))).mean(2) / n                  # [B, P]
+    return prefix_residual_power(reg, target, maps).mean(2) / (power + 1e-30)

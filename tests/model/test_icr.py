@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig
-from icwm.model.icr import InContextRidge, exclusive_cumsum, prefix_residual_power, prefix_stats
+from icwm.model.icr import InContextRidge, exclusive_cumsum, prefix_residual_power, prefix_stats, relative_residual
 
 
 def _icr(n0: float = 0.5, slope: float = 0.7, pool: float = 0.3) -> InContextRidge:
@@ -210,3 +210,31 @@ def test_residual_power_is_the_unbiased_least_squares_noise_estimate():
         torch.testing.assert_close(pw[:, p, 0], res)
     assert torch.equal(pw[:, 0], torch.zeros_like(pw[:, 0]))
     assert abs(float(pw[:, 4].mean()) / v - 1.0) < 0.15, float(pw[:, 4].mean())
+
+
+def test_residual_ridge_starts_as_the_plain_fit_and_scales_each_episodes_ridge_by_its_own_residual():
+    """w = 0 gives the plain fit; rho is the earlier pairs' residual power over their target power (a loop); with w_j
+    set, episode b's pair p is the plain fit at ridge n0 rho_b^w_j; a well-fitting episode has a small rho."""
+    reg, noise = _data(2, 6, 2, 3, 2, 1, seed=13)
+    g = torch.Generator().manual_seed(14)
+    a = torch.view_as_complex(torch.randn(2, 1, 2, 1, 2, 2, generator=g, dtype=torch.float64))
+    tgt = torch.einsum("bquof,bpusf->bpuso", a, reg) + torch.tensor([0.01, 3.0])[:, None, None, None, None] * noise
+    cfg = ModelConfig.flavour("debug")
+    m, plain = InContextRidge(cfg, residual=True), InContextRidge(cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(m(reg, tgt), plain(reg, tgt))
+        maps = plain.maps(reg, tgt)
+        rho = relative_residual(reg, tgt, maps)                                      # [B, P]
+        for p in (1, 4):
+            fitted = torch.einsum("buof,bqusf->bquso", maps[:, p], reg[:, :p])
+            res = (tgt[:, :p] - fitted).abs().pow(2).sum((1, 3, 4)) / max(p * 3 - 2, 1)   # [B, U]
+            power = tgt[:, :p].abs().pow(2).sum((1, 3, 4)) / (p * 3)
+            torch.testing.assert_close(rho[:, p], res.mean(1) / power.mean(1))
+        m.resid_w.fill_(1.5)
+        out = m(reg, tgt)
+        for b in range(2):
+            for p in (2, 5):
+                ref = InContextRidge(cfg)
+                ref.log_n0.add_(1.5 * math.log(float(rho[b, p].clamp_min(cfg.icr_residual_floor))))
+                torch.testing.assert_close(out[b, p], ref(reg[b:b + 1], tgt[b:b + 1])[0, p])
+    assert float(rho[0, 5]) < 1e-2 < 0.5 < float(rho[1, 5])                    # the noiseless episode fits well
