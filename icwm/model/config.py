@@ -122,6 +122,10 @@ class ModelConfig:
     det_fit: str = "equaliser"      # det, latent form: the in-context fit behind the first guess: "equaliser" (symbols
                                     # on received samples, v12) or "channel" (received samples on symbols, i.e. the
                                     # channel, then EP at it with the fit's residual noise, as the given form's EP)
+    det_fit_grad: bool = False      # det_fit "channel": the fit's ridge gets the loss's gradient through the (biased)
+                                    # LMMSE detector at the fitted channel and noise (EP, the first guess, runs without
+                                    # gradient: EP's value, LMMSE's slope). False: the ridge trains only through the
+                                    # matched-filter features, and its one-pair value drifts between runs (v24-v29)
     cp_first_guess: str = "last"    # cp: the head's first guess, "last" (repeat the last sample, to v16) or "ar" (the
                                     # history's own AR prediction, ``prediction.ar_predict``: the task's blind
                                     # baseline, which follows a link's Doppler where repeat-last cannot)

@@ -7,7 +7,8 @@ Closed form: the first guess. Given form: expectation propagation (EP, close to 
 channel and SNR. Latent form, the in-context ridge regression (``icr.py``) on the samples of pairs < p (zero at
 k = 0 or without ``cfg.icr``): with ``cfg.det_fit == "channel"`` of the received samples on the symbols, i.e. the
 block's channel, then EP at that channel with the fit's residual power as the noise (the given form's detector,
-fed from the demonstrations; the matched filter is the fitted channel's); with ``"equaliser"`` (v12) of the symbols
+fed from the demonstrations; the matched filter is the fitted channel's; with ``cfg.det_fit_grad`` the fit's ridge
+gets the loss's gradient through LMMSE at the same channel, EP having none); with ``"equaliser"`` (v12) of the symbols
 on the received samples (its limit is the LMMSE equaliser of the block).
 
 Head = first guess + learned correction per user and slot; no add-ons.
@@ -22,7 +23,7 @@ from torch import nn
 from icwm.model.common import GramSet, c2r, gram_stats, mlp, pad_dim, scalar_feature
 from icwm.model.config import ModelConfig
 from icwm.model.icr import InContextRidge, prefix_residual_power
-from icwm.wireless.detection import ep_detect, noise_var_from_snr
+from icwm.wireless.detection import ep_detect, lmmse_detect, noise_var_from_snr
 
 LIMITS = [("x", -1, "max_users"), ("y", -1, "max_ant"), ("y", -2, "max_slots")]
 SNR_SCALE = 20.0                     # dB per feature unit
@@ -51,6 +52,7 @@ class DetEmbed(nn.Module):
         self.label_reads_x = cfg.label_reads_x
         self.icr = InContextRidge(cfg) if cfg.icr else None
         self.fit_channel = cfg.det_fit == "channel"
+        self.fit_grad = cfg.det_fit_grad
 
     def fits_in_context(self, batch: dict) -> bool:
         """Whether ``first_guess`` is the in-context fit for ``batch`` (then a pair's tokens read the pairs before it;
@@ -73,8 +75,12 @@ class DetEmbed(nn.Module):
         maps = self.icr.maps(x_u, y_u, own_power=False)                         # [B, P, 1, R, K]: the channel
         noise = prefix_residual_power(x_u, y_u, maps)[:, :, 0]                  # [B, P]
         h_hat = maps[:, :, 0]
+        noise = noise.clamp_min(NOISE_FLOOR)
         with torch.no_grad():                             # as the given form: no gradient through the iterations
-            x0 = ep_detect(h_hat, yr, noise.clamp_min(NOISE_FLOOR))[0]
+            x0 = ep_detect(h_hat, yr, noise)[0]
+        if self.fit_grad and torch.is_grad_enabled():     # EP's value, LMMSE's slope w.r.t. the fit
+            lin = lmmse_detect(h_hat, yr, noise, unbiased=False)[0]
+            x0 = x0 + (lin - lin.detach())
         has_demos = (torch.arange(yr.shape[1], device=yr.device) > 0)[None, :, None, None]
         return torch.where(has_demos, x0.to(labels.dtype), torch.zeros_like(labels)), h_hat
 

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from icwm.model import ModelConfig, build_model
+from icwm.model.detection import NOISE_FLOOR
+from icwm.model.icr import prefix_residual_power
 from icwm.tasks.det import in_context_detect
 from icwm.wireless.detection import ep_detect, lmmse_detect, noise_var_from_snr
 from model_batches import random_batch
@@ -158,3 +160,28 @@ def test_channel_fit_detects_better_than_the_equaliser_fit():
            for m, z in guesses.items()}
     assert ser["channel"] < 0.8 * ser["equaliser"], ser
     assert ser["channel"] < 1.3 * ser["true channel"], ser
+
+
+def test_channel_fit_grad_keeps_eps_value_and_gives_the_ridge_lmmses_slope():
+    """det_fit_grad: the first guess is EP's value exactly; without the option it carries no gradient to the fit's
+    ridge, with it the gradient of LMMSE (biased) at the fitted channel and residual noise, pair 0 excluded."""
+    ep = _linear_episode(s=4, noise_var=0.3, seed=3)
+    batch = {key: v for key, v in ep.items() if key != "h_true"}
+    plain = build_model(ModelConfig.flavour("debug", det_fit="channel")).embedders["det"]
+    assert not plain.first_guess(batch)[0].requires_grad
+    emb = build_model(ModelConfig.flavour("debug", det_fit="channel", det_fit_grad=True)).embedders["det"]
+    emb.load_state_dict(plain.state_dict())
+    guess = emb.first_guess(batch)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(guess, plain.first_guess(batch)[0], rtol=0, atol=0)
+    resid = (guess - batch["x"]).detach()
+    (guess.conj() * resid).real.sum().backward()
+    x_u, y_u = batch["x"][:, :, None].to(torch.complex64), batch["y"][:, :, None].to(torch.complex64)
+    icr = plain.icr
+    maps = icr.maps(x_u, y_u, own_power=False)
+    noise = prefix_residual_power(x_u, y_u, maps)[:, :, 0].clamp_min(NOISE_FLOOR)
+    lin = lmmse_detect(maps[:, :, 0], batch["y"], noise, unbiased=False)[0][:, 1:]
+    (lin.conj() * resid[:, 1:]).real.sum().backward()
+    assert float(icr.log_n0.grad.abs()) > 0.0
+    for name in ("log_n0", "slope"):
+        torch.testing.assert_close(getattr(emb.icr, name).grad, getattr(icr, name).grad, rtol=1e-4, atol=1e-7)
