@@ -157,8 +157,8 @@ class ModelConfig:
                                     # rho^w_j, rho the episode's relative residual of its first fit to the earlier
                                     # pairs and w_j a trained per-j exponent (starts at 0): a link that fits well (high
                                     # SNR) gets a weaker ridge (pf's least squares: docs/results/pf_reference_s39)
-    icr_residual_floor: float = 1e-4  # with icr_residual_ridge: rho's floor (-40 dB, below any link's relative
-                                    # residual in the families; a pair with fewer samples than regressors reads ~0)
+    icr_residual_floor: float = 1e-4  # with icr_residual_ridge: rho's floor (-40 dB), a numerical guard: a fit to
+                                    # fewer samples than regressors has no residual (its w_j then trains near 0)
     tasks: tuple[str, ...] = field(default_factory=lambda: TASKS)
 
     def __post_init__(self) -> None:
