@@ -11,3 +11,12 @@ arm() {  # name task overrides...
       model=outputs/pretrain/$A/model "ks=[0,1,4,16]" "tasks=[$T]" device=cpu out_dir=outputs/eval/$A
   touch outputs/logs/$A.done
 }
+
+# val NAME TASK: NAME's evaluation on the validation family configs/systems/link_latent_val.yaml (no evaluation reads
+# it; ks 0, 1, 4, 8, 16) into outputs/eval/NAME_val; skipped when outputs/logs/NAME_val.done exists.
+val() {  # name task
+  [ -f outputs/logs/$1_val.done ] && return
+  OMP_NUM_THREADS=2 .venv/bin/python launch/evaluate.py --config configs/eval/latent.yaml model=outputs/pretrain/$1/model \
+      "ks=[0,1,4,8,16]" "tasks=[$2]" "families=[configs/systems/link_latent_val.yaml]" device=cpu \
+      out_dir=outputs/eval/$1_val && touch outputs/logs/$1_val.done
+}

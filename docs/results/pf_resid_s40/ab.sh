@@ -4,11 +4,5 @@
 # pf only, 1,500 steps), each also evaluated on the validation family configs/systems/link_latent_val.yaml. The base
 # arm is session 39's pf_base_s39 (docs/results/pf_prior_s39/ab.sh, same recipe; reused when its markers exist).
 cd "$(dirname "$0")/../../.." && source docs/results/bf_offset_memo_s29/arm.sh
-val() {  # name
-  [ -f outputs/logs/$1_val.done ] && return
-  OMP_NUM_THREADS=2 .venv/bin/python launch/evaluate.py --config configs/eval/latent.yaml model=outputs/pretrain/$1/model \
-      "ks=[0,1,4,8,16]" "tasks=[pf]" "families=[configs/systems/link_latent_val.yaml]" device=cpu \
-      out_dir=outputs/eval/$1_val && touch outputs/logs/$1_val.done
-}
-arm pf_base_s39 pf && val pf_base_s39
-arm pf_resid_s40 pf "model.icr_residual_ridge=[pf]" && val pf_resid_s40
+arm pf_base_s39 pf && val pf_base_s39 pf
+arm pf_resid_s40 pf "model.icr_residual_ridge=[pf]" && val pf_resid_s40 pf
