@@ -97,6 +97,24 @@ def test_cached_bf_queries_equal_the_forward_pass_with_offset_options(k: int, op
         torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"bf {key}: {msg}")
 
 
+@pytest.mark.parametrize("k", [1, 5])
+@pytest.mark.parametrize("task,form", [(t, f) for t, f in FORMS if t in ("ce", "cp", "pf")])
+def test_cached_grid_queries_equal_the_forward_pass_with_the_residual_ridge(task: str, form: str, k: int):
+    """``model.icr_residual_ridge``: the fit's ridge scales with the demonstrations' own residual, which the cached
+    path computes from the cached states as the forward pass does (the exponents set away from 0 so it matters)."""
+    torch.manual_seed(0)
+    m = build_model(ModelConfig.flavour("debug", icr_residual_ridge=("ce", "cp", "pf"))).eval()
+    with torch.no_grad():
+        m.heads[task].fit.icr.resid_w.fill_(1.5)
+    make = latent_batch if form == "latent" else random_batch
+    demos, queries, full = _split(make(task, B=Q, k=k, seed=k))
+    with torch.no_grad():
+        ref = {key: v[:, -1] for key, v in m(full).items()}
+        out = answer_queries(m, encode_demos(m, demos), queries)
+    for key, v in ref.items():
+        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"{task} {key}: {msg}")
+
+
 def test_cached_queries_depend_on_the_demonstrations(model):
     """The cache carries information: other demonstrations give other answers (the test above can fail)."""
     demos, queries, _ = _split(random_batch("cp", B=Q, k=3, seed=0))
