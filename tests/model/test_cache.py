@@ -42,6 +42,16 @@ def _split(batch: dict) -> tuple[dict, dict, dict]:
     return demos, queries, full
 
 
+def _assert_cached_equals_forward(m: torch.nn.Module, batch: dict, label: str) -> None:
+    """Every output of the cached path (episode 0's demonstrations, then each query) equals the forward pass."""
+    demos, queries, full = _split(batch)
+    with torch.no_grad():
+        ref = {key: v[:, -1] for key, v in m(full).items()}
+        out = answer_queries(m, encode_demos(m, demos), queries)
+    for key, v in ref.items():
+        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"{label} {key}: {msg}")
+
+
 @pytest.mark.parametrize("k", [0, 1, 5])
 @pytest.mark.parametrize("task,form", FORMS)
 def test_cached_queries_equal_the_forward_pass(model, task: str, form: str, k: int):
@@ -70,12 +80,7 @@ def test_cached_queries_equal_the_forward_pass_with_probe_options(task: str, k: 
     pair's implied offset (and with ``model.bf_probe_bins`` its probe is a distribution over offsets)."""
     torch.manual_seed(0)
     m = build_model(ModelConfig.flavour("debug", precoding_fit=True, **option)).eval()
-    demos, queries, full = _split(latent_batch(task, B=Q, k=k, seed=k))
-    with torch.no_grad():
-        ref = {key: v[:, -1] for key, v in m(full).items()}
-        out = answer_queries(m, encode_demos(m, demos), queries)
-    for key, v in ref.items():
-        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"{task} {key}: {msg}")
+    _assert_cached_equals_forward(m, latent_batch(task, B=Q, k=k, seed=k), task)
 
 
 @pytest.mark.parametrize("k", [0, 5])
@@ -89,12 +94,7 @@ def test_cached_bf_queries_equal_the_forward_pass_with_offset_options(k: int, op
     m = build_model(ModelConfig.flavour("debug", nominal=True, probe_hidden=8, **option)).eval()
     with torch.no_grad():
         m.probes["bf"].read[-1].weight.mul_(0.1)           # a density that matters beside the regression's logits
-    demos, queries, full = _split(random_batch("bf", B=Q, k=k, seed=k))
-    with torch.no_grad():
-        ref = {key: v[:, -1] for key, v in m(full).items()}
-        out = answer_queries(m, encode_demos(m, demos), queries)
-    for key, v in ref.items():
-        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"bf {key}: {msg}")
+    _assert_cached_equals_forward(m, random_batch("bf", B=Q, k=k, seed=k), "bf")
 
 
 @pytest.mark.parametrize("k", [1, 5])
@@ -107,12 +107,7 @@ def test_cached_grid_queries_equal_the_forward_pass_with_the_residual_ridge(task
     with torch.no_grad():
         m.heads[task].fit.icr.resid_w.fill_(1.5)
     make = latent_batch if form == "latent" else random_batch
-    demos, queries, full = _split(make(task, B=Q, k=k, seed=k))
-    with torch.no_grad():
-        ref = {key: v[:, -1] for key, v in m(full).items()}
-        out = answer_queries(m, encode_demos(m, demos), queries)
-    for key, v in ref.items():
-        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5, msg=lambda msg: f"{task} {key}: {msg}")
+    _assert_cached_equals_forward(m, make(task, B=Q, k=k, seed=k), f"{task} {form}")
 
 
 def test_cached_queries_depend_on_the_demonstrations(model):
