@@ -173,6 +173,8 @@ class ModelConfig:
         check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
         check(self.bf_label in ("angle", "index"), "model.bf_label", "'angle' or 'index'", self.bf_label)
         check(self.det_fit in ("equaliser", "channel"), "model.det_fit", "'equaliser' or 'channel'", self.det_fit)
+        check(self.det_fit == "channel" or not self.det_fit_grad, "model.det_fit_grad",
+              "false unless model.det_fit is 'channel'", self.det_fit_grad)
         check(self.cp_first_guess in ("last", "ar"), "model.cp_first_guess", "'last' or 'ar'", self.cp_first_guess)
         check(self.probe_fit in ("none", "input", "branch"), "model.probe_fit", "'none', 'input' or 'branch'",
               self.probe_fit)

@@ -67,6 +67,12 @@ def test_yaml_round_trip_and_validation(tmp_path):
         ModelConfig(icr_features=0)
     with pytest.raises(ValueError, match="model.cp_first_guess"):
         ModelConfig(cp_first_guess="prony")
+    with pytest.raises(ValueError, match="model.det_fit_grad"):
+        ModelConfig(det_fit="equaliser", det_fit_grad=True)
+    with pytest.raises(ValueError, match="model.icr_residual_ridge"):
+        ModelConfig(icr_residual_ridge=("det",))
+    with pytest.raises(ValueError, match="model.icr_residual_floor"):
+        ModelConfig(icr_residual_floor=0.0)
 
 
 # task -> (sizes, expected tokens per x, per y), B = 2
