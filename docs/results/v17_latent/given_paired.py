@@ -22,18 +22,25 @@ def load(path: str) -> dict[tuple[str, str, str, str, str], float]:
     return out
 
 
-def main(path_a: str, path_b: str) -> None:
+def paired(path_a: str, path_b: str) -> dict[tuple[str, str, str, int], tuple[float, float, int]]:
+    """{(task, family, metric, k): (mean of B - A over the systems, its SE (nan for one system), systems)}."""
     a, b = load(path_a), load(path_b)
     diff = defaultdict(list)
     for key, va in a.items():
         if key in b:
             diff[(key[0], key[1], key[3], int(key[4]))].append(b[key] - va)
+    out = {}
+    for key, d in diff.items():
+        n, mu = len(d), sum(d) / len(d)
+        out[key] = (mu, math.sqrt(sum((x - mu) ** 2 for x in d) / (n - 1) / n) if n > 1 else float("nan"), n)
+    return out
+
+
+def main(path_a: str, path_b: str) -> None:
     print(f"B - A per system, mean +- SE over systems; A = {path_a}, B = {path_b}\n")
     print("| task | family | metric | k | B - A | SE | systems | abs(z) > 2 |")
     print("|---|---|---|---|---|---|---|---|")
-    for (task, fam, metric, k), d in sorted(diff.items()):
-        n, mu = len(d), sum(d) / len(d)
-        se = math.sqrt(sum((x - mu) ** 2 for x in d) / (n - 1) / n) if n > 1 else float("nan")
+    for (task, fam, metric, k), (mu, se, n) in sorted(paired(path_a, path_b).items()):
         flag = "yes" if se > 0 and abs(mu / se) > 2 else ""
         print(f"| {task} | {fam} | {metric} | {k} | {mu:+.4g} | {se:.3g} | {n} | {flag} |")
 
