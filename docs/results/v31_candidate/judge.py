@@ -20,16 +20,16 @@ sys.path[:0] = [str(Path(__file__).parents[1]), str(Path(__file__).parents[1] / 
 from eta_table import load as load_eta          # noqa: E402
 from given_paired import paired                 # noqa: E402
 
+from icwm import tasks                          # noqa: E402
+
 R = "docs/results"
 V28 = (f"{R}/v28_candidate/latent/results.csv", f"{R}/v28_candidate/given/results.csv")
 EARLIER = [(f"{R}/v24_candidate/given/results.csv", f"{R}/v25_candidate/given/results.csv"),
            (f"{R}/v25_candidate/given/results.csv", f"{R}/v25_candidate/seed1/given/results.csv"),
            (f"{R}/v25_candidate/given/results.csv", f"{R}/v26_candidate/given/results.csv"),
            (f"{R}/v28_candidate/given/results.csv", f"{R}/v30_candidate/given/results.csv")]
-# primary given-form metric per task and its sign: +1 if higher is better
-PRIMARY = {"pre_sr": ("sum_rate", 1), "pre_mm": ("min_sinr_db", 1), "det": ("ser", -1), "ce": ("nmse_mean_db", -1),
-           "cp": ("nmse_mean_db", -1), "pf": ("nmse_mean_db", -1), "bf": ("gain_ratio", 1), "de": ("mae_m", -1),
-           "pe": ("mae_db", -1)}
+# each task's primary metric and its direction (+1: higher is better), from its TaskSpec
+PRIMARY = {t: (tasks.spec(t).primary, tasks.spec(t).direction) for t in tasks.TASKS}
 TOUCHED = ("det", "ce", "pf")
 FAMILIES = ("seen", "unseen")
 
