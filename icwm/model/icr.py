@@ -96,10 +96,11 @@ class InContextRidge(nn.Module):
             pool = self.pooling(reg.shape[1]).to(gram.real.dtype)[:, None, None, None]       # [P, 1, 1, 1]
             gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
         ridge = self.ridge(reg.shape[1]).to(power.dtype)[:, None] * power        # [B, P, U]
-        maps = ridge_solve(gram, cross, ridge + 1e-12)                           # [B, P, U, O, F]
         if self.resid_w is None:
-            return maps
-        rho = relative_residual(reg, target, maps).detach().clamp_min(self.resid_floor)     # [B, P]
+            return ridge_solve(gram, cross, ridge + 1e-12)                       # [B, P, U, O, F]
+        with torch.no_grad():                                                    # rho carries no gradient
+            first = ridge_solve(gram, cross, ridge + 1e-12)
+            rho = relative_residual(reg, target, first).clamp_min(self.resid_floor)          # [B, P]
         scale = torch.exp(self.resid_w[:reg.shape[1]].to(rho.dtype) * rho.log())[..., None]  # [B, P, 1]
         return ridge_solve(gram, cross, ridge * scale + 1e-12)
 
