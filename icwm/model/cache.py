@@ -260,6 +260,6 @@ def answer_queries(model: ICWM, cache: DemoCache, queries: dict) -> dict[str, to
         x0 = model.role_task(task, x, 0)
         x0 = _with_demos(cache.x0, x0) if whole else x0
     latent = model.probe(task, hx, queries, x0, getattr(ctx, "probe_in", None),
-                         getattr(ctx, "log_density", None))
+                         getattr(ctx, "log_density", None), first_is_pair0=whole or not cache.k)
     out = {**head(hx, ctx, latent), **{LATENT_HAT + n: v for n, v in latent.items()}}
     return {key: v[:, -1] for key, v in out.items()}

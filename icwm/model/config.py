@@ -91,6 +91,13 @@ class ModelConfig:
                                     # (k = 0) gets the head's first guess alone (for cp the blind AR predictor);
                                     # training still scores the learned parts there. Chosen on a validation family no
                                     # evaluation reads (configs/systems/link_latent_val.yaml, docs/model.md)
+    probe_k0_nominal: tuple[str, ...] = ()  # pre_* / bf / de / pe named here, with ``nominal``: at inference a pair
+                                    # with no earlier pairs (k = 0) states its hidden scalar latents' nominal values
+                                    # instead of the probe's read. Where a latent is drawn independently of the
+                                    # query's inputs (pre_*: the SNR of the channel; not de / pe, whose received power
+                                    # carries the offset), with no demonstration its posterior is the stated range;
+                                    # the probe's k = 0 SNR read was off its centre by -1.6 .. +0.8 dB per system and
+                                    # cost pre_sr 2.5 SE below blind (docs/results/pre_sr_k0_s41). Training unaffected
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the

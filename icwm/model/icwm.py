@@ -75,6 +75,12 @@ class BinnedProbe(nn.Module):
         return (torch.softmax(logits, -1) @ self.centres)[..., None]
 
 
+def nominal_at_pair0(est: torch.Tensor, nominal: torch.Tensor) -> torch.Tensor:
+    """``model.probe_k0_nominal``: a latent's estimates est [B, P] with pair 0's (no earlier pairs) replaced by the
+    stated nominal [B, P] or [B, 1]."""
+    return torch.cat((torch.broadcast_to(nominal, est.shape)[:, :1].to(est.dtype), est[:, 1:]), 1)
+
+
 def _task_probe(cfg: ModelConfig, task: str, d: int) -> nn.Module:
     """The latent probe of ``task`` (input width d): ``_probe``, or for bf with ``cfg.bf_probe_bins`` a
     ``BinnedProbe`` over that many offsets evenly over +- ``cfg.bf_offset_span_deg``."""
@@ -172,6 +178,9 @@ class ICWM(nn.Module):
         self.limits = {t: parts[t][2] for t in cfg.tasks}
         # latents whose stated nominal value the task's embedder reads (model.nominal: pre_* SNR, bf / de / pe offsets)
         self.nominal = {t: e.nominal.names for t, e in self.embedders.items() if getattr(e, "nominal", None)}
+        check(set(cfg.probe_k0_nominal) <= set(self.nominal), "model.probe_k0_nominal",
+              f"tasks that read a stated nominal value (with model.nominal: {sorted(self.nominal)})",
+              cfg.probe_k0_nominal)
         n_fit = {t: getattr(e, "probe_features", 0) for t, e in self.embedders.items()}
         d_probe = {t: (2 if cfg.probe_skip else 1) * d + (n if cfg.probe_fit == "input" else 0)
                    for t, n in n_fit.items()}
@@ -206,7 +215,8 @@ class ICWM(nn.Module):
         return t + self.role_emb.weight[role] + self.task_emb(tid)
 
     def probe(self, task: str, hx: torch.Tensor, batch: dict, x0: torch.Tensor | None = None,
-              fit: torch.Tensor | None = None, log_density: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+              fit: torch.Tensor | None = None, log_density: torch.Tensor | None = None,
+              first_is_pair0: bool = True) -> dict[str, torch.Tensor]:
         """Latent estimates {name: [B, P] float32, natural units} from the x-tokens hx [B, P, n_x, d] (and, with
         ``cfg.probe_skip``, the embedded x-tokens x0 [B, P, n_x, d] before the trunk; where the task's embedder has
         ``probe_features`` (``cfg.probe_fit``), its in-context fit ``fit`` [B, P, probe_features], the head
@@ -215,7 +225,8 @@ class ICWM(nn.Module):
 
         With ``cfg.nominal``, where ``batch`` states the nominal value of a latent the task's embedder reads
         (``self.nominal``; ``prior_<name>`` [B, P] or [B, 1]), the read-out is the offset from it: estimate = nominal +
-        read-out."""
+        read-out. With ``cfg.probe_k0_nominal``, in eval mode, the first pair of hx states the nominal instead when
+        it has no earlier pairs (``first_is_pair0``; false for a query embedded alone after cached demonstrations)."""
         names = probe_latents(task)
         if not names:
             return {}
@@ -231,7 +242,10 @@ class ICWM(nn.Module):
             feat = torch.cat((fit.float(), nominal_features(batch, self.nominal.get(task, ()), fit)), -1)
             o = o + self.fit_probes[task](feat.to(pooled.dtype)).float()
         base = {n: v.to(o.device) for n, v in nominal_values(batch, self.nominal.get(task, ())).items()}
-        return {n: LATENT_SCALES[n] * o[..., i] + base.get(n, 0.0) for i, n in enumerate(names)}
+        out = {n: LATENT_SCALES[n] * o[..., i] + base.get(n, 0.0) for i, n in enumerate(names)}
+        if self.training or task not in self.cfg.probe_k0_nominal or not first_is_pair0:
+            return out
+        return {n: nominal_at_pair0(v, base[n]) if n in base else v for n, v in out.items()}
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Predict every pair of the episodes in ``batch``.

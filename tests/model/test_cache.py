@@ -70,14 +70,16 @@ def test_cached_queries_equal_the_forward_pass(model, task: str, form: str, k: i
                                     {"probe_fit": "branch", "nominal": True},
                                     {"probe_fit": "input", "probe_levels": True},
                                     {"probe_fit": "branch", "probe_levels": True, "nominal": True},
-                                    {"bf_offset_bins": 31, "bf_probe_bins": 31, "nominal": True}])
+                                    {"bf_offset_bins": 31, "bf_probe_bins": 31, "nominal": True},
+                                    {"nominal": True, "probe_k0_nominal": ("pre_sr", "pre_mm", "bf", "de", "pe")}])
 @pytest.mark.parametrize("k", [0, 5])
 @pytest.mark.parametrize("task", [t for t, form in FORMS if form == "latent" and probe_latents(t)])
 def test_cached_queries_equal_the_forward_pass_with_probe_options(task: str, k: int, option: dict):
     """``model.probe_skip``: the probe also reads the pre-trunk x-tokens, the demonstrations' taken from the cache;
     ``model.probe_fit``: it also reads the in-context fit's raw map (precoding), from the head context (with
     ``model.probe_levels`` also the pair's channel levels); ``model.bf_offset_bins``: bf's label tokens carry the
-    pair's implied offset (and with ``model.bf_probe_bins`` its probe is a distribution over offsets)."""
+    pair's implied offset (and with ``model.bf_probe_bins`` its probe is a distribution over offsets);
+    ``model.probe_k0_nominal``: only a query with no demonstrations states the nominal."""
     torch.manual_seed(0)
     m = build_model(ModelConfig.flavour("debug", precoding_fit=True, **option)).eval()
     _assert_cached_equals_forward(m, latent_batch(task, B=Q, k=k, seed=k), task)

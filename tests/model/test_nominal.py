@@ -9,6 +9,7 @@ import torch
 
 from icwm import tasks
 from icwm.model import LATENT_HAT, ModelConfig, build_model
+from icwm.model.cache import answer_queries, encode_demos
 from icwm.tasks.common import LATENT_PREFIX, PRIOR_PREFIX
 from model_batches import latent_batch, random_batch, wake_bf_head
 
@@ -138,3 +139,57 @@ def test_in_the_nominal_frame_bf_reads_its_beams_rotated_by_the_nominal():
 def test_nominal_frame_needs_nominal():
     with pytest.raises(ValueError, match="nominal_frame"):
         ModelConfig.flavour("debug", nominal_frame=True)
+
+
+def _cache_split(batch: dict) -> tuple[dict, dict, dict]:
+    """Episodes [B, k+1, ...] (nominals stated) -> (episode 0's demos [1, k, ...], the queries [B, 1, ...] with zero
+    labels, the episodes [B, k+1, ...] of episode 0's demos followed by each query)."""
+    task, k = batch["task"], batch["k"]
+    keys = [key for key in batch if key not in ("task", "k") and not key.startswith(LATENT_PREFIX)]
+    demos = {"task": task, "k": k, **{key: batch[key][:1, :k] for key in keys}}
+    queries = {"task": task, "k": 0, **{key: batch[key][:, k:].clone() for key in keys}}
+    for key in tasks.spec(task).y_keys:
+        queries[key].zero_()
+    n_b = batch[keys[0]].shape[0]
+    full = {"task": task, "k": k, **{key: torch.cat((demos[key].expand((n_b,) + demos[key].shape[1:]), queries[key]),
+                                                    1) for key in keys}}
+    return demos, queries, full
+
+
+@pytest.mark.parametrize("task", sorted(READERS))
+def test_probe_k0_nominal_states_the_nominal_at_pair_0_only_at_inference(task: str):
+    """``model.probe_k0_nominal``: in eval mode the named task's pair 0 (no earlier pairs) estimates each hidden
+    latent at its stated nominal (pre_*: the SNR the read-out is rendered at too), every later pair as without the
+    option, the other tasks untouched; training mode unchanged; without ``nominal`` or for a task with no scalar
+    latent it is refused."""
+    torch.manual_seed(0)
+    k0 = build_model(ModelConfig.flavour("debug", nominal=True, precoding_refine=False, dropout=0.0,
+                                         probe_k0_nominal=(task,))).eval()
+    plain = build_model(ModelConfig.flavour("debug", nominal=True, precoding_refine=False, dropout=0.0)).eval()
+    plain.load_state_dict(k0.state_dict())
+    for t in READERS:
+        b = latent_batch(t, k=3)
+        out, ref = _run(k0, b), _run(plain, b)
+        for n in READERS[t]:
+            hat = LATENT_HAT + n
+            torch.testing.assert_close(out[hat][:, 1:], ref[hat][:, 1:])
+            assert torch.equal(out[hat][:, 0], b[PRIOR_PREFIX + n][:, 0]) == (t == task)
+            assert torch.equal(out[hat][:, 0], ref[hat][:, 0]) == (t != task)
+        if t.startswith("pre_"):
+            assert torch.equal(out["snr_db"], out[LATENT_HAT + "snr_db"])
+    for k in (0, 3):                  # the cached path: only a query with no demonstrations states the nominal
+        demos, queries, full = _cache_split(latent_batch(task, k=k, B=2))
+        ref = {key: v[:, -1] for key, v in _run(k0, full).items()}
+        with torch.no_grad():
+            out = answer_queries(k0, encode_demos(k0, demos), queries)
+        for key, v in ref.items():
+            torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5)
+        hat = LATENT_HAT + READERS[task][0]
+        assert torch.equal(out[hat], full[PRIOR_PREFIX + READERS[task][0]][:, -1]) == (k == 0)
+    k0.train(), plain.train()
+    b = latent_batch(task, k=3)
+    torch.testing.assert_close(k0(b)[LATENT_HAT + READERS[task][0]], plain(b)[LATENT_HAT + READERS[task][0]])
+    with pytest.raises(ValueError, match="probe_k0_nominal"):
+        build_model(ModelConfig.flavour("debug", probe_k0_nominal=(task,)))
+    with pytest.raises(ValueError, match="probe_k0_nominal"):
+        build_model(ModelConfig.flavour("debug", nominal=True, probe_k0_nominal=("ce",)))
