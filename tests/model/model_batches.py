@@ -74,3 +74,21 @@ def wake_bf_head(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         with torch.no_grad():
             last.weight.copy_(0.1 * torch.randn(last.weight.shape, generator=g))
     return model
+
+
+def split_for_cache(batch: dict) -> tuple[dict, dict, dict]:
+    """Episodes [B, k+1, ...] -> (episode 0's demonstrations [1, k, ...], the queries [B, 1, ...] with zero labels,
+    the episodes [B, k+1, ...] of episode 0's demonstrations followed by each query): the inputs of the cached path
+    (``icwm.model.cache``) and of the forward pass it must equal. Every field is kept but the truth (``latent_*``),
+    which the model never reads, so stated nominals (``prior_*``) reach both paths."""
+    task, k = batch["task"], batch["k"]
+    keys = [key for key in batch if key not in ("task", "k") and not key.startswith(LATENT_PREFIX)]
+    demos = {"task": task, "k": k, **{key: batch[key][:1, :k] for key in keys}}
+    queries = {"task": task, "k": 0, **{key: batch[key][:, k:].clone() for key in keys}}
+    for key in tasks.spec(task).y_keys:
+        queries[key].zero_()
+    n_b = batch[keys[0]].shape[0]
+    full = {"task": task, "k": k, **{key: torch.cat((demos[key].expand((n_b,) + demos[key].shape[1:]), queries[key]), 1)
+                                     for key in keys}}
+    return demos, queries, full
+

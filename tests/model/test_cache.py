@@ -9,7 +9,7 @@ from icwm import tasks
 from icwm.model import ModelConfig, build_model
 from icwm.model.cache import answer_queries, encode_demos
 from icwm.model.icwm import probe_latents
-from model_batches import latent_batch, random_batch
+from model_batches import latent_batch, random_batch, split_for_cache
 
 Q = 3
 FORMS = [(t, form) for t in tasks.TASKS for form in ("given", "latent") if form == "given" or tasks.spec(t).latent_x]
@@ -27,24 +27,9 @@ def model() -> torch.nn.Module:
     return m
 
 
-def _split(batch: dict) -> tuple[dict, dict, dict]:
-    """A batch [Q, k+1, ...] -> (demos of episode 0 [1, k, ...], queries [Q, 1, ...] with zero labels, the full
-    episodes [Q, k+1, ...]: episode 0's demonstrations followed by each query)."""
-    task, k = batch["task"], batch["k"]
-    spec = tasks.spec(task)
-    keys = [key for key in (*spec.x_keys, *spec.y_keys) if key in batch]
-    demos = {"task": task, "k": k, **{key: batch[key][:1, :k] for key in keys}}
-    queries = {"task": task, "k": 0, **{key: batch[key][:, k:].clone() for key in keys}}
-    for key in spec.y_keys:
-        queries[key].zero_()
-    full = {"task": task, "k": k, **{key: torch.cat((demos[key].expand((Q,) + demos[key].shape[1:]), queries[key]), 1)
-                                     for key in keys}}
-    return demos, queries, full
-
-
 def _assert_cached_equals_forward(m: torch.nn.Module, batch: dict, label: str) -> None:
     """Every output of the cached path (episode 0's demonstrations, then each query) equals the forward pass."""
-    demos, queries, full = _split(batch)
+    demos, queries, full = split_for_cache(batch)
     with torch.no_grad():
         ref = {key: v[:, -1] for key, v in m(full).items()}
         out = answer_queries(m, encode_demos(m, demos), queries)
@@ -56,7 +41,7 @@ def _assert_cached_equals_forward(m: torch.nn.Module, batch: dict, label: str) -
 @pytest.mark.parametrize("task,form", FORMS)
 def test_cached_queries_equal_the_forward_pass(model, task: str, form: str, k: int):
     make = latent_batch if form == "latent" else random_batch
-    demos, queries, full = _split(make(task, B=Q, k=k, seed=k))
+    demos, queries, full = split_for_cache(make(task, B=Q, k=k, seed=k))
     with torch.no_grad():
         ref = {key: v[:, -1] for key, v in model(full).items()}
         out = answer_queries(model, encode_demos(model, demos), queries)
@@ -114,8 +99,8 @@ def test_cached_grid_queries_equal_the_forward_pass_with_the_residual_ridge(task
 
 def test_cached_queries_depend_on_the_demonstrations(model):
     """The cache carries information: other demonstrations give other answers (the test above can fail)."""
-    demos, queries, _ = _split(random_batch("cp", B=Q, k=3, seed=0))
-    other, _, _ = _split(random_batch("cp", B=Q, k=3, seed=1))
+    demos, queries, _ = split_for_cache(random_batch("cp", B=Q, k=3, seed=0))
+    other, _, _ = split_for_cache(random_batch("cp", B=Q, k=3, seed=1))
     with torch.no_grad():
         a = answer_queries(model, encode_demos(model, demos), queries)["h_fut"]
         b = answer_queries(model, encode_demos(model, other), queries)["h_fut"]
@@ -123,7 +108,7 @@ def test_cached_queries_depend_on_the_demonstrations(model):
 
 
 def test_cache_rejects_mismatched_inputs(model):
-    demos, queries, _ = _split(random_batch("pre_sr", B=Q, k=2, K=3, N=8))
+    demos, queries, _ = split_for_cache(random_batch("pre_sr", B=Q, k=2, K=3, N=8))
     cache = encode_demos(model, demos)
     with pytest.raises(ValueError, match="queries\\['task'\\]"):
         answer_queries(model, cache, {**queries, "task": "pre_mm"})

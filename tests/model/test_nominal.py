@@ -11,7 +11,7 @@ from icwm import tasks
 from icwm.model import LATENT_HAT, ModelConfig, build_model
 from icwm.model.cache import answer_queries, encode_demos
 from icwm.tasks.common import LATENT_PREFIX, PRIOR_PREFIX
-from model_batches import latent_batch, random_batch, wake_bf_head
+from model_batches import latent_batch, random_batch, split_for_cache, wake_bf_head
 
 READERS = {"pre_sr": ("snr_db",), "pre_mm": ("snr_db",), "bf": ("panel_offset_deg",), "de": ("power_offset_db",),
            "pe": ("power_offset_db",)}
@@ -141,21 +141,6 @@ def test_nominal_frame_needs_nominal():
         ModelConfig.flavour("debug", nominal_frame=True)
 
 
-def _cache_split(batch: dict) -> tuple[dict, dict, dict]:
-    """Episodes [B, k+1, ...] (nominals stated) -> (episode 0's demos [1, k, ...], the queries [B, 1, ...] with zero
-    labels, the episodes [B, k+1, ...] of episode 0's demos followed by each query)."""
-    task, k = batch["task"], batch["k"]
-    keys = [key for key in batch if key not in ("task", "k") and not key.startswith(LATENT_PREFIX)]
-    demos = {"task": task, "k": k, **{key: batch[key][:1, :k] for key in keys}}
-    queries = {"task": task, "k": 0, **{key: batch[key][:, k:].clone() for key in keys}}
-    for key in tasks.spec(task).y_keys:
-        queries[key].zero_()
-    n_b = batch[keys[0]].shape[0]
-    full = {"task": task, "k": k, **{key: torch.cat((demos[key].expand((n_b,) + demos[key].shape[1:]), queries[key]),
-                                                    1) for key in keys}}
-    return demos, queries, full
-
-
 @pytest.mark.parametrize("task", sorted(READERS))
 def test_probe_k0_nominal_states_the_nominal_at_pair_0_only_at_inference(task: str):
     """``model.probe_k0_nominal``: in eval mode the named task's pair 0 (no earlier pairs) estimates each hidden
@@ -178,7 +163,7 @@ def test_probe_k0_nominal_states_the_nominal_at_pair_0_only_at_inference(task: s
         if t.startswith("pre_"):
             assert torch.equal(out["snr_db"], out[LATENT_HAT + "snr_db"])
     for k in (0, 3):                  # the cached path: only a query with no demonstrations states the nominal
-        demos, queries, full = _cache_split(latent_batch(task, k=k, B=2))
+        demos, queries, full = split_for_cache(latent_batch(task, k=k, B=2))
         ref = {key: v[:, -1] for key, v in _run(k0, full).items()}
         with torch.no_grad():
             out = answer_queries(k0, encode_demos(k0, demos), queries)

@@ -18,13 +18,14 @@ import torch
 from icwm.eval.runner import episodes, load_model, model_query_pred, query, take
 from icwm.model.icwm import LATENT_HAT
 from icwm.tasks import pre_sr
+from icwm.tasks.common import LATENT_PREFIX, PRIOR_PREFIX
 from icwm.wireless.channels import load_family
 
 
 def given_at_centre(sample: dict) -> dict:
     """The same episodes in the given form with ``snr_db`` = the stated centre at every pair (truth removed)."""
-    out = {k: v for k, v in sample.items() if not k.startswith(("latent_", "prior_"))}
-    out["snr_db"] = sample["prior_snr_db"].clone()
+    out = {k: v for k, v in sample.items() if not k.startswith((LATENT_PREFIX, PRIOR_PREFIX))}
+    out["snr_db"] = sample[PRIOR_PREFIX + "snr_db"].clone()
     return out
 
 
