@@ -25,9 +25,10 @@ RTOL = 1e-9     # the csv's values are printed to 10 significant digits
 
 
 def rows(path: str | Path) -> dict[tuple, float]:
-    """{(task, family, system, method, k, metric): value} of an evaluation's results.csv."""
+    """{(task, family, system, method, k, metric): value} of an evaluation's results.csv (k -1 for the methods that
+    read no demonstrations, whose k is empty)."""
     with open(path) as f:
-        return {(r["task"], r["family"], r["system"], r["method"], int(r["k"]), r["metric"]): float(r["value"])
+        return {(r["task"], r["family"], r["system"], r["method"], int(r["k"] or -1), r["metric"]): float(r["value"])
                 for r in csv.DictReader(f)}
 
 
