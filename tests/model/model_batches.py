@@ -91,4 +91,3 @@ def split_for_cache(batch: dict) -> tuple[dict, dict, dict]:
     full = {"task": task, "k": k, **{key: torch.cat((demos[key].expand((n_b,) + demos[key].shape[1:]), queries[key]), 1)
                                      for key in keys}}
     return demos, queries, full
-

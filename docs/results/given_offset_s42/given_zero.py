@@ -23,6 +23,7 @@ from icwm.config import load_cli
 from icwm.eval.config import EvalConfig
 from icwm.eval.report import write_csv
 from icwm.eval.runner import load_families, load_model, resolve_device, run
+from icwm.model.icwm import nominal_at_pair0
 
 OFFSET = {"bf": "panel_offset_deg", "pe": "power_offset_db"}     # the probe's latent each head reads
 
@@ -43,11 +44,11 @@ def main() -> None:
     def hook(task: str):
         def offset_zero(_, inputs):
             hx, ctx, latent = inputs
-            if zero["arm"] != "read":
-                v = latent[OFFSET[task]]
-                keep = torch.ones_like(v)
-                keep[:, 0 if zero["arm"] == "zero0" else slice(None)] = 0.0
-                latent = {**latent, OFFSET[task]: v * keep}
+            v = latent[OFFSET[task]]
+            if zero["arm"] == "zero":
+                latent = {**latent, OFFSET[task]: torch.zeros_like(v)}
+            elif zero["arm"] == "zero0":
+                latent = {**latent, OFFSET[task]: nominal_at_pair0(v, torch.zeros_like(v[:, :1]))}
             return hx, ctx, latent
         return offset_zero
 

@@ -83,4 +83,6 @@ def main(model_dir: str, latent_path: str, given_path: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        raise SystemExit("usage: judge.py MODEL_DIR LATENT_RESULTS_CSV GIVEN_RESULTS_CSV")
     main(*sys.argv[1:])
