@@ -98,6 +98,12 @@ class ModelConfig:
                                     # carries the offset), with no demonstration its posterior is the stated range;
                                     # the probe's k = 0 SNR read was off its centre by -1.6 .. +0.8 dB per system and
                                     # cost pre_sr 2.5 SE below blind (docs/results/pre_sr_k0_s41). Training unaffected
+    probe_k0_unapplied_zero: tuple[str, ...] = ()  # bf / de / pe named here: at inference a pair with no earlier
+                                    # pairs reads 0 for an offset whose nominal the batch does not state (the given
+                                    # form, which applies none: no ``prior_<name>``) instead of the probe's read. pe's
+                                    # head adds that read to its path loss; at k = 0 it cost the given form 0.23-0.48
+                                    # dB MAE on two draws of episodes (docs/results/given_offset_s42). Training
+                                    # unaffected
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from icwm import tasks
 from icwm.config import check
 from icwm.model import detection, grid, precoding, sub6
 from icwm.model.common import LATENT_SCALES, nominal_features, nominal_values, scalar_latents
@@ -144,6 +145,12 @@ def probe_latents(task: str) -> tuple[str, ...]:
     return scalar_latents(task)
 
 
+def unapplied_readers(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The tasks among ``names`` whose probed latents are offsets no form states as an input (bf / de / pe: the
+    given form applies none; ``model.probe_k0_unapplied_zero``), unlike pre_*'s SNR, an input of the given form."""
+    return tuple(t for t in names if probe_latents(t) and not set(probe_latents(t)) & set(tasks.get(t).X_KEYS))
+
+
 def _family(cfg: ModelConfig, task: str) -> tuple[nn.Module, nn.Module, list]:
     """(embedder, head, tokeniser limits) of ``task``: the one place task ids map to families."""
     if task in ("pre_sr", "pre_mm"):
@@ -181,6 +188,10 @@ class ICWM(nn.Module):
         check(set(cfg.probe_k0_nominal) <= set(self.nominal), "model.probe_k0_nominal",
               f"tasks that read a stated nominal value (with model.nominal: {sorted(self.nominal)})",
               cfg.probe_k0_nominal)
+        if cfg.probe_k0_unapplied_zero:
+            readers = unapplied_readers(cfg.tasks)
+            check(set(cfg.probe_k0_unapplied_zero) <= set(readers), "model.probe_k0_unapplied_zero",
+                  f"tasks whose probed latents no form states as inputs {readers}", cfg.probe_k0_unapplied_zero)
         n_fit = {t: getattr(e, "probe_features", 0) for t, e in self.embedders.items()}
         d_probe = {t: (2 if cfg.probe_skip else 1) * d + (n if cfg.probe_fit == "input" else 0)
                    for t, n in n_fit.items()}
@@ -226,7 +237,9 @@ class ICWM(nn.Module):
         With ``cfg.nominal``, where ``batch`` states the nominal value of a latent the task's embedder reads
         (``self.nominal``; ``prior_<name>`` [B, P] or [B, 1]), the read-out is the offset from it: estimate = nominal +
         read-out. With ``cfg.probe_k0_nominal``, in eval mode, the first pair of hx states the nominal instead when
-        it has no earlier pairs (``first_is_pair0``; false for a query embedded alone after cached demonstrations)."""
+        it has no earlier pairs (``first_is_pair0``; false for a query embedded alone after cached demonstrations);
+        with ``cfg.probe_k0_unapplied_zero`` it reads 0 there for a latent the batch neither hides nor states (no
+        ``prior_<name>``: the given form, which applies no offset)."""
         names = probe_latents(task)
         if not names:
             return {}
@@ -243,9 +256,13 @@ class ICWM(nn.Module):
             o = o + self.fit_probes[task](feat.to(pooled.dtype)).float()
         base = {n: v.to(o.device) for n, v in nominal_values(batch, self.nominal.get(task, ())).items()}
         out = {n: LATENT_SCALES[n] * o[..., i] + base.get(n, 0.0) for i, n in enumerate(names)}
-        if self.training or task not in self.cfg.probe_k0_nominal or not first_is_pair0:
+        if self.training or not first_is_pair0:
             return out
-        return {n: nominal_at_pair0(v, base[n]) if n in base else v for n, v in out.items()}
+        if task in self.cfg.probe_k0_nominal:
+            out = {n: nominal_at_pair0(v, base[n]) if n in base else v for n, v in out.items()}
+        if task in self.cfg.probe_k0_unapplied_zero:
+            out = {n: v if n in base else nominal_at_pair0(v, torch.zeros_like(v[:, :1])) for n, v in out.items()}
+        return out
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Predict every pair of the episodes in ``batch``.

@@ -178,3 +178,46 @@ def test_probe_k0_nominal_states_the_nominal_at_pair_0_only_at_inference(task: s
         build_model(ModelConfig.flavour("debug", probe_k0_nominal=(task,)))
     with pytest.raises(ValueError, match="probe_k0_nominal"):
         build_model(ModelConfig.flavour("debug", nominal=True, probe_k0_nominal=("ce",)))
+
+
+UNAPPLIED = ("bf", "de", "pe")        # probed offsets that no form states as an input
+
+
+@pytest.mark.parametrize("task", UNAPPLIED)
+def test_probe_k0_unapplied_zero_reads_0_at_pair_0_of_the_given_form_only_at_inference(task: str):
+    """``model.probe_k0_unapplied_zero``: in eval mode the named task's pair 0 (no earlier pairs) of a given-form
+    batch (no stated nominal; the form applies no offset) estimates its offset at 0, later pairs' estimates as
+    without the option; pe's path loss at pair 0 is then its read-out alone; a latent-form batch (nominal stated),
+    the other tasks and training mode are untouched; the cached path agrees; a task whose latent a form states as
+    an input (pre_*'s SNR) is refused."""
+    torch.manual_seed(0)
+    cfg = dict(nominal=True, precoding_refine=False, dropout=0.0)
+    zero = build_model(ModelConfig.flavour("debug", **cfg, probe_k0_unapplied_zero=(task,))).eval()
+    plain = build_model(ModelConfig.flavour("debug", **cfg)).eval()
+    plain.load_state_dict(zero.state_dict())
+    for t in UNAPPLIED:
+        hat = LATENT_HAT + READERS[t][0]
+        b = random_batch(t, k=3)
+        out, ref = _run(zero, b), _run(plain, b)
+        assert not torch.equal(ref[hat][:, 0], torch.zeros_like(ref[hat][:, 0]))
+        assert torch.equal(out[hat][:, 0], torch.zeros_like(out[hat][:, 0])) == (t == task)
+        torch.testing.assert_close(out[hat][:, 1:], ref[hat][:, 1:])
+        if t == task == "pe":         # the read-out alone: the offset it adds is the estimate less the nominal (0)
+            moved = out["pathloss_db"][:, 0] - ref["pathloss_db"][:, 0]
+            torch.testing.assert_close(moved, -ref[hat][:, 0])
+        lat = latent_batch(t, k=3)
+        assert all(torch.equal(v, _run(plain, lat)[key]) for key, v in _run(zero, lat).items())
+    for k in (0, 3):                  # the cached path: only a query with no demonstrations reads 0
+        demos, queries, full = split_for_cache(random_batch(task, k=k, B=2))
+        ref = {key: v[:, -1] for key, v in _run(zero, full).items()}
+        with torch.no_grad():
+            out = answer_queries(zero, encode_demos(zero, demos), queries)
+        for key, v in ref.items():
+            torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5)
+        hat = LATENT_HAT + READERS[task][0]
+        assert torch.equal(out[hat], torch.zeros_like(out[hat])) == (k == 0)
+    zero.train(), plain.train()
+    b = random_batch(task, k=3)
+    torch.testing.assert_close(zero(b)[LATENT_HAT + READERS[task][0]], plain(b)[LATENT_HAT + READERS[task][0]])
+    with pytest.raises(ValueError, match="probe_k0_unapplied_zero"):
+        build_model(ModelConfig.flavour("debug", nominal=True, probe_k0_unapplied_zero=("pre_sr",)))
