@@ -104,6 +104,11 @@ class ModelConfig:
                                     # head adds that read to its path loss; at k = 0 it cost the given form 0.23-0.48
                                     # dB MAE on two draws of episodes (docs/results/given_offset_s42). Training
                                     # unaffected
+    offset_stated_only: tuple[str, ...] = ()  # bf / pe named here: the head applies the probe's offset (bf's panel
+                                    # rotation, pe's power offset) only where the batch states its nominal (the latent
+                                    # form); the given form applies none, so there the head applies 0, in training and
+                                    # at inference (a latent-form query without its nominal is read as the given form).
+                                    # The read cost pe's given form up to 0.6 dB MAE at k <= 1 (given_offset_s42)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
@@ -206,6 +211,10 @@ class ModelConfig:
         from icwm.model.grid import KEYS as GRID_TASKS        # here: grid.py imports this module
         check(set(self.grid_k0_first_guess) <= set(GRID_TASKS), "model.grid_k0_first_guess",
               f"a list of grid tasks {tuple(GRID_TASKS)}", self.grid_k0_first_guess)
+        check(set(self.offset_stated_only) <= {"bf", "pe"}, "model.offset_stated_only",
+              "a list among bf, pe (the heads that apply the probe's offset)", self.offset_stated_only)
+        check(not self.offset_stated_only or self.nominal, "model.offset_stated_only", "empty unless model.nominal",
+              self.offset_stated_only)
         check(set(self.icr_residual_ridge) <= set(GRID_TASKS), "model.icr_residual_ridge",
               f"a list of grid tasks {tuple(GRID_TASKS)}", self.icr_residual_ridge)
         check(0.0 < self.icr_residual_floor < 1.0, "model.icr_residual_floor", "a float in (0, 1)",

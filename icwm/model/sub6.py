@@ -55,7 +55,8 @@ def from_z(task: str, z: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Sub6Ctx:
     """Mean received power [B, P] (dB / 20), labels [B, P] (bf beams, de / pe in ``to_z`` space), the channel, and
-    the nominal offset [B, P] float32 the inputs were read relative to (natural units; 0 without ``nominal_frame``);
+    the nominal offset [B, P] float32 the inputs were read relative to (natural units; 0 without ``nominal_frame``),
+    whether the batch states that nominal at all (``stated``: false in the given form, which applies no offset);
     bf with ``model.bf_density_kernel``: ``log_density`` [B, P, bf_probe_bins], what the latent probe reads of the
     earlier pairs' offset banks (``demo_log_density``)."""
 
@@ -64,6 +65,7 @@ class Sub6Ctx:
     h: torch.Tensor
     nominal: torch.Tensor
     log_density: torch.Tensor | None = None
+    stated: bool = True     # whether the batch states the offset's nominal (prior_<name>; the latent form)
 
 
 def offset_bank(offset_deg: torch.Tensor, bins: int, span_deg: float) -> torch.Tensor:
@@ -213,8 +215,9 @@ class Sub6Embed(nn.Module):
         label = lab.long() if self.task == "bf" else to_z(self.task, lab.float())
         y, log_density = (self.bf_label(label, batch["h_sub6"], nominal) if self.task == "bf"
                           else (self.y_emb(label[..., None].to(dt)), None))
+        stated = bool(nominal_values(batch, scalar_latents(self.task)))
         return x, y[:, :, None], Sub6Ctx(power=f[..., self.bins].mean(-1), label=label, h=batch["h_sub6"],
-                                         nominal=nominal, log_density=log_density)
+                                         nominal=nominal, log_density=log_density, stated=stated)
 
 
 class Sub6Head(nn.Module):
@@ -225,6 +228,7 @@ class Sub6Head(nn.Module):
         self.task, self.n_beams, self.floor = task, cfg.n_beams, cfg.bf_prior_floor
         self.offset_grad = cfg.bf_offset_grad
         self.pe_offset = task == "pe" and cfg.nominal      # pe: read-out at zero offset + the probe's offset
+        self.stated_only = task in cfg.offset_stated_only  # ... applied only where the batch states its nominal
         d = cfg.d_model
         self.out = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 1))
         if task == "bf":
@@ -246,11 +250,13 @@ class Sub6Head(nn.Module):
         o = self.out(h).float()
         if self.task == "bf":
             offset = latent["panel_offset_deg"] if self.offset_grad else latent["panel_offset_deg"].detach()
+            if self.stated_only and not ctx.stated:       # the given form applies no panel offset
+                offset = torch.zeros_like(offset)
             prior = beams.rotated_beam_scores(ctx.h, self.n_beams, offset).clamp_min(self.floor)
             logits = torch.exp(o.clamp(-5.0, 5.0)) * prior                   # confidence > 0 keeps the argmax
             return {"beam_logits": logits, "beam": logits.argmax(-1)}
         z = o[..., 0]
-        if self.pe_offset:     # a cell Delta dB louder: the same received power came through Delta dB more loss
+        if self.pe_offset and (ctx.stated or not self.stated_only):  # a cell Delta dB louder: the same received power came through Delta dB more loss
             z = z + (latent["power_offset_db"].detach() - ctx.nominal) / 20.0   # (nominal 0 outside nominal_frame)
         if self.icr is not None and hx.shape[1] > 1:
             z = z + self.regress(h, z, ctx)

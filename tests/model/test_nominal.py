@@ -221,3 +221,40 @@ def test_probe_k0_unapplied_zero_reads_0_at_pair_0_of_the_given_form_only_at_inf
     torch.testing.assert_close(zero(b)[LATENT_HAT + READERS[task][0]], plain(b)[LATENT_HAT + READERS[task][0]])
     with pytest.raises(ValueError, match="probe_k0_unapplied_zero"):
         build_model(ModelConfig.flavour("debug", nominal=True, probe_k0_unapplied_zero=("pre_sr",)))
+
+
+def _jolt_probe(model: torch.nn.Module, task: str) -> torch.nn.Module:
+    """A copy of ``model`` whose ``task`` probe reads differently (its parameters moved at random)."""
+    other = build_model(model.cfg).eval()
+    other.load_state_dict(model.state_dict())
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in other.probes[task].parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=g))
+    return other
+
+
+@pytest.mark.parametrize("task", ("bf", "pe"))
+@pytest.mark.parametrize("stated_only", (False, True))
+def test_offset_stated_only_applies_no_offset_where_no_nominal_is_stated(task: str, stated_only: bool):
+    """``model.offset_stated_only``: in the given form (no stated nominal) the named head's prediction does not depend
+    on the probe's offset read (bf: the angle map's beam scores, pe: the read-out and its in-context correction), in
+    training and at inference; in the latent form it does, as without the option, which the given form follows too."""
+    torch.manual_seed(0)
+    model = wake_bf_head(build_model(ModelConfig.flavour("debug", nominal=True, dropout=0.0, precoding_refine=False,
+                                                         offset_stated_only=(task,) if stated_only else ())))
+    other = _jolt_probe(model, task)
+    key = "beam_logits" if task == "bf" else "pathloss_db"
+    for mode in ("eval", "train"):
+        model.train(mode == "train"), other.train(mode == "train")
+        for b, given in ((random_batch(task, k=3), True), (latent_batch(task, k=3), False)):
+            out, moved = _run(model, b), _run(other, b)
+            assert not torch.equal(out[LATENT_HAT + READERS[task][0]], moved[LATENT_HAT + READERS[task][0]])
+            assert torch.equal(out[key], moved[key]) == (given and stated_only)
+
+
+def test_offset_stated_only_names_bf_or_pe_and_needs_nominal():
+    with pytest.raises(ValueError, match="offset_stated_only"):
+        ModelConfig.flavour("debug", nominal=True, offset_stated_only=("de",))
+    with pytest.raises(ValueError, match="offset_stated_only"):
+        ModelConfig.flavour("debug", offset_stated_only=("pe",))
