@@ -108,7 +108,8 @@ class ModelConfig:
                                     # rotation, pe's power offset) only where the batch states its nominal (the latent
                                     # form); the given form applies none, so there the head applies 0, in training and
                                     # at inference (a latent-form query without its nominal is read as the given form).
-                                    # The read cost pe's given form up to 0.6 dB MAE at k <= 1 (given_offset_s42)
+                                    # The read cost bf's given form 0.08-0.15 of gain ratio at k = 1 / 4 in a bf-only
+                                    # A/B, the option none of its latent form (docs/results/offset_stated_s43)
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the

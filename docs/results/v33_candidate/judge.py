@@ -1,7 +1,7 @@
 """Candidate 33's ship rule (README, set before the run), applied mechanically; prints each check and the verdict.
 
-Candidate 33 is v32's recipe with 12,000 optimiser steps instead of 9,000 and the inference option
-`model.probe_k0_unapplied_zero: [pe]`. Against v32 (docs/results/v32_candidate):
+Candidate 33 is v32's recipe with 11,000 optimiser steps instead of 9,000, the inference option
+`model.probe_k0_unapplied_zero: [pe]` and `model.offset_stated_only: [bf]`. Against v32 (docs/results/v32_candidate):
 
 (a) No given-form primary metric (each task, seen / unseen, k = 0 / 1 / 4 / 16) worse by more than 3 paired SE *and*
     by more than the largest change between earlier runs of the recipe (EARLIER; candidate 31's bound); pe at k = 0,
