@@ -141,6 +141,18 @@ def test_nominal_frame_needs_nominal():
         ModelConfig.flavour("debug", nominal_frame=True)
 
 
+def _cached_agrees(model: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
+    """The cached path's answers for ``batch``'s queries after episode 0's demonstrations (``split_for_cache``),
+    checked equal to the full forward pass's last pair; returns (those answers, the full episodes)."""
+    demos, queries, full = split_for_cache(batch)
+    ref = {key: v[:, -1] for key, v in _run(model, full).items()}
+    with torch.no_grad():
+        out = answer_queries(model, encode_demos(model, demos), queries)
+    for key, v in ref.items():
+        torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5)
+    return out, full
+
+
 @pytest.mark.parametrize("task", sorted(READERS))
 def test_probe_k0_nominal_states_the_nominal_at_pair_0_only_at_inference(task: str):
     """``model.probe_k0_nominal``: in eval mode the named task's pair 0 (no earlier pairs) estimates each hidden
@@ -163,12 +175,7 @@ def test_probe_k0_nominal_states_the_nominal_at_pair_0_only_at_inference(task: s
         if t.startswith("pre_"):
             assert torch.equal(out["snr_db"], out[LATENT_HAT + "snr_db"])
     for k in (0, 3):                  # the cached path: only a query with no demonstrations states the nominal
-        demos, queries, full = split_for_cache(latent_batch(task, k=k, B=2))
-        ref = {key: v[:, -1] for key, v in _run(k0, full).items()}
-        with torch.no_grad():
-            out = answer_queries(k0, encode_demos(k0, demos), queries)
-        for key, v in ref.items():
-            torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5)
+        out, full = _cached_agrees(k0, latent_batch(task, k=k, B=2))
         hat = LATENT_HAT + READERS[task][0]
         assert torch.equal(out[hat], full[PRIOR_PREFIX + READERS[task][0]][:, -1]) == (k == 0)
     k0.train(), plain.train()
@@ -208,12 +215,7 @@ def test_probe_k0_unapplied_zero_reads_0_at_pair_0_of_the_given_form_only_at_inf
         lat = latent_batch(t, k=3)
         assert all(torch.equal(v, _run(plain, lat)[key]) for key, v in _run(zero, lat).items())
     for k in (0, 3):                  # the cached path: only a query with no demonstrations reads 0
-        demos, queries, full = split_for_cache(random_batch(task, k=k, B=2))
-        ref = {key: v[:, -1] for key, v in _run(zero, full).items()}
-        with torch.no_grad():
-            out = answer_queries(zero, encode_demos(zero, demos), queries)
-        for key, v in ref.items():
-            torch.testing.assert_close(out[key], v, rtol=1e-5, atol=1e-5)
+        out, _ = _cached_agrees(zero, random_batch(task, k=k, B=2))
         hat = LATENT_HAT + READERS[task][0]
         assert torch.equal(out[hat], torch.zeros_like(out[hat])) == (k == 0)
     zero.train(), plain.train()
