@@ -214,8 +214,9 @@ class ModelConfig:
               f"a list of grid tasks {tuple(GRID_TASKS)}", self.grid_k0_first_guess)
         check(set(self.offset_stated_only) <= {"bf", "pe"}, "model.offset_stated_only",
               "a list among bf, pe (the heads that apply the probe's offset)", self.offset_stated_only)
-        check(not self.offset_stated_only or self.nominal, "model.offset_stated_only", "empty unless model.nominal",
-              self.offset_stated_only)
+        for name in ("offset_stated_only", "probe_k0_unapplied_zero"):   # both tell the forms apart by the nominal
+            check(not getattr(self, name) or self.nominal, f"model.{name}", "empty unless model.nominal",
+                  getattr(self, name))
         check(set(self.icr_residual_ridge) <= set(GRID_TASKS), "model.icr_residual_ridge",
               f"a list of grid tasks {tuple(GRID_TASKS)}", self.icr_residual_ridge)
         check(0.0 < self.icr_residual_floor < 1.0, "model.icr_residual_floor", "a float in (0, 1)",

@@ -238,7 +238,7 @@ class ICWM(nn.Module):
         (``self.nominal``; ``prior_<name>`` [B, P] or [B, 1]), the read-out is the offset from it: estimate = nominal +
         read-out. With ``cfg.probe_k0_nominal``, in eval mode, the first pair of hx states the nominal instead when
         it has no earlier pairs (``first_is_pair0``; false for a query embedded alone after cached demonstrations);
-        with ``cfg.probe_k0_unapplied_zero`` it reads 0 there for a latent the batch neither hides nor states (no
+        with ``cfg.probe_k0_unapplied_zero`` it reads 0 there for a latent whose nominal the batch does not state (no
         ``prior_<name>``: the given form, which applies no offset)."""
         names = probe_latents(task)
         if not names:

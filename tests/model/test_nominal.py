@@ -223,6 +223,8 @@ def test_probe_k0_unapplied_zero_reads_0_at_pair_0_of_the_given_form_only_at_inf
     torch.testing.assert_close(zero(b)[LATENT_HAT + READERS[task][0]], plain(b)[LATENT_HAT + READERS[task][0]])
     with pytest.raises(ValueError, match="probe_k0_unapplied_zero"):
         build_model(ModelConfig.flavour("debug", nominal=True, probe_k0_unapplied_zero=("pre_sr",)))
+    with pytest.raises(ValueError, match="probe_k0_unapplied_zero"):    # without nominal no batch states one
+        ModelConfig.flavour("debug", probe_k0_unapplied_zero=(task,))
 
 
 def _jolt_probe(model: torch.nn.Module, task: str) -> torch.nn.Module:
