@@ -110,6 +110,10 @@ class ModelConfig:
                                     # at inference (a latent-form query without its nominal is read as the given form).
                                     # The read cost bf's given form 0.08-0.15 of gain ratio at k = 1 / 4 in a bf-only
                                     # A/B, the option none of its latent form (docs/results/offset_stated_s43)
+    icr_form_table: tuple[str, ...] = ()  # de / pe named here, with ``icr``: their in-context fit's log-ridge gets a
+                                    # second trained per-j offset table (from 0) for batches that state no nominal
+                                    # (the given form): there one pair's residual is its own shadowing, in the latent
+                                    # form it reveals the cell's offset, and one ridge per j serves both. Off
     bf_offset_grad: bool = False    # bf: let the beam cross-entropy train the probe's offset through the rotated
                                     # prior (its gradient is ~6x the probe loss's and correlates 0.1 with the error)
     precoding_snr_grad: bool = True  # pre_*: let the task loss train the probe's SNR through the render of the
@@ -214,7 +218,9 @@ class ModelConfig:
               f"a list of grid tasks {tuple(GRID_TASKS)}", self.grid_k0_first_guess)
         check(set(self.offset_stated_only) <= {"bf", "pe"}, "model.offset_stated_only",
               "a list among bf, pe (the heads that apply the probe's offset)", self.offset_stated_only)
-        for name in ("offset_stated_only", "probe_k0_unapplied_zero"):   # both tell the forms apart by the nominal
+        check(set(self.icr_form_table) <= {"de", "pe"} and (self.icr or not self.icr_form_table),
+              "model.icr_form_table", "a list among de, pe (with model.icr)", self.icr_form_table)
+        for name in ("offset_stated_only", "probe_k0_unapplied_zero", "icr_form_table"):  # forms told by the nominal
             check(not getattr(self, name) or self.nominal, f"model.{name}", "empty unless model.nominal",
                   getattr(self, name))
         check(set(self.icr_residual_ridge) <= set(GRID_TASKS), "model.icr_residual_ridge",

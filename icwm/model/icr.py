@@ -47,10 +47,12 @@ class InContextRidge(nn.Module):
     gets zero. With ``residual`` the ridge is also scaled per batch row (an episode: one link) by ``rho^w_j``: rho
     the row's relative residual of that first fit on the earlier pairs (``relative_residual``, floored at
     ``cfg.icr_residual_floor``, no gradient), ``w`` [k_max + 1] a trained exponent per j (starts at 0), and the fit
-    is solved again; a link that fits well (high SNR) can so get a weaker ridge than one that does not.
+    is solved again; a link that fits well (high SNR) can so get a weaker ridge than one that does not. With
+    ``form_table`` a second table [k_max + 1] of per-j log-ridge offsets (from 0, trained) applies to the batches the
+    caller marks ``unstated`` (the given form: no stated nominal), so the two forms can regularise differently.
     """
 
-    def __init__(self, cfg: ModelConfig, residual: bool = False) -> None:
+    def __init__(self, cfg: ModelConfig, residual: bool = False, form_table: bool = False) -> None:
         super().__init__()
         self.log_n0 = nn.Parameter(torch.full((1,), math.log(cfg.icr_n0)))   # [1]: DeepSpeed broadcasts 1-d tensors
         self.slope = nn.Parameter(torch.zeros(1))
@@ -59,27 +61,34 @@ class InContextRidge(nn.Module):
         self.pool_table = nn.Parameter(torch.zeros(cfg.k_max + 1)) if cfg.icr_pool_table else None
         self.resid_w = nn.Parameter(torch.zeros(cfg.k_max + 1)) if residual else None
         self.resid_floor = cfg.icr_residual_floor
+        self.form_table = nn.Parameter(torch.zeros(cfg.k_max + 1)) if form_table else None
 
-    def ridge(self, p: int) -> torch.Tensor:
-        """Ridge weight of each pair, in samples: [P]."""
+    def ridge(self, p: int, unstated: bool = False) -> torch.Tensor:
+        """Ridge weight of each pair, in samples: [P] (``unstated``: with the ``form_table`` offsets)."""
         j = torch.arange(p, device=self.log_n0.device, dtype=self.log_n0.dtype).clamp_min(1.0)
         log_n0 = self.log_n0 + self.slope / j
-        return torch.exp(log_n0 if self.table is None else log_n0 + self.table[:p])
+        if self.table is not None:
+            log_n0 = log_n0 + self.table[:p]
+        if unstated and self.form_table is not None:
+            log_n0 = log_n0 + self.form_table[:p]
+        return torch.exp(log_n0)
 
     def pooling(self, p: int) -> torch.Tensor:
         """Pooling weight of each pair's statistics' mean over the units: [P]."""
         log_pool = self.log_pool.expand(p) if self.pool_table is None else self.log_pool + self.pool_table[:p]
         return torch.exp(log_pool)
 
-    def forward(self, reg: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, reg: torch.Tensor, target: torch.Tensor, unstated: bool = False) -> torch.Tensor:
         """reg [B, P, U, sample, F] regressors, target [B, P, U, sample, O] -> fitted values [B, P, U, sample, O].
 
         Pair p's map is fitted to the (reg, target) samples of pairs < p of its unit (and the pooled units) and
-        applied to pair p's ``reg``; ``target`` of pairs >= p never enters pair p's output.
+        applied to pair p's ``reg``; ``target`` of pairs >= p never enters pair p's output. ``unstated``: the batch
+        states no nominal (``form_table``).
         """
-        return torch.einsum("bpuof,bpusf->bpuso", self.maps(reg, target), reg)
+        return torch.einsum("bpuof,bpusf->bpuso", self.maps(reg, target, unstated=unstated), reg)
 
-    def maps(self, reg: torch.Tensor, target: torch.Tensor, own_power: bool = True) -> torch.Tensor:
+    def maps(self, reg: torch.Tensor, target: torch.Tensor, own_power: bool = True,
+             unstated: bool = False) -> torch.Tensor:
         """The fitted linear maps themselves: reg [B, P, U, sample, F], target [B, P, U, sample, O] -> [B, P, U, O, F]
         (pair p's from pairs < p; zeros for pair 0); ``forward`` applies them to each pair's own regressors.
 
@@ -95,7 +104,7 @@ class InContextRidge(nn.Module):
         if reg.shape[2] > 1:
             pool = self.pooling(reg.shape[1]).to(gram.real.dtype)[:, None, None, None]       # [P, 1, 1, 1]
             gram, cross = gram + pool * gram.mean(2, keepdim=True), cross + pool * cross.mean(2, keepdim=True)
-        ridge = self.ridge(reg.shape[1]).to(power.dtype)[:, None] * power        # [B, P, U]
+        ridge = self.ridge(reg.shape[1], unstated).to(power.dtype)[:, None] * power   # [B, P, U]
         if self.resid_w is None:
             return ridge_solve(gram, cross, ridge + 1e-12)                       # [B, P, U, O, F]
         with torch.no_grad():                                                    # rho carries no gradient

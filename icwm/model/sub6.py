@@ -236,13 +236,14 @@ class Sub6Head(nn.Module):
             nn.init.zeros_(self.out[-1].bias)
             return
         self.feat = nn.Linear(d, cfg.icr_features)
-        self.icr = InContextRidge(cfg) if cfg.icr else None
+        self.icr = InContextRidge(cfg, form_table=task in cfg.icr_form_table) if cfg.icr else None
 
     def regress(self, h: torch.Tensor, z0: torch.Tensor, ctx: Sub6Ctx) -> torch.Tensor:
         """In-context correction of z0 [B, P] from the earlier pairs' residuals ``label - z0``: [B, P]."""
         reg = torch.cat((torch.ones_like(z0)[..., None], ctx.power.float()[..., None],
                          torch.tanh(self.feat(h).float())), -1)[:, :, None, None]       # [B, P, U 1, sample 1, F]
-        return self.icr(reg, (ctx.label.float() - z0)[:, :, None, None, None])[:, :, 0, 0, 0]
+        resid = (ctx.label.float() - z0)[:, :, None, None, None]
+        return self.icr(reg, resid, unstated=not ctx.stated)[:, :, 0, 0, 0]
 
     def forward(self, hx: torch.Tensor, ctx: Sub6Ctx, latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """hx: [B, P, G, d] -> bf {"beam_logits" [B, P, n_beams], "beam" [B, P] int64}; de / pe [B, P] float32."""

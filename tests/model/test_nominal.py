@@ -262,3 +262,28 @@ def test_offset_stated_only_names_bf_or_pe_and_needs_nominal():
         ModelConfig.flavour("debug", nominal=True, offset_stated_only=("de",))
     with pytest.raises(ValueError, match="offset_stated_only"):
         ModelConfig.flavour("debug", offset_stated_only=("pe",))
+
+
+@pytest.mark.parametrize("task", ("de", "pe"))
+def test_icr_form_table_moves_the_given_forms_ridge_only(task: str):
+    """``model.icr_form_table``: the in-context fit's second per-j log-ridge table (a trained parameter the ridges'
+    learning-rate group holds, ``.icr.`` in its name, starting at 0: the plain model) moves the given form's
+    predictions at pairs with earlier pairs and never the latent form's (nominal stated) nor pair 0."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.flavour("debug", nominal=True, dropout=0.0, icr_form_table=(task,))).eval()
+    plain = build_model(ModelConfig.flavour("debug", nominal=True, dropout=0.0)).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    names = [n for n, _ in model.named_parameters() if n.endswith("form_table")]
+    assert names == [f"heads.{task}.icr.form_table"] and ".icr." in names[0]
+    given, latent = random_batch(task, k=3), latent_batch(task, k=3)
+    key = "distance_m" if task == "de" else "pathloss_db"
+    assert torch.equal(_run(model, given)[key], _run(plain, given)[key])           # the table starts at 0
+    with torch.no_grad():
+        model.heads[task].icr.form_table.fill_(3.0)                              # a ridge e^3 times stronger
+    moved, ref = _run(model, given)[key], _run(plain, given)[key]
+    assert torch.equal(moved[:, 0], ref[:, 0]) and not torch.equal(moved[:, 1:], ref[:, 1:])
+    assert torch.equal(_run(model, latent)[key], _run(plain, latent)[key])
+    with pytest.raises(ValueError, match="icr_form_table"):
+        ModelConfig.flavour("debug", nominal=True, icr_form_table=("bf",))
+    with pytest.raises(ValueError, match="icr_form_table"):
+        ModelConfig.flavour("debug", nominal=True, icr=False, icr_form_table=(task,))
