@@ -20,3 +20,12 @@ val() {  # name task
       "ks=[0,1,4,8,16]" "tasks=[$2]" "families=[configs/systems/link_latent_val.yaml]" device=cpu \
       out_dir=outputs/eval/$1_val && touch outputs/logs/$1_val.done
 }
+
+# given NAME TASK: NAME's given-form evaluation (configs/eval/default.yaml, 32 episodes per system, k = 0 / 1 / 4 / 16)
+# into outputs/eval/NAME_given; skipped when outputs/logs/NAME_given.done exists.
+given() {  # name task
+  [ -f outputs/logs/$1_given.done ] && return
+  OMP_NUM_THREADS=2 .venv/bin/python launch/evaluate.py --config configs/eval/default.yaml \
+      model=outputs/pretrain/$1/model episodes=32 batch_size=32 device=cpu "ks=[0,1,4,16]" "tasks=[$2]" \
+      out_dir=outputs/eval/$1_given && touch outputs/logs/$1_given.done
+}

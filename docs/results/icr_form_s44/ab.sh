@@ -4,14 +4,8 @@
 # pair's residual is its own shadowing; in the latent form one pair reveals the cell's power offset). The base arms
 # are session 43's (docs/results/offset_stated_s43/ab.sh's pe_base_s43, the same recipe; de_base_s43 is new here).
 # Arms as docs/results/bf_offset_memo_s29/arm.sh (one task, 1,500 steps, seed 0, latent evaluation) plus the given
-# form (offset_stated_s43's given()). Compare with docs/results/v17_latent/given_paired.py and eta_table.py.
+# form (arm.sh's given()). Compare with docs/results/v17_latent/given_paired.py and eta_table.py.
 cd "$(dirname "$0")/../../.." && source docs/results/bf_offset_memo_s29/arm.sh
-given() {  # name task
-  [ -f outputs/logs/$1_given.done ] && return
-  OMP_NUM_THREADS=2 .venv/bin/python launch/evaluate.py --config configs/eval/default.yaml \
-      model=outputs/pretrain/$1/model episodes=32 batch_size=32 device=cpu "ks=[0,1,4,16]" "tasks=[$2]" \
-      out_dir=outputs/eval/$1_given && touch outputs/logs/$1_given.done
-}
 for T in pe de; do
   arm ${T}_base_s43 $T "model.probe_k0_nominal=[]" && given ${T}_base_s43 $T
   arm ${T}_form_s44 $T "model.probe_k0_nominal=[]" "model.icr_form_table=[$T]" && given ${T}_form_s44 $T

@@ -7,12 +7,6 @@
 # Compare the given forms with docs/results/v17_latent/given_paired.py and the latent forms with
 # docs/results/eta_table.py.
 cd "$(dirname "$0")/../../.." && source docs/results/bf_offset_memo_s29/arm.sh
-given() {  # name task
-  [ -f outputs/logs/$1_given.done ] && return
-  OMP_NUM_THREADS=2 .venv/bin/python launch/evaluate.py --config configs/eval/default.yaml \
-      model=outputs/pretrain/$1/model episodes=32 batch_size=32 device=cpu "ks=[0,1,4,16]" "tasks=[$2]" \
-      out_dir=outputs/eval/$1_given && touch outputs/logs/$1_given.done
-}
 for T in pe bf; do
   arm ${T}_base_s43 $T "model.probe_k0_nominal=[]" && given ${T}_base_s43 $T
   arm ${T}_stated_s43 $T "model.probe_k0_nominal=[]" "model.offset_stated_only=[$T]" && given ${T}_stated_s43 $T
