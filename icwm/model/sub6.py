@@ -257,7 +257,9 @@ class Sub6Head(nn.Module):
             logits = torch.exp(o.clamp(-5.0, 5.0)) * prior                   # confidence > 0 keeps the argmax
             return {"beam_logits": logits, "beam": logits.argmax(-1)}
         z = o[..., 0]
-        if self.pe_offset and (ctx.stated or not self.stated_only):  # a cell Delta dB louder: the same received power came through Delta dB more loss
+        # a cell Delta dB louder: the same received power came through Delta dB more loss (none in the given form
+        # with ``offset_stated_only``)
+        if self.pe_offset and (ctx.stated or not self.stated_only):
             z = z + (latent["power_offset_db"].detach() - ctx.nominal) / 20.0   # (nominal 0 outside nominal_frame)
         if self.icr is not None and hx.shape[1] > 1:
             z = z + self.regress(h, z, ctx)

@@ -8,10 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 T=outputs/pretrain/small_v33/model
-for f in config.yaml model.safetensors metadata.json; do cp "$T/$f" icwm/assets/icwm-small/; done
-for form in latent given; do
-  mkdir -p docs/results/v33_candidate/$form
-  cp outputs/eval/v33_$form/{config.yaml,report.md,results.csv} docs/results/v33_candidate/$form/
+for f in $T/{config.yaml,model.safetensors,metadata.json} \
+         outputs/eval/v33_{latent,given}/{config.yaml,report.md,results.csv}; do
+  [ -f "$f" ] || { echo "ship.sh: missing $f (nothing copied)" >&2; exit 1; }
 done
 .venv/bin/python - <<'PY'
 from pathlib import Path
@@ -26,6 +25,11 @@ lines[at[0] + 1:at[0] + 1] = [
     "  offset_stated_only: [bf]     # bf rotates by the probe's offset only where a nominal is stated (v32: [])\n"]
 p.write_text("".join(lines))
 PY
+for f in config.yaml model.safetensors metadata.json; do cp "$T/$f" icwm/assets/icwm-small/; done
+for form in latent given; do
+  mkdir -p docs/results/v33_candidate/$form
+  cp outputs/eval/v33_$form/{config.yaml,report.md,results.csv} docs/results/v33_candidate/$form/
+done
 OMP_NUM_THREADS=2 .venv/bin/python launch/demo.py --out outputs/demo_v33
 cp outputs/demo_v33/demo.png icwm/assets/icwm-small/demo.png
 OMP_NUM_THREADS=2 .venv/bin/python -m pytest -q tests/test_configs.py
